@@ -1,0 +1,1 @@
+"""labkit.models (see docs/ and DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""labkit.quality (see docs/ and DESIGN.md)."""

@@ -1,0 +1,249 @@
+"""Annotations: add, edit, soft-delete and restore, with history and an audit trail."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from labkit.store import schema as S
+
+_EXPAND = {  # geometry columns added when annotations() is asked for a single kind
+    "box": ("x0", "y0", "x1", "y1"),
+    "ellipse": ("cx", "cy", "rx", "ry", "angle"),
+}
+
+
+def _check_source(source: str) -> str:
+    if source in S.SOURCES or (isinstance(source, str) and source.startswith("import:") and len(source) > 7):
+        return source
+    raise ValueError(f"unknown source {source!r}; expected one of {S.SOURCES} or 'import:<format>'")
+
+
+def _check_json(value: Any, what: str) -> Any:
+    import json
+
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be JSON-serialisable (plain dicts, lists, str, finite numbers): {exc}") from None
+    return value
+
+
+class AnnotationsMixin:
+    """Annotation methods of :class:`labkit.Project`."""
+
+    def _prepare_annotation(self, conn, *, image, kind, label, annotator, geometry=None, score=None,
+                            source=None, provenance=None, class_ids=None, image_row=None,
+                            annotator_row=None) -> dict:
+        """Validate one annotation against the project; return the row to insert."""
+        from labkit.geometry import KINDS, normalize_geometry
+
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+        class_ids = class_ids if class_ids is not None else self._class_ids(conn)
+        if label not in class_ids:
+            raise ValueError(f"unknown class {label!r}; the project's classes are {list(class_ids)[:30]}. "
+                             "Add it with project.add_classes([...]) if it is new")
+        img = image_row if image_row is not None else self._image_row(conn, image)
+        who = annotator_row if annotator_row is not None else self._annotator_row(conn, annotator)
+        if source is None:
+            source = "simulated" if who.simulated else "human"
+        _check_source(source)
+        if who.simulated and source != "simulated":
+            raise ValueError(f"annotator {who.name!r} is simulated; its annotations must have source='simulated'")
+        if kind == "label":
+            if geometry is not None:
+                raise ValueError("an image-level label (kind='label') has no geometry; pass geometry=None")
+            geom = None
+        else:
+            if geometry is None:
+                raise ValueError(f"kind={kind!r} needs a geometry")
+            geom = normalize_geometry(kind, geometry, width=img.width, height=img.height)
+        if score is not None:
+            score = float(score)
+            if not math.isfinite(score):
+                raise ValueError(f"score must be a finite number or None, got {score}")
+        provenance = dict(_check_json(provenance or {}, "provenance"))
+        return {"image_id": img.id, "annotator_id": who.id, "kind": kind, "class_id": class_ids[label],
+                "geometry": geom, "score": score, "source": source, "provenance": provenance}
+
+    def add_annotation(self, *, image: int | str, kind: str, label: str, annotator: str,
+                       geometry: Any = None, score: float | None = None, source: str | None = None,
+                       provenance: Mapping[str, Any] | None = None) -> int:
+        """Store one annotation and return its id.
+
+        Parameters
+        ----------
+        image : int or path
+            Image id (or its path).
+        kind : {"label", "box", "polygon", "ellipse", "point", "mask"}
+        label : str
+            Class name; must be in the project's classes.
+        annotator : str
+            A registered annotator's name.
+        geometry : optional
+            Per kind, as in ``docs/data-model.md`` (``None`` for ``label``); validated against
+            the image's size.
+        score : float, optional
+            Model confidence for machine-made annotations.
+        source : str, optional
+            ``human`` (default), ``sam``, ``grabcut``, ``consensus``, ``import:<format>``;
+            ``simulated`` (forced) for simulated annotators.
+        provenance : dict, optional
+            Free-form record of how it was made (SAM prompts, model id, time spent, ...).
+        """
+        return self.add_annotations([dict(image=image, kind=kind, label=label, annotator=annotator,
+                                          geometry=geometry, score=score, source=source,
+                                          provenance=provenance)])[0]
+
+    def add_annotations(self, records: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Store many annotations in one transaction (all or none); return their ids."""
+        records = list(records)
+
+        def fn(conn):
+            class_ids = self._class_ids(conn)
+            t = self._now()
+            rows = []
+            for i, r in enumerate(records):
+                try:
+                    rows.append(self._prepare_annotation(conn, class_ids=class_ids, **r))
+                except (ValueError, TypeError) as exc:
+                    where = f"record {i}: " if len(records) > 1 else ""
+                    raise type(exc)(f"{where}{exc}; nothing was stored") from exc
+            ids = [conn.execute(sa.insert(S.annotations).values(
+                **row, version=1, created_at=t, updated_at=t)).inserted_primary_key[0] for row in rows]
+            self._audit(conn, "add_annotations", target="annotations", count=len(ids),
+                        first_id=ids[0] if ids else None,
+                        actor=records[0]["annotator"] if len({r["annotator"] for r in records}) == 1 else None)
+            return ids
+        return self._write(fn) if records else []
+
+    @staticmethod
+    def _now():
+        from labkit.store.project import now
+
+        return now()
+
+    def _current(self, conn, annotation: int):
+        row = conn.execute(sa.select(S.annotations).where(S.annotations.c.id == int(annotation))).first()
+        if row is None:
+            raise ValueError(f"no annotation with id {annotation}")
+        return row
+
+    def _snapshot(self, conn, row, *, change: str, by: str) -> None:
+        conn.execute(sa.insert(S.annotation_history).values(
+            annotation_id=row.id, version=row.version, class_id=row.class_id, geometry=row.geometry,
+            score=row.score, provenance=row.provenance, deleted_at=row.deleted_at,
+            valid_from=row.updated_at, valid_to=self._now(), change=change, changed_by=by))
+
+    def update_annotation(self, annotation: int, *, by: str, label: str | None = None,
+                          geometry: Any = None, score: float | None = None,
+                          provenance: Mapping[str, Any] | None = None) -> int:
+        """Change an annotation's class, geometry, score or provenance; return the new version.
+
+        The previous version goes to the history (:meth:`annotation_history`) and the
+        change to the audit log. ``by`` names who made the change.
+        """
+        def fn(conn):
+            row = self._current(conn, annotation)
+            if row.deleted_at is not None:
+                raise ValueError(f"annotation {annotation} is deleted; restore it first")
+            class_ids = self._class_ids(conn)
+            names = {v: k for k, v in class_ids.items()}
+            who = conn.execute(sa.select(S.annotators).where(S.annotators.c.id == row.annotator_id)).first()
+            new = self._prepare_annotation(
+                conn, image=row.image_id, kind=row.kind, label=label if label is not None else names[row.class_id],
+                annotator=None, annotator_row=who,
+                geometry=geometry if geometry is not None else row.geometry,
+                score=score if score is not None else row.score, source=row.source,
+                provenance=provenance if provenance is not None else row.provenance, class_ids=class_ids)
+            self._snapshot(conn, row, change="update", by=by)
+            conn.execute(sa.update(S.annotations).where(S.annotations.c.id == row.id).values(
+                class_id=new["class_id"], geometry=new["geometry"], score=new["score"],
+                provenance=new["provenance"], version=row.version + 1, updated_at=self._now()))
+            self._audit(conn, "update_annotation", target="annotations", target_id=row.id, actor=by,
+                        version=row.version + 1)
+            return row.version + 1
+        return self._write(fn)
+
+    def delete_annotation(self, annotation: int, *, by: str) -> None:
+        """Soft-delete: hidden from :meth:`annotations`, kept in history, restorable."""
+        self._set_deleted(annotation, by=by, deleted=True)
+
+    def restore_annotation(self, annotation: int, *, by: str) -> None:
+        """Undo :meth:`delete_annotation`."""
+        self._set_deleted(annotation, by=by, deleted=False)
+
+    def _set_deleted(self, annotation: int, *, by: str, deleted: bool) -> None:
+        def fn(conn):
+            row = self._current(conn, annotation)
+            if (row.deleted_at is not None) == deleted:
+                raise ValueError(f"annotation {annotation} is {'already' if deleted else 'not'} deleted")
+            self._snapshot(conn, row, change="delete" if deleted else "restore", by=by)
+            t = self._now()
+            conn.execute(sa.update(S.annotations).where(S.annotations.c.id == row.id).values(
+                deleted_at=t if deleted else None, version=row.version + 1, updated_at=t))
+            self._audit(conn, "delete_annotation" if deleted else "restore_annotation",
+                        target="annotations", target_id=row.id, actor=by)
+        self._write(fn)
+
+    def annotation_history(self, annotation: int) -> pd.DataFrame:
+        """Every version of one annotation, oldest first; the last row is the current state."""
+        h = S.annotation_history
+        with self._engine.connect() as conn:
+            cur = self._current(conn, annotation)
+            names = {v: k for k, v in self._class_ids(conn).items()}
+            old = conn.execute(sa.select(h).where(h.c.annotation_id == cur.id).order_by(h.c.version)).all()
+        rows = [{"version": r.version, "label": names.get(r.class_id), "geometry": r.geometry, "score": r.score,
+                 "provenance": r.provenance, "deleted": r.deleted_at is not None, "valid_from": r.valid_from,
+                 "valid_to": r.valid_to, "superseded_by": r.change, "changed_by": r.changed_by} for r in old]
+        rows.append({"version": cur.version, "label": names.get(cur.class_id), "geometry": cur.geometry,
+                     "score": cur.score, "provenance": cur.provenance, "deleted": cur.deleted_at is not None,
+                     "valid_from": cur.updated_at, "valid_to": None, "superseded_by": None, "changed_by": None})
+        return pd.DataFrame(rows).set_index("version")
+
+    def annotations(self, *, kind: str | None = None, image: int | None = None, annotator: str | None = None,
+                    source: str | None = None, label: str | None = None,
+                    include_deleted: bool = False) -> pd.DataFrame:
+        """Annotations in the long layout: one row per object, indexed by annotation id.
+
+        Columns: ``task`` (image id), ``worker`` (annotator name), ``label`` (class name),
+        ``kind``, ``geometry``, ``score``, ``source``, ``simulated``, ``provenance``,
+        ``version``, ``created_at``, ``updated_at``, ``deleted``. With a single ``kind``, the
+        geometry is also spread into columns: ``x0 y0 x1 y1`` (box), ``cx cy rx ry angle``
+        (ellipse), ``x y`` (point, its first point). This is crowd-kit's layout, so its
+        aggregators accept ``df[["task", "worker", "label"]]`` as is.
+        """
+        a, c, w = S.annotations, S.classes, S.annotators
+        stmt = (sa.select(a.c.id.label("annotation"), a.c.image_id.label("task"), w.c.name.label("worker"),
+                          c.c.name.label("label"), a.c.kind, a.c.geometry, a.c.score, a.c.source,
+                          w.c.simulated, a.c.provenance, a.c.version, a.c.created_at, a.c.updated_at,
+                          a.c.deleted_at)
+                .join(c, a.c.class_id == c.c.id).join(w, a.c.annotator_id == w.c.id).order_by(a.c.id))
+        if kind is not None:
+            stmt = stmt.where(a.c.kind == kind)
+        if image is not None:
+            stmt = stmt.where(a.c.image_id == int(image))
+        if annotator is not None:
+            stmt = stmt.where(w.c.name == annotator)
+        if source is not None:
+            stmt = stmt.where(a.c.source == source)
+        if label is not None:
+            stmt = stmt.where(c.c.name == label)
+        if not include_deleted:
+            stmt = stmt.where(a.c.deleted_at.is_(None))
+        df = self._read(stmt)
+        df["deleted"] = df.pop("deleted_at").notna()
+        df = df.set_index("annotation")
+        if kind in _EXPAND:
+            for col in _EXPAND[kind]:
+                df[col] = [g[col] for g in df["geometry"]] if len(df) else pd.Series(dtype=float)
+        elif kind == "point":
+            pts = [g["points"][0] for g in df["geometry"]]
+            df["x"] = [p[0] for p in pts] if pts else pd.Series(dtype=float)
+            df["y"] = [p[1] for p in pts] if pts else pd.Series(dtype=float)
+        return df

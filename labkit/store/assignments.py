@@ -1,0 +1,139 @@
+"""Crowdsourced distribution (seed 001): assign images to annotators, queues and progress."""
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+import pandas as pd
+import sqlalchemy as sa
+
+from labkit.store import schema as S
+
+
+class AssignmentsMixin:
+    """Assignment methods of :class:`labkit.Project`."""
+
+    def assign(self, images: Sequence[int] | None, annotators: Sequence[str], *, overlap: int = 1) -> pd.DataFrame:
+        """Give each image to ``overlap`` different annotators, keeping workloads balanced.
+
+        Existing assignments count: an image already assigned to some of ``annotators``
+        gets only the missing ones, and each annotator's current load (all its assignments
+        in the project) is taken into account, so after the call the loads of
+        ``annotators`` differ by at most one whenever they started equal.
+
+        Parameters
+        ----------
+        images : sequence of int or None
+            Image ids, in queue order; ``None`` means every image in the project.
+        annotators : sequence of str
+            Names of annotators with role ``annotator`` or ``admin``.
+        overlap : int
+            How many annotators label each image (the basis for agreement).
+
+        Returns
+        -------
+        DataFrame
+            The new assignments: ``image``, ``annotator``.
+        """
+        annotators = list(dict.fromkeys(annotators))
+        if not isinstance(overlap, int) or overlap < 1:
+            raise ValueError(f"overlap must be a positive integer, got {overlap!r}")
+        if overlap > len(annotators):
+            raise ValueError(f"overlap={overlap} needs at least {overlap} annotators; got {len(annotators)}: "
+                             f"{annotators}")
+        a, w = S.assignments, S.annotators
+
+        def fn(conn):
+            rows = {n: self._annotator_row(conn, n) for n in annotators}
+            viewers = [n for n, r in rows.items() if r.role == "viewer"]
+            if viewers:
+                raise ValueError(f"viewers cannot be assigned images: {viewers}")
+            ids = list(conn.execute(sa.select(S.images.c.id).order_by(S.images.c.id)).scalars()) \
+                if images is None else [int(i) for i in images]
+            known = set(conn.execute(sa.select(S.images.c.id).where(S.images.c.id.in_(ids))).scalars())
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise ValueError(f"no such images: {missing[:20]}; nothing was assigned")
+            by_id = {r.id: n for n, r in rows.items()}
+            load = dict.fromkeys(annotators, 0)
+            for aid, cnt in conn.execute(sa.select(a.c.annotator_id, sa.func.count())
+                                         .where(a.c.annotator_id.in_(list(by_id))).group_by(a.c.annotator_id)):
+                load[by_id[aid]] = cnt
+            have: dict[int, set[str]] = {}
+            for img, aid in conn.execute(sa.select(a.c.image_id, a.c.annotator_id).where(a.c.image_id.in_(ids))):
+                if aid in by_id:
+                    have.setdefault(img, set()).add(by_id[aid])
+            # Heap of (load, tie-break, name): the tie-break rotates so equal loads take turns.
+            order = {n: i for i, n in enumerate(annotators)}
+            tick = 0
+            heap = [(load[n], order[n], n) for n in annotators]
+            heapq.heapify(heap)
+            new, t = [], self._now()
+            for img in dict.fromkeys(ids):
+                need = overlap - len(have.get(img, ()))
+                taken, skipped = [], []
+                while need > 0 and heap:
+                    ld, _, n = heapq.heappop(heap)
+                    if n in have.get(img, ()):
+                        skipped.append((ld, order[n], n))
+                        continue
+                    taken.append(n)
+                    need -= 1
+                for n in taken:
+                    tick += 1
+                    load[n] += 1
+                    heapq.heappush(heap, (load[n], tick * len(annotators) + order[n], n))
+                    new.append({"image_id": img, "annotator_id": rows[n].id, "status": "pending",
+                                "assigned_at": t})
+                for item in skipped:
+                    heapq.heappush(heap, item)
+            if new:
+                conn.execute(sa.insert(a), new)
+            self._audit(conn, "assign", target="assignments", count=len(new), overlap=overlap,
+                        annotators=annotators)
+            return pd.DataFrame({"image": [r["image_id"] for r in new],
+                                 "annotator": [by_id[r["annotator_id"]] for r in new]})
+        return self._write(fn)
+
+    def queue(self, annotator: str) -> list[int]:
+        """Image ids still to do for ``annotator``, in the order they were assigned."""
+        a = S.assignments
+        with self._engine.connect() as conn:
+            who = self._annotator_row(conn, annotator)
+            return list(conn.execute(sa.select(a.c.image_id).where(a.c.annotator_id == who.id,
+                                                                    a.c.status == "pending")
+                                     .order_by(a.c.id)).scalars())
+
+    def submit(self, image: int, *, annotator: str, status: str = "done") -> None:
+        """Mark an assigned image as ``done`` (or ``skipped``) for ``annotator``."""
+        if status not in ("done", "skipped", "pending"):
+            raise ValueError(f"status must be 'done', 'skipped' or 'pending', got {status!r}")
+        a = S.assignments
+
+        def fn(conn):
+            who = self._annotator_row(conn, annotator)
+            res = conn.execute(sa.update(a).where(a.c.image_id == int(image), a.c.annotator_id == who.id)
+                               .values(status=status, done_at=None if status == "pending" else self._now()))
+            if res.rowcount == 0:
+                raise ValueError(f"image {image} is not assigned to {annotator!r}; see project.queue({annotator!r})")
+            self._audit(conn, "submit", target="images", target_id=int(image), actor=annotator, status=status)
+        self._write(fn)
+
+    def progress(self, *, by: str = "annotator") -> pd.DataFrame:
+        """Done / total per annotator (``by="annotator"``) or per image (``by="image"``).
+
+        Columns: ``assigned``, ``done``, ``skipped``, ``pending``, ``fraction_done``.
+        """
+        if by not in ("annotator", "image"):
+            raise ValueError(f"by must be 'annotator' or 'image', got {by!r}")
+        a, w = S.assignments, S.annotators
+        key = w.c.name.label("annotator") if by == "annotator" else a.c.image_id.label("image")
+        df = self._read(sa.select(key, a.c.status).join(w, a.c.annotator_id == w.c.id))
+        cols = ["assigned", "done", "skipped", "pending", "fraction_done"]
+        if df.empty:
+            return pd.DataFrame(columns=cols).rename_axis(by)
+        out = pd.crosstab(df[by], df["status"]).reindex(columns=["done", "skipped", "pending"], fill_value=0)
+        out.insert(0, "assigned", out.sum(axis=1))
+        out["fraction_done"] = (out["done"] + out["skipped"]) / out["assigned"]
+        out.columns.name = None
+        return out

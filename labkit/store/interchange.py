@@ -1,0 +1,295 @@
+"""Import and export of annotation files, through the readers/writers of ``labkit.formats``.
+
+An import validates everything against the project first (images present, sizes equal,
+classes known, geometry in bounds) and then writes images, annotators and annotations
+in one transaction: it lands whole or not at all.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import sqlalchemy as sa
+
+from labkit.store import schema as S
+
+_MAX_PROBLEMS = 30
+
+
+class ImportProblem(ValueError):
+    """An annotation file does not fit the project; nothing was imported."""
+
+
+@dataclass
+class ImportSummary:
+    """What an import added."""
+    images_added: int = 0
+    annotations_added: int = 0
+    annotators_added: list[str] = field(default_factory=list)
+    images_updated: int = 0
+
+    def __str__(self) -> str:
+        return (f"{self.annotations_added} annotations, {self.images_added} new images, "
+                f"{self.images_updated} images with new attributes, "
+                f"{len(self.annotators_added)} new annotators")
+
+
+def _fail(path, problems: list[str]) -> None:
+    more = f"\n  ... and {len(problems) - _MAX_PROBLEMS} more" if len(problems) > _MAX_PROBLEMS else ""
+    raise ImportProblem(f"cannot import {path}: {len(problems)} problem(s); the project is unchanged:\n  "
+                        + "\n  ".join(problems[:_MAX_PROBLEMS]) + more)
+
+
+class _ImageIndex:
+    """Match a file's image keys to project images: exact stored path, path suffix, basename."""
+
+    def __init__(self, rows, resolve):
+        self.by_path = {r.path: r for r in rows}
+        self.by_name: dict[str, list] = {}
+        for r in rows:
+            self.by_name.setdefault(PurePosixPath(r.path).name, []).append(r)
+
+    def find(self, key: str):
+        key = key.replace("\\", "/")
+        if key in self.by_path:
+            return self.by_path[key], None
+        cands = self.by_name.get(PurePosixPath(key).name, [])
+        if len(cands) > 1:
+            suffix = [r for r in cands if r.path.endswith("/" + key.lstrip("./")) or r.path == key]
+            if len(suffix) == 1:
+                return suffix[0], None
+            return None, f"matches {len(cands)} project images by file name ({[r.path for r in cands][:3]}); " \
+                         "use paths in the file that tell them apart"
+        return (cands[0], None) if cands else (None, None)
+
+
+class InterchangeMixin:
+    """Import/export methods of :class:`labkit.Project`."""
+
+    def import_annotations(self, path: str | Path, *, format: str, annotator: str | None = None,
+                           images_dir: str | Path | None = None, add_classes: bool = False,
+                           source: str | None = None) -> ImportSummary:
+        """Import an annotation file made by another tool, in one transaction.
+
+        Parameters
+        ----------
+        path : path
+            The file (or folder, for per-image formats such as ``aihub``).
+        format : str
+            One of :func:`labkit.formats.list_formats` with a reader.
+        annotator : str, optional
+            Who the annotations are attributed to (created as an ``annotator`` if new).
+            Required unless the file names its annotators (Label Studio's ``completed_by``),
+            which then become annotators named ``"<format>:<id>"``.
+        images_dir : path, optional
+            Where to find images the file mentions that are not yet in the project; they
+            are added in the same transaction. Without it, such images are an error.
+        add_classes : bool
+            Add classes the project does not have yet, instead of failing.
+        source : str, optional
+            Provenance source (default ``"import:<format>"``).
+
+        Raises
+        ------
+        labkit.formats.FormatError
+            The file itself is malformed (truncated, missing keys, bad records).
+        ImportProblem
+            The file does not fit the project (missing images, size mismatch, unknown
+            classes, geometry out of bounds). The message lists every problem.
+        """
+        from labkit.formats import get_reader
+        from labkit.geometry import normalize_geometry
+        from labkit.store.images import ImageError, inspect_images
+
+        path = Path(path)
+        ds = get_reader(format)(path)
+        source = source or f"import:{format}"
+        problems: list[str] = []
+
+        with self._engine.connect() as conn:
+            index = _ImageIndex(conn.execute(sa.select(S.images)).all(), self._resolve)
+            class_ids = self._class_ids(conn)
+            known_annotators = {r.name: r for r in conn.execute(sa.select(S.annotators))}
+
+        # 1. images: match, or find on disk under images_dir
+        matched: dict[str, Any] = {}
+        to_add: dict[str, Path] = {}
+        for rec in ds.images:
+            row, why = index.find(rec.key)
+            if why:
+                problems.append(f"{rec.where or rec.key}: image {rec.key!r} {why}")
+            elif row is not None:
+                matched[rec.key] = row
+                if rec.width and rec.height and (rec.width, rec.height) != (row.width, row.height):
+                    problems.append(f"{rec.where or rec.key}: image {rec.key!r} is {rec.width}x{rec.height} in the "
+                                    f"file but {row.width}x{row.height} in the project (a different image?)")
+            elif images_dir is not None:
+                cand = Path(images_dir) / rec.key
+                cand = cand if cand.exists() else Path(images_dir) / PurePosixPath(rec.key.replace("\\", "/")).name
+                if cand.exists():
+                    to_add[rec.key] = cand
+                else:
+                    problems.append(f"{rec.where or rec.key}: image {rec.key!r} is neither in the project nor in "
+                                    f"{images_dir}")
+            else:
+                problems.append(f"{rec.where or rec.key}: image {rec.key!r} is not in the project; add it first "
+                                "(project.add_images) or pass images_dir=")
+        new_infos = {}
+        if to_add and not problems:
+            try:
+                new_infos = dict(zip(to_add, inspect_images(list(to_add.values()))))
+            except ImageError as exc:
+                problems.append(str(exc))
+        records = {rec.key: rec for rec in ds.images}
+        sizes = {k: (r.width, r.height) for k, r in matched.items()}
+        sizes.update({k: (i.width, i.height) for k, i in new_infos.items()})
+        for k, info in new_infos.items():
+            rec = records[k]
+            if rec.width and rec.height and (rec.width, rec.height) != (info.width, info.height):
+                problems.append(f"{rec.where or k}: image {k!r} is {rec.width}x{rec.height} in the file but "
+                                f"{info.width}x{info.height} on disk")
+
+        # 2. classes
+        unknown = [c for c in dict.fromkeys([o.label for o in ds.objects] + list(ds.classes))
+                   if c not in class_ids]
+        used_unknown = sorted({o.label for o in ds.objects} - set(class_ids))
+        if used_unknown and not add_classes:
+            problems.append(f"unknown classes {used_unknown[:20]} (project has {list(class_ids)[:20]}); "
+                            "add them with project.add_classes([...]) or pass add_classes=True")
+        new_classes = [c for c in unknown if c in {o.label for o in ds.objects}] if add_classes else []
+
+        # 3. annotators
+        if annotator is None and any(o.worker is None for o in ds.objects):
+            problems.append(f"the {format} file does not name an annotator for every annotation; "
+                            "pass annotator='name'")
+        worker_names = [annotator] if annotator else sorted({f"{format}:{o.worker}" for o in ds.objects})
+        simulated = [n for n in worker_names if n in known_annotators and known_annotators[n].simulated]
+        if simulated:
+            problems.append(f"annotators {simulated} are simulated; imported annotations are real work")
+
+        # 4. objects: geometry against the image size
+        prepared = []
+        for o in ds.objects:
+            where = o.where or o.image_key
+            if o.image_key not in sizes:
+                if o.image_key not in records:
+                    problems.append(f"{where}: refers to image {o.image_key!r}, which the file does not list")
+                continue
+            w, h = sizes[o.image_key]
+            try:
+                geom = None if o.kind == "label" else normalize_geometry(o.kind, o.geometry, width=w, height=h)
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            prepared.append((o, geom))
+        if problems:
+            _fail(path, problems)
+
+        def fn(conn):
+            summary = ImportSummary()
+            t = self._now()
+            if new_classes:
+                start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(S.classes.c.position), -1))).scalar() + 1
+                conn.execute(sa.insert(S.classes), [{"name": c, "position": start + i}
+                                                    for i, c in enumerate(new_classes)])
+            cids = self._class_ids(conn)
+            aids = {}
+            for n in worker_names:
+                row = conn.execute(sa.select(S.annotators).where(S.annotators.c.name == n)).first()
+                if row is None:
+                    aids[n] = conn.execute(sa.insert(S.annotators).values(
+                        name=n, role="annotator", simulated=False, created_at=t)).inserted_primary_key[0]
+                    summary.annotators_added.append(n)
+                else:
+                    aids[n] = row.id
+            image_ids = {k: r.id for k, r in matched.items()}
+            for k, info in new_infos.items():
+                rec = records[k]
+                image_ids[k] = conn.execute(sa.insert(S.images).values(
+                    path=self._stored_path(info.path), sha256=info.sha256, width=info.width, height=info.height,
+                    split=None, subject=rec.subject, attributes=dict(rec.attributes or {}),
+                    added_at=t)).inserted_primary_key[0]
+                summary.images_added += 1
+            for k, row in matched.items():  # fill in attributes/subject the file adds
+                rec = records[k]
+                attrs = dict(row.attributes or {})
+                merged = {**dict(rec.attributes or {}), **attrs}
+                subject = row.subject or rec.subject
+                if merged != attrs or subject != row.subject:
+                    conn.execute(sa.update(S.images).where(S.images.c.id == row.id)
+                                 .values(attributes=merged, subject=subject))
+                    summary.images_updated += 1
+            rows = []
+            for o, geom in prepared:
+                who = annotator or f"{format}:{o.worker}"
+                rows.append({"image_id": image_ids[o.image_key], "annotator_id": aids[who], "kind": o.kind,
+                             "class_id": cids[o.label], "geometry": geom, "score": o.score, "source": source,
+                             "provenance": {**dict(o.provenance or {}), "import": {"format": format,
+                                                                                    "file": str(path)}},
+                             "version": 1, "created_at": t, "updated_at": t})
+            if rows:
+                conn.execute(sa.insert(S.annotations), rows)
+            summary.annotations_added = len(rows)
+            self._audit(conn, "import_annotations", target="annotations", format=format, file=str(path),
+                        annotations=len(rows), images_added=summary.images_added,
+                        annotators_added=summary.annotators_added, classes_added=new_classes)
+            return summary
+        return self._write(fn)
+
+    def export(self, path: str | Path, *, format: str, kinds: list[str] | None = None,
+               annotators: list[str] | None = None, include_simulated: bool = True,
+               **options: Any) -> Path:
+        """Write the project's current (not deleted) annotations in another tool's format.
+
+        Parameters
+        ----------
+        path : path
+            Output file or folder (per the format).
+        format : str
+            One of :func:`labkit.formats.list_formats` with a writer.
+        kinds, annotators : list of str, optional
+            Restrict what is exported.
+        include_simulated : bool
+            Export simulated annotators' work too (default True; it stays marked in provenance).
+        **options
+            Passed to the writer (e.g. ``task="segment"`` for YOLO).
+        """
+        from labkit.formats import Dataset, ImageRecord, ObjectRecord, get_writer
+
+        writer = get_writer(format)
+        imgs = self.images()
+        ann = self.annotations()
+        if kinds is not None:
+            ann = ann[ann["kind"].isin(kinds)]
+        if annotators is not None:
+            ann = ann[ann["worker"].isin(annotators)]
+        if not include_simulated:
+            ann = ann[~ann["simulated"]]
+        keys = _image_keys(imgs["path"])
+        ds = Dataset(
+            images=[ImageRecord(key=keys[i], width=int(r.width), height=int(r.height),
+                                attributes=dict(r.attributes or {}), subject=r.subject, where=f"image {i}")
+                    for i, r in imgs.iterrows()],
+            objects=[ObjectRecord(image_key=keys[r.task], kind=r.kind, label=r.label, geometry=r.geometry,
+                                  score=None if r.score != r.score else r.score, worker=r.worker,
+                                  provenance=dict(r.provenance or {}), where=f"annotation {aid}")
+                     for aid, r in ann.iterrows()],
+            classes=self.classes())
+        out = Path(path)
+        writer(ds, out, **options)
+        self._write(lambda conn: self._audit(conn, "export", format=format, path=str(out),
+                                             annotations=len(ds.objects), images=len(ds.images)))
+        return out
+
+
+def _image_keys(paths) -> dict[int, str]:
+    """File names when unique, else paths relative to the images' common folder."""
+    names = {i: PurePosixPath(p).name for i, p in paths.items()}
+    if len(set(names.values())) == len(names):
+        return names
+    import os
+
+    common = os.path.commonpath([str(p) for p in paths.values]) if len(paths) else ""
+    return {i: PurePosixPath(os.path.relpath(p, common) if common else p).as_posix() for i, p in paths.items()}

@@ -1,0 +1,395 @@
+"""``labkit.Project``: a labeling project stored in SQLite (a folder) or PostgreSQL (a URL)."""
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from labkit._version import __version__
+from labkit.store import schema as S
+from labkit.store.annotations import AnnotationsMixin
+from labkit.store.assignments import AssignmentsMixin
+from labkit.store.engine import create_engine, is_url, make_url, retrying, write_transaction
+from labkit.store.images import ImageError, expand_paths, inspect_images, load_rgb, sha256_file
+from labkit.store.interchange import InterchangeMixin
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ProjectError(ValueError):
+    """A project cannot be created, opened or changed as asked; the message says why."""
+
+
+def _default_user() -> str:
+    try:
+        return os.environ.get("LABKIT_USER") or getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
+    """A labeling project: images, classes, annotators, assignments and annotations.
+
+    A project is either a folder (``project.db``, SQLite in WAL mode, plus caches and
+    reports) or a ``postgresql://`` URL with the same schema, for teams on several
+    machines. Every write is a transaction that lands whole or not at all; edits and
+    deletes keep history and go to the audit log.
+
+    Use :meth:`create` or :meth:`open`, not the constructor.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from PIL import Image
+    >>> tmp = tempfile.mkdtemp()
+    >>> Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(f"{tmp}/a.png")
+    >>> p = Project.create(f"{tmp}/proj", classes=["cat", "dog"])
+    >>> p.add_annotator("ana")
+    1
+    >>> p.add_images([f"{tmp}/a.png"])
+    [1]
+    >>> p.add_annotation(image=1, kind="box", label="cat", annotator="ana", geometry=[2, 3, 12, 15])
+    1
+    >>> p.annotations(kind="box")[["task", "worker", "label", "x0", "y1"]]
+                task worker label   x0    y1
+    annotation
+    1              1    ana   cat  2.0  15.0
+    """
+
+    def __init__(self, engine: sa.Engine, location: str | Path, root: Path, user: str):
+        self._engine = engine
+        self.location = location
+        self.root = root
+        self.user = user
+
+    # ------------------------------------------------------------------ lifecycle --
+    @classmethod
+    def create(cls, location: str | Path, *, classes: Sequence[str], user: str | None = None,
+               workdir: str | Path | None = None) -> "Project":
+        """Create a new, empty project.
+
+        Parameters
+        ----------
+        location : str or Path
+            A folder (created if missing; must not already hold a project) or a
+            ``postgresql://user@host:port/dbname`` URL of an existing, empty database.
+        classes : sequence of str
+            The taxonomy, in display order. More can be added with :meth:`add_classes`.
+        user : str, optional
+            Who is acting, for the audit log (default: ``$LABKIT_USER`` or the login name).
+        workdir : path, optional
+            For PostgreSQL projects, the local folder for caches and reports.
+        """
+        classes = _check_class_names(classes)
+        url = make_url(location)
+        if not is_url(location):
+            root = Path(location)
+            if (root / "project.db").exists():
+                raise ProjectError(f"{root} already holds a labkit project; open it with "
+                                   f"Project.open({str(root)!r})")
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = _workdir_for(url, workdir)
+        engine = create_engine(url)
+        if sa.inspect(engine).has_table("meta"):
+            engine.dispose()
+            raise ProjectError(f"the database {url.render_as_string(hide_password=True)} already "
+                               "holds a labkit project; use Project.open, or an empty database")
+        S.metadata.create_all(engine)
+        user = user or _default_user()
+        t = now()
+        with write_transaction(engine) as conn:
+            conn.execute(sa.insert(S.meta), [
+                {"key": "schema_version", "value": S.SCHEMA_VERSION},
+                {"key": "created_with", "value": __version__},
+                {"key": "created_at", "value": t.isoformat()},
+            ])
+            conn.execute(sa.insert(S.classes), [{"name": c, "position": i} for i, c in enumerate(classes)])
+            conn.execute(sa.insert(S.audit_log).values(at=t, actor=user, action="create_project",
+                                                       target="project", details={"classes": classes}))
+        return cls(engine, location, root, user)
+
+    @classmethod
+    def open(cls, location: str | Path, *, user: str | None = None,
+             workdir: str | Path | None = None) -> "Project":
+        """Open an existing project (a folder or a ``postgresql://`` URL)."""
+        url = make_url(location)
+        if not is_url(location):
+            root = Path(location)
+            if not (root / "project.db").exists():
+                raise ProjectError(f"no labkit project at {root} (no project.db); create one with "
+                                   f"Project.create({str(root)!r}, classes=[...])")
+        else:
+            root = _workdir_for(url, workdir)
+        engine = create_engine(url)
+        if not sa.inspect(engine).has_table("meta"):
+            engine.dispose()
+            raise ProjectError(f"{url.render_as_string(hide_password=True)} holds no labkit project")
+        with engine.connect() as conn:
+            version = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).scalar()
+        if version != S.SCHEMA_VERSION:
+            engine.dispose()
+            raise ProjectError(f"project schema version {version}, but this labkit ({__version__}) reads "
+                               f"version {S.SCHEMA_VERSION}; install the labkit that created it")
+        return cls(engine, location, root, user or _default_user())
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.location)!r})"
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._engine.dialect.name
+
+    # ------------------------------------------------------------------ helpers --
+    def _write(self, fn):
+        """Run ``fn(conn)`` in one write transaction, retried whole on transient locks."""
+        def attempt():
+            with write_transaction(self._engine) as conn:
+                return fn(conn)
+        return retrying(attempt)
+
+    def _read(self, stmt) -> pd.DataFrame:
+        with self._engine.connect() as conn:
+            res = conn.execute(stmt)
+            return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+
+    def _audit(self, conn, action: str, *, target: str | None = None, target_id: int | None = None,
+               actor: str | None = None, **details: Any) -> None:
+        conn.execute(sa.insert(S.audit_log).values(
+            at=now(), actor=actor or self.user, action=action, target=target,
+            target_id=target_id, details=details))
+
+    def audit_log(self) -> pd.DataFrame:
+        """Every recorded action (who, what, when), oldest first."""
+        return self._read(sa.select(S.audit_log).order_by(S.audit_log.c.id)).set_index("id")
+
+    # ------------------------------------------------------------------ classes --
+    def classes(self) -> list[str]:
+        """Class names in display order."""
+        with self._engine.connect() as conn:
+            return list(conn.execute(sa.select(S.classes.c.name).order_by(S.classes.c.position)).scalars())
+
+    def add_classes(self, names: Sequence[str]) -> None:
+        """Append classes to the taxonomy (existing names are an error)."""
+        names = _check_class_names(names)
+
+        def fn(conn):
+            have = dict(conn.execute(sa.select(S.classes.c.name, S.classes.c.position)).all())
+            dup = [n for n in names if n in have]
+            if dup:
+                raise ProjectError(f"classes already in the project: {dup}")
+            start = max(have.values(), default=-1) + 1
+            conn.execute(sa.insert(S.classes), [{"name": n, "position": start + i} for i, n in enumerate(names)])
+            self._audit(conn, "add_classes", target="classes", classes=list(names))
+        self._write(fn)
+
+    def _class_ids(self, conn) -> dict[str, int]:
+        return dict(conn.execute(sa.select(S.classes.c.name, S.classes.c.id)).all())
+
+    # ---------------------------------------------------------------- annotators --
+    def add_annotator(self, name: str, *, role: str = "annotator", simulated: bool = False) -> int:
+        """Register a person (or a simulated annotator) and return its id.
+
+        Parameters
+        ----------
+        role : {"admin", "annotator", "viewer"}
+        simulated : bool
+            True for a program standing in for a person (demos, tests). Its annotations
+            are recorded with ``source="simulated"`` so they are never mistaken for human work.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ProjectError(f"annotator name must be a non-empty string, got {name!r}")
+        if role not in S.ROLES:
+            raise ProjectError(f"unknown role {role!r}; expected one of {S.ROLES}")
+
+        def fn(conn):
+            if conn.execute(sa.select(S.annotators.c.id).where(S.annotators.c.name == name)).first():
+                raise ProjectError(f"annotator {name!r} already exists")
+            aid = conn.execute(sa.insert(S.annotators).values(
+                name=name, role=role, simulated=bool(simulated), created_at=now())).inserted_primary_key[0]
+            self._audit(conn, "add_annotator", target="annotators", target_id=aid, name=name, role=role,
+                        simulated=bool(simulated))
+            return aid
+        return self._write(fn)
+
+    def annotators(self) -> pd.DataFrame:
+        """Annotators indexed by name: id, role, simulated, created_at."""
+        return self._read(sa.select(S.annotators).order_by(S.annotators.c.id)).set_index("name")
+
+    def _annotator_row(self, conn, name: str):
+        row = conn.execute(sa.select(S.annotators).where(S.annotators.c.name == name)).first()
+        if row is None:
+            known = list(conn.execute(sa.select(S.annotators.c.name)).scalars())
+            raise ProjectError(f"unknown annotator {name!r}; known: {known[:20]}. "
+                               f"Register it first with project.add_annotator({name!r})")
+        return row
+
+    # ------------------------------------------------------------------- images --
+    def add_images(self, paths_or_folder: str | Path | Iterable[str | Path], *, split: str | None = None,
+                   subject: str | Sequence[str | None] | None = None,
+                   attributes: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+                   progress: bool = True) -> list[int]:
+        """Add image files; return their new ids in input order.
+
+        Every file is decoded and hashed first; if any is missing, unreadable, corrupt or
+        already in the project, an :class:`ImageError` lists them all and nothing is added.
+
+        Parameters
+        ----------
+        paths_or_folder : path, folder or iterable of paths
+            A folder is searched recursively for image files (sorted by path).
+        split : str, optional
+            e.g. ``"train"``, ``"val"``, ``"test"``.
+        subject : str or sequence of str, optional
+            The data subject (person) each image shows: one for all, or one per image.
+        attributes : dict or sequence of dict, optional
+            Image attributes (e.g. ``{"inst": "S", "image": "rgb"}``): one for all, or one per image.
+        """
+        paths = expand_paths(paths_or_folder)
+        n = len(paths)
+        subjects = _per_image(subject, n, "subject", str)
+        attrs = _per_image(attributes, n, "attributes", Mapping)
+        stored = [self._stored_path(p) for p in paths]
+        dup_in_call = sorted({s for s in stored if stored.count(s) > 1})
+        if dup_in_call:
+            raise ImageError(f"these paths are given more than once; nothing was added: {dup_in_call[:20]}")
+        infos = inspect_images(paths, progress=progress)
+
+        def fn(conn):
+            existing = set(conn.execute(sa.select(S.images.c.path).where(S.images.c.path.in_(stored))).scalars())
+            if existing:
+                raise ImageError(f"{len(existing)} image(s) are already in the project; nothing was added "
+                                 f"(pass only new files): {sorted(existing)[:20]}")
+            t = now()
+            ids = []
+            for info, sp, sub, at in zip(infos, stored, subjects, attrs):
+                ids.append(conn.execute(sa.insert(S.images).values(
+                    path=sp, sha256=info.sha256, width=info.width, height=info.height, split=split,
+                    subject=sub, attributes=dict(at or {}), added_at=t)).inserted_primary_key[0])
+            self._audit(conn, "add_images", target="images", count=len(ids),
+                        first_id=ids[0] if ids else None, split=split)
+            return ids
+        return self._write(fn)
+
+    def _stored_path(self, path: Path) -> str:
+        """Paths inside a folder project are stored relative to it, so the folder can move."""
+        p = Path(path).resolve()
+        if not is_url(self.location):
+            try:
+                return p.relative_to(Path(self.root).resolve()).as_posix()
+            except ValueError:
+                pass
+        return p.as_posix()
+
+    def images(self, *, split: str | None = None, subject: str | None = None) -> pd.DataFrame:
+        """Images indexed by id (``image``): path, sha256, width, height, split, subject, attributes."""
+        stmt = sa.select(S.images).order_by(S.images.c.id)
+        if split is not None:
+            stmt = stmt.where(S.images.c.split == split)
+        if subject is not None:
+            stmt = stmt.where(S.images.c.subject == subject)
+        return self._read(stmt).rename(columns={"id": "image"}).set_index("image")
+
+    def _image_row(self, conn, image: int | str | Path):
+        if isinstance(image, (str, Path)):
+            row = conn.execute(sa.select(S.images).where(
+                S.images.c.path == self._stored_path(Path(image)))).first()
+        else:
+            row = conn.execute(sa.select(S.images).where(S.images.c.id == int(image))).first()
+        if row is None:
+            raise ProjectError(f"no image {image!r} in the project; ids and paths are listed by project.images()")
+        return row
+
+    def image_path(self, image: int | str | Path) -> Path:
+        """Absolute path of an image file."""
+        with self._engine.connect() as conn:
+            return self._resolve(self._image_row(conn, image).path)
+
+    def _resolve(self, stored: str) -> Path:
+        p = Path(stored)
+        return p if p.is_absolute() else Path(self.root) / p
+
+    def read_image(self, image: int | str | Path, *, verify: bool = True) -> np.ndarray:
+        """The image as ``(H, W, 3)`` uint8 RGB; with ``verify``, its bytes must match the stored hash."""
+        with self._engine.connect() as conn:
+            row = self._image_row(conn, image)
+        path = self._resolve(row.path)
+        if not path.exists():
+            raise ImageError(f"image {row.id} is missing: {path} (moved or deleted since import)")
+        if verify and sha256_file(path) != row.sha256:
+            raise ImageError(f"image {row.id} changed since import: {path} no longer matches its "
+                             "sha256; restore the original file or re-import it")
+        return load_rgb(path)
+
+    # --------------------------------------------------------------------- info --
+    def info(self) -> dict[str, Any]:
+        """Counts and settings, for a summary."""
+        with self._engine.connect() as conn:
+            count = lambda t, *w: conn.execute(sa.select(sa.func.count()).select_from(t).where(*w)).scalar()
+            kinds = dict(conn.execute(sa.select(S.annotations.c.kind, sa.func.count())
+                                      .where(S.annotations.c.deleted_at.is_(None))
+                                      .group_by(S.annotations.c.kind)).all())
+            sources = dict(conn.execute(sa.select(S.annotations.c.source, sa.func.count())
+                                        .where(S.annotations.c.deleted_at.is_(None))
+                                        .group_by(S.annotations.c.source)).all())
+            return {
+                "location": str(self.location), "backend": self.backend,
+                "classes": self.classes(), "images": count(S.images),
+                "annotators": count(S.annotators),
+                "simulated_annotators": count(S.annotators, S.annotators.c.simulated.is_(True)),
+                "annotations": sum(kinds.values()), "annotations_by_kind": kinds,
+                "annotations_by_source": sources,
+                "deleted_annotations": count(S.annotations, S.annotations.c.deleted_at.is_not(None)),
+                "assignments": count(S.assignments),
+            }
+
+
+def _check_class_names(names: Sequence[str]) -> list[str]:
+    if isinstance(names, str) or not isinstance(names, Sequence) and not hasattr(names, "__iter__"):
+        raise ProjectError(f"classes must be a list of names, got {names!r}")
+    names = list(names)
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise ProjectError(f"class names must be non-empty strings; got {bad}")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ProjectError(f"class names must be unique; repeated: {dup}")
+    return names
+
+
+def _per_image(value, n: int, what: str, one_type) -> list:
+    if value is None or isinstance(value, one_type):
+        return [value] * n
+    values = list(value)
+    if len(values) != n:
+        raise ProjectError(f"{what} has {len(values)} entries for {n} images; give one value for all "
+                           "images or exactly one per image")
+    return values
+
+
+def _workdir_for(url: sa.URL, workdir: str | Path | None) -> Path:
+    if workdir is not None:
+        return Path(workdir)
+    import platformdirs
+
+    key = f"{url.host or 'local'}_{url.port or 5432}_{url.database}"
+    return Path(platformdirs.user_cache_dir("labkit")) / "projects" / key

@@ -1,0 +1,109 @@
+"""The project store's tables (SQLAlchemy Core), identical on SQLite and PostgreSQL.
+
+Bump ``SCHEMA_VERSION`` with every change and say in ``Project.open`` how to migrate.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+
+ROLES = ("admin", "annotator", "viewer")
+SOURCES = ("human", "sam", "grabcut", "consensus", "simulated")  # plus "import:<format>"
+ASSIGNMENT_STATUS = ("pending", "done", "skipped")
+
+metadata = sa.MetaData()
+_ts = sa.DateTime(timezone=True)
+
+meta = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=True),
+)
+
+classes = sa.Table(
+    "classes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False, unique=True),
+    sa.Column("position", sa.Integer, nullable=False),
+)
+
+annotators = sa.Table(
+    "annotators", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("simulated", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", _ts, nullable=False),
+    sa.CheckConstraint(f"role IN {ROLES}", name="annotators_role"),
+)
+
+images = sa.Table(
+    "images", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("path", sa.Text, nullable=False, unique=True),
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("split", sa.String(64), nullable=True, index=True),
+    sa.Column("subject", sa.String(256), nullable=True, index=True),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("added_at", _ts, nullable=False),
+)
+
+assignments = sa.Table(
+    "assignments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id"), nullable=False, index=True),
+    sa.Column("annotator_id", sa.Integer, sa.ForeignKey("annotators.id"), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, default="pending"),
+    sa.Column("assigned_at", _ts, nullable=False),
+    sa.Column("done_at", _ts, nullable=True),
+    sa.UniqueConstraint("image_id", "annotator_id", name="assignments_unique"),
+    sa.CheckConstraint(f"status IN {ASSIGNMENT_STATUS}", name="assignments_status"),
+)
+
+annotations = sa.Table(
+    "annotations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id"), nullable=False, index=True),
+    sa.Column("annotator_id", sa.Integer, sa.ForeignKey("annotators.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False, index=True),
+    sa.Column("class_id", sa.Integer, sa.ForeignKey("classes.id"), nullable=False),
+    sa.Column("geometry", sa.JSON, nullable=True),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("provenance", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, default=1),
+    sa.Column("created_at", _ts, nullable=False),
+    sa.Column("updated_at", _ts, nullable=False),
+    sa.Column("deleted_at", _ts, nullable=True),
+)
+
+# One row per superseded version: an edit or delete copies the old state here first.
+annotation_history = sa.Table(
+    "annotation_history", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("annotation_id", sa.Integer, sa.ForeignKey("annotations.id"), nullable=False, index=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("class_id", sa.Integer, nullable=False),
+    sa.Column("geometry", sa.JSON, nullable=True),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("provenance", sa.JSON, nullable=False),
+    sa.Column("deleted_at", _ts, nullable=True),
+    sa.Column("valid_from", _ts, nullable=False),
+    sa.Column("valid_to", _ts, nullable=False),
+    sa.Column("change", sa.String(16), nullable=False),
+    sa.Column("changed_by", sa.String(256), nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", _ts, nullable=False, index=True),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(64), nullable=True),
+    sa.Column("target_id", sa.Integer, nullable=True),
+    sa.Column("details", sa.JSON, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""labkit.widgets (see docs/ and DESIGN.md)."""

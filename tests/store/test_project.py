@@ -1,0 +1,241 @@
+"""The project store, on SQLite and on a real PostgreSQL server (the `location` fixture)."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from PIL import Image
+
+from labkit import ImageError, Project, ProjectError
+from labkit.geometry import GeometryError, decode_rle, encode_rle
+from tests.store.helpers import snapshot
+
+
+def test_create_open_roundtrip(location, tmp_path):
+    p = Project.create(location, classes=["a", "b"], workdir=tmp_path / "w")
+    assert p.classes() == ["a", "b"]
+    p.close()
+    q = Project.open(location, workdir=tmp_path / "w")
+    assert q.classes() == ["a", "b"]
+    assert q.audit_log()["action"].tolist() == ["create_project"]
+    with pytest.raises(ProjectError, match="already holds a labkit project"):
+        Project.create(location, classes=["a"], workdir=tmp_path / "w")
+    q.close()
+
+
+def test_sqlite_is_wal(tmp_path):
+    p = Project.create(tmp_path / "p", classes=["a"])
+    with p._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert (tmp_path / "p" / "project.db").exists()
+
+
+def test_open_missing_is_clear(tmp_path):
+    with pytest.raises(ProjectError, match="no labkit project .* Project.create"):
+        Project.open(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("classes, msg", [("cat", "list of names"), (["a", "a"], "unique"), (["a", ""], "non-empty")])
+def test_bad_classes(tmp_path, classes, msg):
+    with pytest.raises(ProjectError, match=msg):
+        Project.create(tmp_path / "p", classes=classes)
+
+
+def test_add_images_records_hash_and_size(project, image_files):
+    df = project.images()
+    assert list(df.index) == [1, 2, 3, 4, 5]
+    assert (df["width"] == 40).all() and (df["height"] == 30).all()
+    assert df.loc[1, "sha256"] == hashlib.sha256(image_files[0].read_bytes()).hexdigest()
+    arr = project.read_image(1)
+    assert arr.shape == (30, 40, 3) and arr.dtype == np.uint8
+    np.testing.assert_array_equal(arr, np.asarray(Image.open(image_files[0])))
+
+
+def test_add_images_folder_split_subject_attributes(location, tmp_path):
+    from tests.conftest import write_image
+
+    files = [write_image(tmp_path / "f" / "sub" / f"{c}.png", seed=i) for i, c in enumerate("cab")]
+    p = Project.create(location, classes=["x"], workdir=tmp_path / "w")
+    ids = p.add_images(tmp_path / "f", split="train", subject=["s1", "s2", "s3"],
+                       attributes={"inst": "S"})
+    assert ids == [1, 2, 3]
+    df = p.images()
+    assert [r.rsplit("/", 1)[-1] for r in df["path"]] == ["a.png", "b.png", "c.png"]  # sorted
+    assert df["split"].tolist() == ["train"] * 3 and df["subject"].tolist() == ["s1", "s2", "s3"]
+    assert df["attributes"].tolist() == [{"inst": "S"}] * 3
+    assert p.images(subject="s2").index.tolist() == [2]
+    p.close()
+
+
+def test_corrupt_images_rejected_whole(project, tmp_path):
+    from tests.conftest import write_image
+
+    good = write_image(tmp_path / "new" / "good.png", seed=9)
+    trunc = tmp_path / "new" / "truncated.png"
+    data = write_image(tmp_path / "new" / "full.png", seed=10).read_bytes()
+    trunc.write_bytes(data[: len(data) // 2])
+    junk = tmp_path / "new" / "junk.jpg"
+    junk.write_bytes(b"not an image at all")
+    before = snapshot(project)
+    with pytest.raises(ImageError, match=r"(?s)2 of 4 image.*nothing was added.*truncated\.png.*junk\.jpg"):
+        project.add_images([good, trunc, junk, tmp_path / "new" / "full.png"])
+    with pytest.raises(ImageError, match="missing.png: file not found"):
+        project.add_images([tmp_path / "missing.png"])
+    with pytest.raises(ImageError, match="already in the project"):
+        project.add_images([good, project.image_path(1)])
+    assert snapshot(project) == before
+
+
+def test_changed_image_detected_on_read(project):
+    path = project.image_path(2)
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(path)
+    with pytest.raises(ImageError, match="changed since import"):
+        project.read_image(2)
+    path.unlink()
+    with pytest.raises(ImageError, match="missing"):
+        project.read_image(2)
+
+
+def test_annotators_and_roles(project):
+    df = project.annotators()
+    assert df.loc["boss", "role"] == "admin" and df.loc["eve", "role"] == "viewer"
+    with pytest.raises(ProjectError, match="unknown role"):
+        project.add_annotator("x", role="owner")
+    with pytest.raises(ProjectError, match="already exists"):
+        project.add_annotator("ana")
+
+
+def test_every_kind_roundtrips(project):
+    mask = np.zeros((30, 40), bool)
+    mask[5:15, 10:30] = True
+    ids = [
+        project.add_annotation(image=1, kind="label", label="cat", annotator="ana"),
+        project.add_annotation(image=1, kind="box", label="dog", annotator="ana", geometry=[1, 2, 20, 25], score=0.9),
+        project.add_annotation(image=1, kind="polygon", label="dog", annotator="ben",
+                               geometry=[[1, 1], [10, 1], [10, 10]]),
+        project.add_annotation(image=1, kind="ellipse", label="bird", annotator="ben",
+                               geometry={"cx": 20, "cy": 15, "rx": 5, "ry": 3, "angle": 30}),
+        project.add_annotation(image=1, kind="point", label="bird", annotator="cy", geometry=[3.5, 4.5]),
+        project.add_annotation(image=1, kind="mask", label="cat", annotator="cy", geometry=mask,
+                               source="sam", provenance={"prompts": [{"box": [10, 5, 30, 15]}], "model": "tiny"}),
+    ]
+    df = project.annotations()
+    assert df.index.tolist() == ids
+    assert df[["task", "worker", "label"]].values.tolist() == [
+        [1, "ana", "cat"], [1, "ana", "dog"], [1, "ben", "dog"], [1, "ben", "bird"], [1, "cy", "bird"],
+        [1, "cy", "cat"]]
+    assert df["kind"].tolist() == ["label", "box", "polygon", "ellipse", "point", "mask"]
+    assert df.loc[ids[0], "geometry"] is None
+    assert df.loc[ids[1], "geometry"] == {"x0": 1.0, "y0": 2.0, "x1": 20.0, "y1": 25.0}
+    assert df.loc[ids[1], "score"] == 0.9
+    assert df.loc[ids[2], "geometry"] == {"points": [[1.0, 1.0], [10.0, 1.0], [10.0, 10.0]]}
+    assert df.loc[ids[4], "geometry"] == {"points": [[3.5, 4.5]]}
+    np.testing.assert_array_equal(decode_rle(df.loc[ids[5], "geometry"]), mask)
+    assert df.loc[ids[5], "provenance"]["prompts"] == [{"box": [10, 5, 30, 15]}]
+    assert df.loc[ids[5], "source"] == "sam" and df.loc[ids[0], "source"] == "human"
+    boxes = project.annotations(kind="box")
+    assert boxes[["x0", "y0", "x1", "y1"]].values.tolist() == [[1, 2, 20, 25]]
+    pts = project.annotations(kind="point")
+    assert pts[["x", "y"]].values.tolist() == [[3.5, 4.5]]
+    assert project.annotations(annotator="ben").index.tolist() == ids[2:4]
+    assert project.annotations(label="cat").index.tolist() == [ids[0], ids[5]]
+
+
+@pytest.mark.parametrize("kwargs, error, msg", [
+    (dict(kind="box", label="cow", geometry=[0, 0, 5, 5]), ValueError, "unknown class 'cow'"),
+    (dict(kind="box", label="cat", geometry=[0, 0, 5, 5], annotator="zed"), ProjectError, "unknown annotator 'zed'"),
+    (dict(kind="polygon", label="cat", geometry=[[0, 0], [5, 5]]), GeometryError, "at least 3"),
+    (dict(kind="box", label="cat", geometry=[0, 0, 50, 5]), GeometryError, "outside"),
+    (dict(kind="box", label="cat", geometry=[0, 0, float("nan"), 5]), GeometryError, "finite"),
+    (dict(kind="mask", label="cat", geometry=np.ones((10, 10), bool)), GeometryError, "size"),
+    (dict(kind="label", label="cat", geometry=[0, 0, 1, 1]), ValueError, "no geometry"),
+    (dict(kind="blob", label="cat"), ValueError, "unknown kind 'blob'"),
+    (dict(kind="box", label="cat", geometry=[0, 0, 5, 5], source="magic"), ValueError, "unknown source"),
+    (dict(kind="box", label="cat", geometry=[0, 0, 5, 5], image=99), ProjectError, "no image 99"),
+])
+def test_bad_annotations_change_nothing(project, kwargs, error, msg):
+    project.add_annotation(image=1, kind="label", label="cat", annotator="ana")
+    before = snapshot(project)
+    args = dict(image=1, annotator="ana") | kwargs
+    with pytest.raises(error, match=msg):
+        project.add_annotation(**args)
+    with pytest.raises(error, match=msg):  # one bad record in a batch: none of the batch lands
+        project.add_annotations([dict(image=2, kind="label", label="dog", annotator="ben"), args])
+    assert snapshot(project) == before
+
+
+def test_simulated_annotators_are_marked(project):
+    project.add_annotator("bot", simulated=True)
+    aid = project.add_annotation(image=1, kind="label", label="cat", annotator="bot")
+    df = project.annotations()
+    assert df.loc[aid, "source"] == "simulated" and bool(df.loc[aid, "simulated"])
+    with pytest.raises(ValueError, match="simulated"):
+        project.add_annotation(image=1, kind="label", label="cat", annotator="bot", source="human")
+
+
+def test_edit_delete_restore_keep_history(project):
+    aid = project.add_annotation(image=1, kind="box", label="cat", annotator="ana", geometry=[0, 0, 10, 10])
+    assert project.update_annotation(aid, by="boss", label="dog") == 2
+    assert project.update_annotation(aid, by="ana", geometry=[1, 1, 12, 12]) == 3
+    project.delete_annotation(aid, by="boss")
+    assert aid not in project.annotations().index
+    deleted = project.annotations(include_deleted=True)
+    assert bool(deleted.loc[aid, "deleted"])
+    with pytest.raises(ValueError, match="is deleted"):
+        project.update_annotation(aid, by="ana", label="cat")
+    project.restore_annotation(aid, by="boss")
+    h = project.annotation_history(aid)
+    assert h.index.tolist() == [1, 2, 3, 4, 5]
+    assert h["label"].tolist() == ["cat", "dog", "dog", "dog", "dog"]
+    assert h["deleted"].tolist() == [False, False, False, True, False]
+    assert h["superseded_by"].tolist()[:4] == ["update", "update", "delete", "restore"]
+    assert h["changed_by"].tolist()[:4] == ["boss", "ana", "boss", "boss"]
+    assert h.loc[1, "geometry"] == {"x0": 0.0, "y0": 0.0, "x1": 10.0, "y1": 10.0}
+    log = project.audit_log()
+    acts = log[log["target_id"] == aid]["action"].tolist()
+    assert acts == ["update_annotation", "update_annotation", "delete_annotation", "restore_annotation"]
+    with pytest.raises(GeometryError):  # an edit is validated like a new annotation
+        project.update_annotation(aid, by="ana", geometry=[0, 0, 500, 5])
+    assert project.annotation_history(aid).index.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_assign_is_balanced_and_distinct(project):
+    new = project.assign(None, ["ana", "ben", "cy"], overlap=2)
+    assert len(new) == 10
+    per_image = new.groupby("image")["annotator"].agg(list)
+    assert all(len(set(v)) == 2 for v in per_image)
+    loads = new["annotator"].value_counts()
+    assert loads.max() - loads.min() <= 1
+    assert project.assign(None, ["ana", "ben", "cy"], overlap=2).empty  # idempotent
+    more = project.assign([1, 2], ["ana", "ben", "cy"], overlap=3)  # tops up the missing one
+    assert len(more) == 2
+    q = project.queue("ana")
+    assert set(q) == set(new[new.annotator == "ana"].image) | set(more[more.annotator == "ana"].image)
+    project.submit(q[0], annotator="ana")
+    assert project.queue("ana") == q[1:]
+    prog = project.progress()
+    assert prog.loc["ana", "done"] == 1 and prog.loc["ana", "assigned"] == len(q)
+    assert prog["assigned"].sum() == 12
+    per_img = project.progress(by="image")
+    assert per_img.loc[1, "assigned"] == 3
+    with pytest.raises(ValueError, match="viewers cannot"):
+        project.assign([1], ["eve"], overlap=1)
+    with pytest.raises(ValueError, match="needs at least 3 annotators"):
+        project.assign([1], ["ana", "ben"], overlap=3)
+    with pytest.raises(ValueError, match="not assigned"):
+        project.submit(5, annotator="boss")
+
+
+def test_assign_balances_against_existing_load(project):
+    project.assign([1, 2, 3], ["ana"], overlap=1)
+    new = project.assign([4, 5], ["ana", "ben", "cy"], overlap=1)
+    assert set(new["annotator"]) == {"ben", "cy"}
+
+
+def test_info_counts(project):
+    project.add_annotation(image=1, kind="label", label="cat", annotator="ana")
+    info = project.info()
+    assert info["images"] == 5 and info["annotations"] == 1 and info["annotators"] == 5
+    assert info["annotations_by_kind"] == {"label": 1}
