@@ -41,6 +41,9 @@ def test_two_processes_add_500_each(location, tmp_path, image_files):
     df = p.annotations()
     assert len(df) == 1000
     assert df.groupby("worker").size().to_dict() == {"w1": 500, "w2": 500}
+    spans = df.groupby("worker")["created_at"].agg(["min", "max"])
+    assert spans.loc["w1", "min"] < spans.loc["w2", "max"] and spans.loc["w2", "min"] < spans.loc["w1", "max"], \
+        f"the writers did not overlap in time, so nothing was tested: {spans}"
     for w in ("w1", "w2"):
         assert sorted(g["i"] for g in df[df.worker == w]["provenance"]) == list(range(500))
     p.close()

@@ -194,7 +194,7 @@ def test_edit_delete_restore_keep_history(project):
     assert h["changed_by"].tolist()[:4] == ["boss", "ana", "boss", "boss"]
     assert h.loc[1, "geometry"] == {"x0": 0.0, "y0": 0.0, "x1": 10.0, "y1": 10.0}
     log = project.audit_log()
-    acts = log[log["target_id"] == aid]["action"].tolist()
+    acts = log[(log["target"] == "annotations") & (log["target_id"] == aid)]["action"].tolist()
     assert acts == ["update_annotation", "update_annotation", "delete_annotation", "restore_annotation"]
     with pytest.raises(GeometryError):  # an edit is validated like a new annotation
         project.update_annotation(aid, by="ana", geometry=[0, 0, 500, 5])
