@@ -6,7 +6,7 @@ in one transaction: it lands whole or not at all.
 """
 from __future__ import annotations
 
-from collections import Counter
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -70,7 +70,7 @@ class InterchangeMixin:
 
     def import_annotations(self, path: str | Path, *, format: str, annotator: str | None = None,
                            images_dir: str | Path | None = None, add_classes: bool = False,
-                           source: str | None = None) -> ImportSummary:
+                           source: str | None = None, **reader_options: Any) -> ImportSummary:
         """Import an annotation file made by another tool, in one transaction.
 
         Parameters
@@ -90,6 +90,9 @@ class InterchangeMixin:
             Add classes the project does not have yet, instead of failing.
         source : str, optional
             Provenance source (default ``"import:<format>"``).
+        **reader_options
+            Passed to the format's reader. Readers that need image sizes (YOLO) get the
+            project's own, keyed by file name, unless ``image_sizes`` is given.
 
         Raises
         ------
@@ -104,7 +107,12 @@ class InterchangeMixin:
         from labkit.store.images import ImageError, inspect_images
 
         path = Path(path)
-        ds = get_reader(format)(path)
+        reader = get_reader(format)
+        if "image_sizes" in inspect.signature(reader).parameters and "image_sizes" not in reader_options:
+            imgs = self.images()
+            reader_options["image_sizes"] = {PurePosixPath(p).name: (int(w), int(h)) for p, w, h in
+                                             zip(imgs["path"], imgs["width"], imgs["height"])}
+        ds = reader(path, **reader_options)
         source = source or f"import:{format}"
         problems: list[str] = []
 

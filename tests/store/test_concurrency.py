@@ -13,14 +13,18 @@ from labkit import Project
 WRITER = textwrap.dedent("""
     import sys, time
     from labkit import Project
-    location, name, start, n = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+    from pathlib import Path
+    location, name, barrier, n = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
     p = Project.open(location, workdir=sys.argv[5])
-    while time.time() < start:
+    p.annotations()  # warm up: connect before the race
+    (barrier / f"ready-{name}").touch()
+    while not (barrier / "go").exists():
         time.sleep(0.001)
+    t0 = time.time()
     for i in range(n):
         p.add_annotation(image=1 + i % 5, kind="box", label="cat", annotator=name,
                          geometry=[i % 10, 0, i % 10 + 5, 5], provenance={"i": i})
-    print("ok", name)
+    print(t0, time.time())
 """)
 
 
@@ -30,10 +34,17 @@ def test_two_processes_add_500_each(location, tmp_path, image_files):
     p.add_annotator("w1")
     p.add_annotator("w2")
     p.add_images(image_files)
-    start = time.time() + 3  # both start writing at the same moment
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(location), name, str(start), "500",
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(location), name, str(barrier), "500",
                                str(tmp_path / "w")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name in ("w1", "w2")]
+    deadline = time.monotonic() + 120
+    while not all((barrier / f"ready-{n}").exists() for n in ("w1", "w2")):  # both connected...
+        assert time.monotonic() < deadline and all(proc.poll() is None for proc in procs), \
+            [proc.communicate() for proc in procs if proc.poll() is not None]
+        time.sleep(0.01)
+    (barrier / "go").touch()  # ...then both start writing at once
     outs = [proc.communicate(timeout=280) for proc in procs]
     for proc, (out, err) in zip(procs, outs):
         assert proc.returncode == 0, err
@@ -41,9 +52,8 @@ def test_two_processes_add_500_each(location, tmp_path, image_files):
     df = p.annotations()
     assert len(df) == 1000
     assert df.groupby("worker").size().to_dict() == {"w1": 500, "w2": 500}
-    spans = df.groupby("worker")["created_at"].agg(["min", "max"])
-    assert spans.loc["w1", "min"] < spans.loc["w2", "max"] and spans.loc["w2", "min"] < spans.loc["w1", "max"], \
-        f"the writers did not overlap in time, so nothing was tested: {spans}"
+    (a0, a1), (b0, b1) = (map(float, out.split()) for out, _ in outs)
+    assert a0 < b1 and b0 < a1, "the writers did not try to write at the same time, so nothing was tested"
     for w in ("w1", "w2"):
         assert sorted(g["i"] for g in df[df.worker == w]["provenance"]) == list(range(500))
     p.close()

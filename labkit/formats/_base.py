@@ -1,0 +1,199 @@
+"""The interchange records every format reads into and writes from.
+
+See ``docs/data-model.md``: readers return a :class:`Dataset` whose geometry is in
+the canonical form of its kind; they validate the whole file and raise one
+:class:`FormatError` that lists every problem found (up to a limit).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: How many problems a reader collects before it stops looking.
+MAX_PROBLEMS = 20
+
+
+@dataclass
+class ImageRecord:
+    """One image named in a source file."""
+
+    key: str
+    width: int | None = None
+    height: int | None = None
+    attributes: dict = field(default_factory=dict)
+    subject: str | None = None
+    where: str = ""
+
+
+@dataclass
+class ObjectRecord:
+    """One annotation: an image-level label or a region with canonical geometry."""
+
+    image_key: str
+    kind: str
+    label: str
+    geometry: dict | None
+    score: float | None = None
+    worker: str | None = None
+    provenance: dict = field(default_factory=dict)
+    where: str = ""
+
+
+@dataclass
+class Dataset:
+    """Images, their objects, and the class names in file order."""
+
+    images: list[ImageRecord]
+    objects: list[ObjectRecord]
+    classes: list[str]
+
+
+class FormatError(ValueError):
+    """A file that cannot be read as the format it claims to be.
+
+    ``source`` is the file or folder, ``problems`` a list of ``(where, message)``.
+    """
+
+    def __init__(self, source: str | Path, problems: list[tuple[str, str]], more: int = 0):
+        self.source = str(source)
+        self.problems = list(problems)
+        lines = [f"  {where}: {msg}" if where else f"  {msg}" for where, msg in self.problems]
+        if more:
+            lines.append(f"  ... and {more} more problem(s) not listed")
+        n = len(self.problems) + more
+        super().__init__(f"{self.source}: {n} problem(s):\n" + "\n".join(lines))
+
+
+class Problems:
+    """Collects ``(where, message)`` pairs while a reader walks a whole file."""
+
+    def __init__(self, source: str | Path, limit: int = MAX_PROBLEMS):
+        self.source = source
+        self.limit = limit
+        self.items: list[tuple[str, str]] = []
+        self.more = 0
+
+    def add(self, where: str, message: str) -> None:
+        if len(self.items) < self.limit:
+            self.items.append((where, message))
+        else:
+            self.more += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise FormatError(self.source, self.items, self.more)
+
+    # Typed accessors: return the converted value, or None after recording a problem.
+    def number(self, value: Any, where: str, what: str, *, text: bool = False) -> float | None:
+        """A finite number; ``text=True`` also parses strings (XML attributes)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if text and isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    self.add(where, f"{what} is {value!r}; expected a number")
+                    return None
+            else:
+                self.add(where, f"{what} is {_show(value)}; expected a number")
+                return None
+        if not math.isfinite(value):
+            self.add(where, f"{what} is {value!r}; expected a finite number")
+            return None
+        return float(value)
+
+    def size(self, value: Any, where: str, what: str, *, text: bool = False) -> int | None:
+        """A positive integer image dimension (``10.0`` is accepted, ``10.5`` is not)."""
+        v = self.number(value, where, what, text=text)
+        if v is None:
+            return None
+        if v <= 0 or v != int(v):
+            self.add(where, f"{what} is {value!r}; expected a positive integer")
+            return None
+        return int(v)
+
+    def points(self, value: Any, where: str, what: str, *, min_points: int) -> list[list[float]] | None:
+        """A list of ``[x, y]`` pairs with at least ``min_points`` entries."""
+        if not isinstance(value, (list, tuple)):
+            self.add(where, f"{what} is {_show(value)}; expected a list of [x, y] pairs")
+            return None
+        out: list[list[float]] = []
+        for i, p in enumerate(value):
+            if not isinstance(p, (list, tuple)) or len(p) != 2:
+                self.add(where, f"{what}[{i}] is {_show(p)}; expected an [x, y] pair")
+                return None
+            x = self.number(p[0], where, f"{what}[{i}][0]")
+            y = self.number(p[1], where, f"{what}[{i}][1]")
+            if x is None or y is None:
+                return None
+            out.append([x, y])
+        return self._enough(out, where, what, min_points)
+
+    def flat_points(self, value: Any, where: str, what: str, *, min_points: int) -> list[list[float]] | None:
+        """A flat ``[x0, y0, x1, y1, ...]`` list, returned as pairs."""
+        if not isinstance(value, (list, tuple)):
+            self.add(where, f"{what} is {_show(value)}; expected a flat list [x0, y0, x1, y1, ...]")
+            return None
+        if len(value) % 2:
+            self.add(where, f"{what} has {len(value)} numbers; expected an even count (x, y pairs)")
+            return None
+        nums = [self.number(v, where, f"{what}[{i}]") for i, v in enumerate(value)]
+        if any(v is None for v in nums):
+            return None
+        pts = [[nums[i], nums[i + 1]] for i in range(0, len(nums), 2)]
+        return self._enough(pts, where, what, min_points)
+
+    def _enough(self, pts: list, where: str, what: str, min_points: int) -> list | None:
+        if len(pts) < min_points:
+            noun = "polygon" if min_points >= 3 else what
+            self.add(where, f"{noun} has {len(pts)} point(s); expected at least {min_points}")
+            return None
+        return pts
+
+    def require(self, record: Any, keys: tuple[str, ...], where: str) -> bool:
+        """True when ``record`` is a dict holding every key; else record what is missing."""
+        if not isinstance(record, dict):
+            self.add(where, f"is {_show(record)}; expected an object with keys {list(keys)}")
+            return False
+        missing = [k for k in keys if k not in record]
+        if missing:
+            self.add(where, f"missing required key(s) {missing}; found {list(record)}")
+            return False
+        return True
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def load_json(path: str | Path) -> Any:
+    """Parse a JSON file, turning parser errors into a :class:`FormatError` with the position."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(path, [("", "no such file" if not path.exists() else "not a file")])
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # the parser ran out of text: at the end, or inside a string left open
+        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        hint = " (the file looks truncated)" if cut else ""
+        raise FormatError(path, [("", f"invalid JSON{hint}: {exc.msg} (line {exc.lineno}, "
+                                      f"column {exc.colno}, char {exc.pos})")]) from None
+
+
+def classes_in_order(objects: list[ObjectRecord], declared: list[str] | None = None) -> list[str]:
+    """Declared class names first, then any other label in order of first use."""
+    out = list(dict.fromkeys(declared or []))
+    seen = set(out)
+    for o in objects:
+        if o.label not in seen:
+            seen.add(o.label)
+            out.append(o.label)
+    return out

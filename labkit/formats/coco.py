@@ -1,0 +1,315 @@
+"""COCO object detection / instance segmentation JSON.
+
+Reading maps an annotation with
+
+* a ``segmentation`` list of flat polygons to kind ``polygon`` (``parts`` when several),
+* a ``segmentation`` RLE dict (compressed string or uncompressed list) to ``mask``,
+* ``keypoints`` and no segmentation, whose ``bbox`` is missing or spans just the labelled
+  keypoints, to ``point`` (this is how the writer stores points),
+* otherwise its ``bbox`` ``[x, y, w, h]`` to ``box``.
+
+``score`` (detection results) is kept; COCO ids, ``iscrowd`` and any other annotation
+field go to ``provenance["coco"]`` so that a re-export keeps them. Extra image fields
+(``license``, ``coco_url``, ...) become image attributes.
+
+Writing recomputes ``area`` and ``bbox``: polygon area is the shoelace area summed over
+parts (as in the COCO release files), mask area and box come from pycocotools. Ellipses
+are written as 64-vertex polygons, polygons with holes as RLE masks, points as keypoint
+annotations; image-level labels have no COCO form and are skipped with a warning.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from labkit.formats import _shapes
+from labkit.formats._base import (Dataset, FormatError, ImageRecord, ObjectRecord, Problems,
+                                  classes_in_order, load_json)
+
+_ANN_KEYS = {"id", "image_id", "category_id", "segmentation", "bbox", "area", "iscrowd", "score"}
+_IMAGE_KEYS = {"id", "file_name", "width", "height"}
+
+
+def read(path: str | Path) -> Dataset:
+    """Read a COCO JSON file (``images``, ``categories``, ``annotations``).
+
+    Raises
+    ------
+    FormatError
+        Listing every problem: invalid JSON, missing keys, unknown image or category
+        ids, polygons with fewer than 3 points, non-finite numbers, corrupt RLE.
+    """
+    path = Path(path)
+    data = load_json(path)
+    if isinstance(data, list):
+        raise FormatError(path, [("", "top level is a list (a COCO results file?); expected an "
+                                      "object with 'images', 'categories' and 'annotations'")])
+    pr = Problems(path)
+    if not pr.require(data, ("images", "categories", "annotations"), "top level"):
+        pr.raise_if_any()
+    for key in ("images", "categories", "annotations"):
+        if not isinstance(data[key], list):
+            pr.add(key, f"is {type(data[key]).__name__}; expected a list")
+    pr.raise_if_any()
+
+    categories: dict = {}
+    for i, cat in enumerate(data["categories"]):
+        where = f"categories[{i}]"
+        if not pr.require(cat, ("id", "name"), where) or not _id_ok(pr, cat["id"], where, "id"):
+            continue
+        if cat["id"] in categories:
+            pr.add(where, f"duplicate category id {cat['id']!r}")
+        categories[cat["id"]] = str(cat["name"])
+
+    images, by_id, keys = [], {}, set()
+    for i, im in enumerate(data["images"]):
+        where = f"images[{i}]"
+        if not pr.require(im, ("id", "file_name"), where) or not _id_ok(pr, im["id"], where, "id"):
+            continue
+        if im["id"] in by_id:
+            pr.add(where, f"duplicate image id {im['id']!r}")
+        if im["file_name"] in keys:
+            pr.add(where, f"duplicate file_name {im['file_name']!r}")
+        keys.add(im["file_name"])
+        w = pr.size(im["width"], where, "width") if "width" in im else None
+        h = pr.size(im["height"], where, "height") if "height" in im else None
+        rec = ImageRecord(key=str(im["file_name"]), width=w, height=h, where=where,
+                          attributes={k: v for k, v in im.items() if k not in _IMAGE_KEYS})
+        by_id[im["id"]] = rec
+        images.append(rec)
+
+    objects = []
+    for i, ann in enumerate(data["annotations"]):
+        where = f"annotations[{i}]"
+        if not pr.require(ann, ("image_id", "category_id"), where):
+            continue
+        image = by_id.get(ann["image_id"]) if _hashable(ann["image_id"]) else None
+        if image is None:
+            pr.add(where, f"image_id {ann['image_id']!r} is not in images")
+        label = categories.get(ann["category_id"]) if _hashable(ann["category_id"]) else None
+        if label is None:
+            pr.add(where, f"category_id {ann['category_id']!r} is not in categories")
+        obj = _read_annotation(pr, ann, where)
+        if obj is not None and image is not None and label is not None:
+            obj.image_key, obj.label = image.key, label
+            objects.append(obj)
+    pr.raise_if_any()
+    return Dataset(images=images, objects=objects, classes=list(categories.values()))
+
+
+def _hashable(v) -> bool:
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+
+def _id_ok(pr: Problems, v, where: str, what: str) -> bool:
+    if not _hashable(v):
+        pr.add(where, f"{what} is {v!r}; expected an integer or a string")
+        return False
+    return True
+
+
+def _read_annotation(pr: Problems, ann: dict, where: str) -> ObjectRecord | None:
+    seg, kp = ann.get("segmentation"), ann.get("keypoints")
+    used = set(_ANN_KEYS)
+    n_before = len(pr.items) + pr.more
+    if seg not in (None, [], {}):
+        kind, geometry = _read_segmentation(pr, seg, where)
+    elif kp is not None and _is_point(ann):
+        kind, used = "point", used | {"keypoints", "num_keypoints"}
+        pts = pr.points([[kp[j], kp[j + 1]] for j in range(0, len(kp), 3) if kp[j + 2] > 0],
+                        where, "keypoints", min_points=1)
+        geometry = _shapes.canonical(pr, "point", {"points": pts}, where) if pts else None
+    elif "bbox" in ann:
+        kind, geometry = "box", None
+        b = ann["bbox"]
+        if not isinstance(b, list) or len(b) != 4:
+            pr.add(where, f"bbox is {b!r}; expected [x, y, width, height]")
+        else:
+            x, y, w, h = (pr.number(v, where, f"bbox[{j}]") for j, v in enumerate(b))
+            if None not in (x, y, w, h):
+                if w < 0 or h < 0:
+                    pr.add(where, f"bbox {b!r} has a negative width or height")
+                else:
+                    geometry = _shapes.canonical(pr, "box", _shapes.box(x, y, x + w, y + h), where)
+    else:
+        pr.add(where, "no segmentation, keypoints or bbox; found keys " + str(sorted(ann)))
+        return None
+    score = pr.number(ann["score"], where, "score") if "score" in ann else None
+    if len(pr.items) + pr.more > n_before:
+        return None
+    prov = {k: ann[k] for k in ("id", "image_id", "category_id", "iscrowd") if k in ann}
+    if kind == "point":
+        prov["keypoints"] = kp
+    extra = {k: v for k, v in ann.items() if k not in used}
+    if extra:
+        prov["extra"] = extra
+    return ObjectRecord(image_key="", kind=kind, label="", geometry=geometry, score=score,
+                        provenance={"coco": prov}, where=where)
+
+
+def _is_point(ann: dict) -> bool:
+    kp = ann["keypoints"]
+    if not isinstance(kp, list) or len(kp) % 3 or not kp:
+        return False
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in kp):
+        return False
+    vis = [(kp[j], kp[j + 1]) for j in range(0, len(kp), 3) if kp[j + 2] > 0]
+    if not vis:
+        return False
+    if "bbox" not in ann:
+        return True
+    xs, ys = [p[0] for p in vis], [p[1] for p in vis]
+    span = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+    b = ann["bbox"]
+    return (isinstance(b, list) and len(b) == 4
+            and all(isinstance(v, (int, float)) and abs(v - s) < 1e-6 for v, s in zip(b, span)))
+
+
+def _read_segmentation(pr: Problems, seg, where: str):
+    if isinstance(seg, list):
+        rings = []
+        for j, part in enumerate(seg):
+            ring = pr.flat_points(part, where, f"segmentation[{j}]", min_points=3)
+            if ring is not None:
+                rings.append(ring)
+        if len(rings) < len(seg):
+            return "polygon", None
+        return "polygon", _shapes.canonical(pr, "polygon", _shapes.polygon(rings), where)
+    if isinstance(seg, dict):
+        if not pr.require(seg, ("size", "counts"), f"{where}.segmentation"):
+            return "mask", None
+        return "mask", _shapes.canonical(pr, "mask", {"size": seg["size"], "counts": seg["counts"]}, where)
+    pr.add(where, f"segmentation is {type(seg).__name__}; expected a list of polygons or an RLE dict")
+    return "mask", None
+
+
+# --- writing -----------------------------------------------------------------
+
+def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> None:
+    """Write ``dataset`` as one COCO JSON file at ``path``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    path : str or Path
+        The ``.json`` file to create (parent folders are created).
+    indent : int, optional
+        Pretty-print with this indent; compact by default.
+    """
+    sizes = {im.key: (im.height, im.width) for im in dataset.images}
+    missing = sorted({o.image_key for o in dataset.objects} - set(sizes))
+    if missing:
+        raise ValueError(f"objects refer to {len(missing)} image key(s) not in dataset.images, "
+                         f"e.g. {missing[:3]}; add ImageRecords for them")
+    classes = classes_in_order(dataset.objects, dataset.classes)
+    cat_ids = _reuse_ids(classes, {c: [o.provenance.get("coco", {}).get("category_id")
+                                       for o in dataset.objects if o.label == c] for c in classes})
+    img_ids = _reuse_ids([im.key for im in dataset.images],
+                         {im.key: [] for im in dataset.images} | _group_prov(dataset.objects, "image_id"))
+    ann_ids = iter(_reuse_ids(list(range(len(dataset.objects))),
+                              {i: [o.provenance.get("coco", {}).get("id")]
+                               for i, o in enumerate(dataset.objects)}).values())
+
+    annotations, skipped, kp_counts = [], 0, {}
+    for obj in dataset.objects:
+        ann_id = next(ann_ids)
+        if obj.kind == "label":
+            skipped += 1
+            continue
+        prov = obj.provenance.get("coco", {})
+        ann = {"id": ann_id, "image_id": img_ids[obj.image_key], "category_id": cat_ids[obj.label]}
+        ann.update(_geometry_fields(obj, prov, sizes[obj.image_key]))
+        ann["iscrowd"] = prov.get("iscrowd", 0) if obj.kind == "mask" else 0
+        if obj.score is not None:
+            ann["score"] = obj.score
+        if obj.kind == "point":
+            kp_counts.setdefault(obj.label, set()).add(ann["num_keypoints"])
+        ann.update({k: v for k, v in prov.get("extra", {}).items() if k not in ann})
+        annotations.append(ann)
+    if skipped:
+        warnings.warn(f"COCO has no image-level labels: skipped {skipped} object(s) of kind 'label'",
+                      stacklevel=2)
+
+    categories = []
+    for c in classes:
+        cat = {"id": cat_ids[c], "name": c}
+        if len(kp_counts.get(c, ())) == 1:
+            n = next(iter(kp_counts[c]))
+            cat["keypoints"] = [c] if n == 1 else [f"{c}_{j}" for j in range(n)]
+        categories.append(cat)
+    images = []
+    for im in dataset.images:
+        rec = {"id": img_ids[im.key], "file_name": im.key}
+        if im.width is not None and im.height is not None:
+            rec.update(width=im.width, height=im.height)
+        rec.update({k: v for k, v in im.attributes.items() if k not in _IMAGE_KEYS})
+        images.append(rec)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"images": images, "categories": categories, "annotations": annotations},
+                  f, indent=indent, ensure_ascii=False)
+
+
+def _group_prov(objects: list[ObjectRecord], key: str) -> dict:
+    out: dict = {}
+    for o in objects:
+        out.setdefault(o.image_key, []).append(o.provenance.get("coco", {}).get(key))
+    return out
+
+
+def _reuse_ids(names: list, wanted: dict) -> dict:
+    """An id per name: the one its provenance agrees on when unique, else a fresh integer."""
+    ids, taken = {}, set()
+    for name in names:
+        cands = {v for v in wanted.get(name, []) if _hashable(v)}
+        if len(cands) == 1 and None not in wanted.get(name, []) and (v := cands.pop()) not in taken:
+            ids[name] = v
+            taken.add(v)
+    fresh = max([v for v in taken if isinstance(v, int)], default=0) + 1
+    for name in names:
+        if name not in ids:
+            while fresh in taken:
+                fresh += 1
+            ids[name] = fresh
+            taken.add(fresh)
+    return ids
+
+
+def _geometry_fields(obj: ObjectRecord, prov: dict, size: tuple) -> dict:
+    g, kind = obj.geometry, obj.kind
+    if kind == "box":
+        w, h = g["x1"] - g["x0"], g["y1"] - g["y0"]
+        return {"bbox": [g["x0"], g["y0"], w, h], "area": w * h}
+    if kind == "point":
+        pts = g["points"]
+        kp = prov.get("keypoints")
+        if not (isinstance(kp, list) and [[kp[j], kp[j + 1]] for j in range(0, len(kp), 3)
+                                          if kp[j + 2] > 0] == pts):
+            kp = [v for x, y in pts for v in (x, y, 2)]
+        x0, y0, x1, y1 = _shapes.bounds("point", g)
+        return {"keypoints": kp, "num_keypoints": len(pts), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": 0.0}
+    if kind == "ellipse":
+        kind, g = "polygon", {"points": _shapes.ellipse_polygon(g)}
+    if kind == "polygon":
+        parts = _shapes.parts_of(g)
+        if not any(p.get("holes") for p in parts):
+            x0, y0, x1, y1 = _shapes.bounds("polygon", g)
+            return {"segmentation": [[v for xy in p["points"] for v in xy] for p in parts],
+                    "area": sum(_shapes.shoelace(p["points"]) for p in parts),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0]}
+        if None in size:
+            raise ValueError(f"image {obj.image_key!r} has no width/height: needed to write a "
+                             "polygon with holes as a COCO RLE mask")
+        from labkit.geometry import polygon_to_rle
+
+        g = polygon_to_rle(g, *size)
+    if kind in ("polygon", "mask"):
+        from pycocotools import mask as mu
+
+        rle = _shapes.to_bytes_rle(g)
+        return {"segmentation": {"size": list(g["size"]), "counts": g["counts"]},
+                "area": float(mu.area(rle)), "bbox": [float(v) for v in mu.toBbox(rle)]}
+    raise ValueError(f"cannot write an object of kind {kind!r} to COCO")

@@ -1,0 +1,281 @@
+"""CVAT for images 1.1 XML.
+
+``<image id name width height>`` children map to kinds:
+
+==============================================  =========================================
+``<box xtl ytl xbr ybr [rotation]>``            ``box``; a non-zero ``rotation`` (degrees,
+                                                about the centre) gives a ``polygon``
+``<polygon points="x,y;x,y;...">``              ``polygon``; polygons sharing a non-zero
+                                                ``group_id`` and label are one multi-part polygon
+``<points points="...">``                       ``point``
+``<ellipse cx cy rx ry [rotation]>``            ``ellipse``
+``<mask rle left top width height>``            ``mask`` (CVAT's RLE: run lengths over the
+                                                crop, row-major, starting with background)
+``<tag>``                                       ``label``
+==============================================  =========================================
+
+Other shapes (polylines, cuboids, skeletons) are skipped with a warning. The element's
+other XML attributes (``occluded``, ``z_order``, ``source``, ``group_id``, ...) and its
+``<attribute name>`` children go to ``provenance["cvat"]``; extra ``<image>`` attributes
+become image attributes. Labels declared in ``<meta>`` give the class order, and a shape
+whose label is not declared there is an error.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import numpy as np
+
+from labkit.formats import _shapes
+from labkit.formats._base import (Dataset, FormatError, ImageRecord, ObjectRecord, Problems,
+                                  classes_in_order)
+
+_GEOMETRY = {"box": ("xtl", "ytl", "xbr", "ybr", "rotation"), "polygon": ("points",),
+             "points": ("points",), "ellipse": ("cx", "cy", "rx", "ry", "rotation"),
+             "mask": ("rle", "left", "top", "width", "height"), "tag": ()}
+_KINDS = {"box": "box", "polygon": "polygon", "points": "point", "ellipse": "ellipse",
+          "mask": "mask", "tag": "label"}
+
+
+def _parse(path: Path) -> ET.Element:
+    try:  # defusedxml refuses entity expansion bombs and external entities
+        from defusedxml.ElementTree import parse
+    except ImportError:  # pragma: no cover
+        parse = ET.parse
+    return parse(path).getroot()
+
+
+def read(path: str | Path) -> Dataset:
+    """Read a CVAT for images 1.1 ``annotations.xml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(path, [("", "no such file" if not path.exists() else "not a file")])
+    try:
+        root = _parse(path)
+    except ET.ParseError as exc:
+        line, col = exc.position
+        raise FormatError(path, [("", f"invalid XML (truncated?) at line {line} column {col}: "
+                                      f"{exc}")]) from None
+    except Exception as exc:  # defusedxml's refusals
+        raise FormatError(path, [("", f"unsafe or invalid XML: {exc}")]) from None
+    pr = Problems(path)
+    if root.tag != "annotations":
+        raise FormatError(path, [("", f"root element is <{root.tag}>; expected <annotations>")])
+    declared = [el.findtext("name", "") for el in root.iterfind("meta//labels/label")]
+    images, objects, skipped = [], [], Counter()
+    for i, el in enumerate(root.iterfind("image")):
+        where = f"image[{i}]"
+        if not pr.require(el.attrib, ("name", "width", "height"), where):
+            continue
+        where = f"image[{i}] ({el.get('name')})"
+        w = pr.size(el.get("width"), where, "width", text=True)
+        h = pr.size(el.get("height"), where, "height", text=True)
+        im = ImageRecord(key=el.get("name"), width=w, height=h, where=where,
+                         attributes={k: v for k, v in el.attrib.items()
+                                     if k not in ("id", "name", "width", "height")})
+        images.append(im)
+        counts: Counter = Counter()
+        groups: dict[tuple, ObjectRecord] = {}
+        for child in el:
+            tag = child.tag
+            loc = f"{where}/{tag}[{counts[tag]}]"
+            counts[tag] += 1
+            if tag not in _KINDS:
+                skipped[tag] += 1
+                continue
+            label = child.get("label")
+            if label is None:
+                pr.add(loc, "missing required attribute 'label'")
+                continue
+            if declared and label not in declared:
+                pr.add(loc, f"label {label!r} is not declared in <meta> labels {declared}")
+                continue
+            geometry = _geometry(pr, child, loc, w, h)
+            if geometry is None and tag != "tag":
+                continue
+            kind = "polygon" if tag == "box" and "points" in geometry else _KINDS[tag]
+            geometry = _shapes.canonical(pr, kind, geometry, loc)
+            if geometry is None and tag != "tag":
+                continue
+            prov = {"tag": tag, "attrs": {k: v for k, v in child.attrib.items()
+                                          if k != "label" and k not in _GEOMETRY[tag]},
+                    "attributes": {a.get("name"): a.text or "" for a in child.iterfind("attribute")}}
+            group = prov["attrs"].get("group_id", "0")
+            if tag == "polygon" and group not in ("", "0") and (label, group) in groups:
+                first = groups[(label, group)]
+                first.geometry = {"parts": _shapes.parts_of(first.geometry) + [geometry]}
+                continue
+            obj = ObjectRecord(image_key=im.key, kind=kind, label=label, geometry=geometry,
+                               provenance={"cvat": prov}, where=loc)
+            if tag == "polygon" and group not in ("", "0"):
+                groups[(label, group)] = obj
+            objects.append(obj)
+    pr.raise_if_any()
+    if skipped:
+        warnings.warn(f"skipped CVAT elements with no labkit kind: {dict(skipped)}", stacklevel=2)
+    return Dataset(images=images, objects=objects, classes=classes_in_order(objects, declared))
+
+
+def _geometry(pr: Problems, el: ET.Element, loc: str, width, height) -> dict | None:
+    tag = el.tag
+    if tag == "tag":
+        return None
+    need = [k for k in _GEOMETRY[tag] if k != "rotation"]
+    if not pr.require(el.attrib, tuple(need), loc):
+        return None
+    if tag in ("polygon", "points"):
+        pts = []
+        for j, pair in enumerate(el.get("points").split(";")):
+            xy = pair.split(",")
+            if len(xy) != 2:
+                pr.add(loc, f"points[{j}] is {pair!r}; expected 'x,y'")
+                return None
+            x, y = (pr.number(v.strip(), loc, f"points[{j}]", text=True) for v in xy)
+            if x is None or y is None:
+                return None
+            pts.append([x, y])
+        if tag == "polygon" and len(pts) < 3:
+            pr.add(loc, f"polygon has {len(pts)} point(s); expected at least 3")
+            return None
+        return {"points": pts}
+    if tag == "mask":
+        return _mask(pr, el, loc, width, height)
+    v = {k: pr.number(el.get(k, "0"), loc, k, text=True) for k in _GEOMETRY[tag]}
+    if None in v.values():
+        return None
+    if tag == "ellipse":
+        if v["rx"] < 0 or v["ry"] < 0:
+            pr.add(loc, f"negative ellipse radius rx={v['rx']}, ry={v['ry']}")
+            return None
+        return _shapes.ellipse(v["cx"], v["cy"], v["rx"], v["ry"], v["rotation"])
+    if v["xbr"] < v["xtl"] or v["ybr"] < v["ytl"]:
+        pr.add(loc, f"inverted box: xbr < xtl or ybr < ytl ({el.get('xtl')}, {el.get('ytl')}, "
+                    f"{el.get('xbr')}, {el.get('ybr')})")
+        return None
+    if v["rotation"] % 360 == 0:
+        return _shapes.box(v["xtl"], v["ytl"], v["xbr"], v["ybr"])
+    return {"points": _shapes.rotated_rect(v["xtl"], v["ytl"], v["xbr"] - v["xtl"],
+                                           v["ybr"] - v["ytl"], v["rotation"], about="center")}
+
+
+def _mask(pr: Problems, el: ET.Element, loc: str, width, height) -> dict | None:
+    crop = {k: pr.size(el.get(k), loc, k, text=True) if k in ("width", "height")
+            else pr.number(el.get(k), loc, k, text=True) for k in ("left", "top", "width", "height")}
+    if None in crop.values() or width is None or height is None:
+        return None
+    left, top, cw, ch = int(crop["left"]), int(crop["top"]), crop["width"], crop["height"]
+    if left < 0 or top < 0 or left + cw > width or top + ch > height:
+        pr.add(loc, f"mask crop left={left} top={top} width={cw} height={ch} is outside "
+                    f"the {width}x{height} image")
+        return None
+    try:
+        runs = np.array([int(s) for s in el.get("rle").split(",") if s.strip()], np.int64)
+    except ValueError:
+        pr.add(loc, "mask rle is not a comma-separated list of integers")
+        return None
+    if (runs < 0).any() or runs.sum() != cw * ch:
+        pr.add(loc, f"mask rle runs add up to {int(runs.sum())}; expected width*height = {cw * ch}")
+        return None
+    values = np.arange(runs.size) % 2 == 1  # runs alternate, background first
+    mask = np.zeros((height, width), bool)
+    mask[top:top + ch, left:left + cw] = np.repeat(values, runs).reshape(ch, cw)
+    return _shapes.mask_geometry(mask)
+
+
+# --- writing -----------------------------------------------------------------
+
+def write(dataset: Dataset, path: str | Path) -> None:
+    """Write ``dataset`` as a CVAT for images 1.1 ``annotations.xml``.
+
+    Every image needs its width and height. Polygon parts become ``<polygon>`` elements
+    sharing a ``group_id``; holes are dropped with a warning. Scores have no CVAT field.
+    """
+    no_size = [im.key for im in dataset.images if im.width is None or im.height is None]
+    if no_size:
+        raise ValueError(f"{len(no_size)} image(s) have no width/height, e.g. {no_size[:3]}; "
+                         "CVAT needs them")
+    by_image: dict[str, list[ObjectRecord]] = {im.key: [] for im in dataset.images}
+    for o in dataset.objects:
+        if o.image_key not in by_image:
+            raise ValueError(f"object for image {o.image_key!r} which is not in dataset.images")
+        by_image[o.image_key].append(o)
+    root = ET.Element("annotations")
+    ET.SubElement(root, "version").text = "1.1"
+    labels = ET.SubElement(ET.SubElement(ET.SubElement(root, "meta"), "task"), "labels")
+    for c in classes_in_order(dataset.objects, dataset.classes):
+        label = ET.SubElement(labels, "label")
+        ET.SubElement(label, "name").text = c
+        ET.SubElement(label, "attributes")
+    holes = 0
+    next_group = 1 + max([int(g) for o in dataset.objects
+                          if (g := o.provenance.get("cvat", {}).get("attrs", {}).get("group_id", "0")).isdigit()],
+                         default=0)
+    for i, im in enumerate(dataset.images):
+        el = ET.SubElement(root, "image", id=str(i), name=im.key, width=str(im.width), height=str(im.height))
+        el.attrib.update({k: str(v) for k, v in im.attributes.items() if isinstance(v, (str, int, float))})
+        for o in by_image[im.key]:
+            prov = o.provenance.get("cvat", {})
+            elements = _elements(o, im)
+            if len(elements) > 1:  # the parts of one polygon share a group
+                group = prov.get("attrs", {}).get("group_id", "0")
+                if group in ("", "0"):
+                    group, next_group = str(next_group), next_group + 1
+                for tag, geo in elements:
+                    geo["group_id"] = group
+            if o.kind == "polygon":
+                holes += any(p.get("holes") for p in _shapes.parts_of(o.geometry))
+            for tag, geo in elements:
+                attrs = {"label": o.label, **{"source": "manual", "occluded": "0", "z_order": "0"},
+                         **prov.get("attrs", {}), **geo}
+                if tag == "tag":
+                    attrs = {k: v for k, v in attrs.items() if k in ("label", "source")}
+                child = ET.SubElement(el, tag, attrs)
+                for name, value in prov.get("attributes", {}).items():
+                    ET.SubElement(child, "attribute", name=name).text = value
+    if holes:
+        warnings.warn(f"CVAT polygons have no holes: dropped the holes of {holes} polygon(s)",
+                      stacklevel=2)
+    ET.indent(root)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _f(v: float) -> str:
+    return repr(float(v))
+
+
+def _elements(o: ObjectRecord, im: ImageRecord) -> list[tuple[str, dict]]:
+    g = o.geometry
+    if o.kind == "label":
+        return [("tag", {})]
+    if o.kind == "box":
+        return [("box", {"xtl": _f(g["x0"]), "ytl": _f(g["y0"]), "xbr": _f(g["x1"]), "ybr": _f(g["y1"])})]
+    if o.kind in ("polygon", "point"):
+        rings = [p["points"] for p in _shapes.parts_of(g)] if o.kind == "polygon" else [g["points"]]
+        tag = "polygon" if o.kind == "polygon" else "points"
+        return [(tag, {"points": ";".join(f"{_f(x)},{_f(y)}" for x, y in r)}) for r in rings]
+    if o.kind == "ellipse":
+        return [("ellipse", {"cx": _f(g["cx"]), "cy": _f(g["cy"]), "rx": _f(g["rx"]), "ry": _f(g["ry"]),
+                             "rotation": _f(g["angle"])})]
+    if o.kind == "mask":
+        m = _shapes.mask_from(g)
+        if m.shape != (im.height, im.width):
+            raise ValueError(f"mask size {list(m.shape)} of an object on {im.key!r} is not the "
+                             f"image's {[im.height, im.width]}")
+        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        if rows.size == 0:
+            crop, left, top = np.zeros((1, 1), bool), 0, 0
+        else:
+            top, left = rows[0], cols[0]
+            crop = m[top:rows[-1] + 1, left:cols[-1] + 1]
+        flat = crop.ravel().astype(np.int8)
+        change = np.flatnonzero(np.diff(flat)) + 1
+        runs = np.diff(np.concatenate([[0], change, [flat.size]]))
+        if flat[0]:
+            runs = np.concatenate([[0], runs])
+        return [("mask", {"rle": ", ".join(map(str, runs.tolist())), "left": str(left), "top": str(top),
+                          "width": str(crop.shape[1]), "height": str(crop.shape[0])})]
+    raise ValueError(f"cannot write an object of kind {o.kind!r} to CVAT")

@@ -1,0 +1,212 @@
+"""YOLO (Ultralytics) detection and segmentation labels.
+
+Layout written and read::
+
+    data.yaml                 names: {0: cat, 1: dog}, nc: 2
+    labels/<image stem>.txt   one object per line, coordinates normalised to [0, 1]
+
+``task="detect"`` lines are ``class cx cy w h`` (the axis-aligned box of any region);
+``task="segment"`` lines are ``class x1 y1 x2 y2 ...``: boxes as their 4 corners,
+ellipses as 64-vertex polygons, and for a multi-part polygon or a mask only the largest
+part by area (masks are traced along pixel edges by ``labkit.geometry.mask_to_polygon``;
+holes are dropped). Coordinates are clipped
+to the image. Points and image-level labels have no YOLO form and are skipped with a
+warning, and so are empty masks. Images without objects get an empty label file (YOLO's background images).
+
+Reading needs each image's size to undo the normalisation: from ``image_sizes`` or from
+the images in an ``images/`` folder next to ``labels/``, matched by file stem. A line of
+5 numbers is a box, 6 a box with a confidence (``save_conf``), 7 or more (odd) a polygon.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from labkit.formats import _shapes
+from labkit.formats._base import Dataset, FormatError, ImageRecord, ObjectRecord, Problems, classes_in_order
+
+_IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
+
+
+def write(dataset: Dataset, path: str | Path, *, task: str = "detect", scores: bool = False) -> None:
+    """Write ``data.yaml`` and ``labels/*.txt`` into the folder ``path``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Every image needs its width and height.
+    path : str or Path
+        Output folder.
+    task : {"detect", "segment"}
+    scores : bool
+        Append each box's score as a sixth column (detection results, ``save_conf``);
+        training loaders reject such files.
+    """
+    if task not in ("detect", "segment"):
+        raise ValueError(f"task is {task!r}; expected 'detect' or 'segment'")
+    no_size = [im.key for im in dataset.images if im.width is None or im.height is None]
+    if no_size:
+        raise ValueError(f"{len(no_size)} image(s) have no width/height, e.g. {no_size[:3]}; "
+                         "YOLO coordinates are normalised by the image size")
+    stems: dict[str, str] = {}
+    for im in dataset.images:
+        stem = Path(im.key).stem
+        if stem in stems:
+            raise ValueError(f"images {stems[stem]!r} and {im.key!r} would share labels/{stem}.txt")
+        stems[stem] = im.key
+    classes = classes_in_order(dataset.objects, dataset.classes)
+    index = {c: i for i, c in enumerate(classes)}
+    lines: dict[str, list[str]] = {im.key: [] for im in dataset.images}
+    sizes = {im.key: (im.width, im.height) for im in dataset.images}
+    lossy: Counter = Counter()
+    for o in dataset.objects:
+        if o.image_key not in lines:
+            raise ValueError(f"object for image {o.image_key!r} which is not in dataset.images")
+        if o.kind in ("label", "point"):
+            lossy[f"skipped {o.kind} objects"] += 1
+            continue
+        if o.kind == "mask" and not _shapes.mask_from(o.geometry).any():
+            lossy["skipped empty masks"] += 1
+            continue
+        W, H = sizes[o.image_key]
+        if task == "detect":
+            x0, y0, x1, y1 = _shapes.bounds(o.kind, o.geometry)
+            x0, x1 = np.clip([x0, x1], 0, W) / W
+            y0, y1 = np.clip([y0, y1], 0, H) / H
+            nums = [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
+            if scores and o.score is not None:
+                nums.append(o.score)
+        else:
+            ring = _largest_ring(o, lossy)
+            nums = (np.clip(ring, 0, [W, H]) / [W, H]).ravel().tolist()
+        lines[o.image_key].append(" ".join([str(index[o.label])] + [f"{v:.6f}" for v in nums]))
+    root = Path(path)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    for im in dataset.images:
+        text = "".join(line + "\n" for line in lines[im.key])
+        (root / "labels" / f"{Path(im.key).stem}.txt").write_text(text, encoding="utf-8")
+    (root / "data.yaml").write_text(_yaml_names(classes), encoding="utf-8")
+    if lossy:
+        warnings.warn(f"YOLO {task}: {dict(lossy)}", stacklevel=2)
+
+
+def _largest_ring(o: ObjectRecord, lossy: Counter) -> np.ndarray:
+    g = o.geometry
+    if o.kind == "box":
+        return np.array([[g["x0"], g["y0"]], [g["x1"], g["y0"]], [g["x1"], g["y1"]], [g["x0"], g["y1"]]])
+    if o.kind == "ellipse":
+        return np.array(_shapes.ellipse_polygon(g))
+    if o.kind == "mask":
+        rings = _shapes.outer_rings(g)
+    else:
+        parts = _shapes.parts_of(g)
+        if any(p.get("holes") for p in parts):
+            lossy["polygon holes dropped"] += 1
+        rings = sorted((p["points"] for p in parts), key=lambda r: -_shapes.shoelace(r))
+    if len(rings) > 1:
+        lossy["kept the largest part of multi-part objects"] += 1
+    return np.asarray(rings[0], float)
+
+
+def _yaml_names(classes: list[str]) -> str:
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - PyYAML comes with jupyter
+        import json  # JSON strings are valid YAML scalars
+        body = "".join(f"  {i}: {json.dumps(c, ensure_ascii=False)}\n" for i, c in enumerate(classes))
+        return f"nc: {len(classes)}\nnames:\n{body}" if classes else "nc: 0\nnames: {}\n"
+    return yaml.safe_dump({"nc": len(classes), "names": dict(enumerate(classes))},
+                          sort_keys=False, allow_unicode=True)
+
+
+def read(path: str | Path, *, image_sizes: dict[str, tuple[int, int]] | None = None) -> Dataset:
+    """Read a YOLO folder (``data.yaml`` + ``labels/**/*.txt``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder holding ``data.yaml``.
+    image_sizes : dict, optional
+        ``{image key: (width, height)}``; keys are matched to label files by stem and
+        become the ImageRecord keys. Without it, sizes come from ``images/``.
+    """
+    import yaml
+
+    root = Path(path)
+    pr = Problems(root)
+    if not (root / "data.yaml").is_file():
+        raise FormatError(root, [("", "no data.yaml in this folder")])
+    try:
+        meta = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise FormatError(root, [("data.yaml", f"invalid YAML: {exc}")]) from None
+    names = meta.get("names") if isinstance(meta, dict) else None
+    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
+        classes = [str(names[k]) for k in sorted(names)]
+        if sorted(names) != list(range(len(names))):
+            pr.add("data.yaml", f"names keys are {sorted(names)}; expected 0..{len(names) - 1}")
+    elif isinstance(names, list):
+        classes = [str(n) for n in names]
+    else:
+        raise FormatError(root, [("data.yaml", f"names is {names!r}; expected a list or {{index: name}}")])
+    if not (root / "labels").is_dir():
+        raise FormatError(root, [("", "no labels/ folder next to data.yaml")])
+    sizes = _sizes(root, image_sizes)
+    images, objects = [], []
+    for f in sorted((root / "labels").rglob("*.txt")):
+        loc = f.relative_to(root).as_posix()
+        if f.stem not in sizes:
+            pr.add(loc, f"no size for image {f.stem!r}: pass image_sizes={{key: (width, height)}} "
+                        "or put the image in images/")
+            continue
+        key, (W, H) = sizes[f.stem]
+        images.append(ImageRecord(key=key, width=W, height=H, where=loc))
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                obj = _read_line(pr, line.split(), f"{loc}:{n}", key, W, H, classes)
+                if obj is not None:
+                    objects.append(obj)
+    pr.raise_if_any()
+    return Dataset(images=images, objects=objects, classes=classes)
+
+
+def _sizes(root: Path, image_sizes) -> dict[str, tuple[str, tuple[int, int]]]:
+    if image_sizes is not None:
+        return {Path(k).stem: (k, (int(w), int(h))) for k, (w, h) in image_sizes.items()}
+    out = {}
+    if (root / "images").is_dir():
+        from PIL import Image
+
+        for f in sorted((root / "images").rglob("*")):
+            if f.suffix.lower() in _IMAGE_SUFFIXES:
+                with Image.open(f) as img:  # reads the header only
+                    out[f.stem] = (f.name, img.size)
+    return out
+
+
+def _read_line(pr: Problems, tokens: list[str], where: str, key: str, W: int, H: int,
+               classes: list[str]) -> ObjectRecord | None:
+    if not tokens[0].isdigit() or int(tokens[0]) >= len(classes):
+        pr.add(where, f"class {tokens[0]!r} is not an index into the {len(classes)} names of data.yaml")
+        return None
+    nums = [pr.number(t, where, f"value {j + 1}", text=True) for j, t in enumerate(tokens[1:])]
+    if None in nums:
+        return None
+    label, n = classes[int(tokens[0])], len(nums)
+    if n in (4, 5):
+        cx, cy, w, h = nums[0] * W, nums[1] * H, nums[2] * W, nums[3] * H
+        if w < 0 or h < 0:
+            pr.add(where, "negative box width or height")
+            return None
+        g = _shapes.canonical(pr, "box", [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], where)
+        return g and ObjectRecord(image_key=key, kind="box", label=label, where=where, geometry=g,
+                                  score=nums[4] if n == 5 else None)
+    if n % 2 or n < 6:
+        pr.add(where, f"{n} numbers after the class; expected 4 (box), 5 (box and confidence) or "
+                      "an even count of at least 6 (polygon)")
+        return None
+    g = _shapes.canonical(pr, "polygon", [[nums[j] * W, nums[j + 1] * H] for j in range(0, n, 2)], where)
+    return g and ObjectRecord(image_key=key, kind="polygon", label=label, geometry=g, where=where)
