@@ -20,7 +20,7 @@ class PostgresUnavailable(RuntimeError):
 
 
 def find_bindir() -> Path:
-    cands = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[3]))
+    cands = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4]))
     if cands:
         return Path(cands[-1]).parent
     initdb = shutil.which("initdb")

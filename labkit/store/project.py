@@ -319,6 +319,26 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
             raise ProjectError(f"no image {image!r} in the project; ids and paths are listed by project.images()")
         return row
 
+    def set_image_attributes(self, image: int | str | Path, attributes: Mapping[str, Any], *, by: str) -> dict:
+        """Merge ``attributes`` into an image's attributes (``None`` removes a key); return the result.
+
+        The change is written to the audit log with the previous values, so it can be undone.
+        """
+        from labkit.store.annotations import _check_json
+
+        _check_json(dict(attributes), "attributes")
+
+        def fn(conn):
+            row = self._image_row(conn, image)
+            old = dict(row.attributes or {})
+            new = {**old, **attributes}
+            new = {k: v for k, v in new.items() if v is not None}
+            conn.execute(sa.update(S.images).where(S.images.c.id == row.id).values(attributes=new))
+            self._audit(conn, "set_image_attributes", target="images", target_id=row.id, actor=by,
+                        before={k: old.get(k) for k in attributes}, after=dict(attributes))
+            return new
+        return self._write(fn)
+
     def image_path(self, image: int | str | Path) -> Path:
         """Absolute path of an image file."""
         with self._engine.connect() as conn:

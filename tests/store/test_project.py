@@ -239,3 +239,14 @@ def test_info_counts(project):
     info = project.info()
     assert info["images"] == 5 and info["annotations"] == 1 and info["annotators"] == 5
     assert info["annotations_by_kind"] == {"label": 1}
+
+
+def test_set_image_attributes_merges_and_logs(project):
+    assert project.set_image_attributes(1, {"glasses": "yes", "posture": "D"}, by="ana") == \
+        {"glasses": "yes", "posture": "D"}
+    assert project.set_image_attributes(1, {"glasses": None, "posture": "S"}, by="ben") == {"posture": "S"}
+    log = project.audit_log()
+    last = log[log["action"] == "set_image_attributes"].iloc[-1]
+    assert last["actor"] == "ben" and last["details"]["before"] == {"glasses": "yes", "posture": "D"}
+    with pytest.raises(ValueError, match="JSON"):
+        project.set_image_attributes(1, {"x": object()}, by="ana")
