@@ -22,9 +22,6 @@ from labkit.quality.agreement import (
     LEVELS,
     METRICS,
     AgreementInterval,
-    _count_stat,
-    _resample_weights,
-    _unique_rows,
     cohen_kappa,
     confidence_interval,
     fleiss_kappa,
@@ -35,6 +32,8 @@ from labkit.quality.agreement import (
     percent_agreement,
     worker_vs_rest,
 )
+from labkit.quality._agreement import _count_stat
+from labkit.quality.agreement_ci import _resample_weights, _unique_rows
 from labkit.quality.layouts import reliability_to_long, to_counts
 
 # peers warn where a statistic is undefined (0/0); ours returns NaN quietly
