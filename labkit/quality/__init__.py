@@ -1,41 +1,33 @@
 """labkit.quality: the pure numpy/pandas core (difficulty, agreement, layouts).
 
-Nothing here imports torch, ipywidgets or papermill.
+Nothing here imports torch, ipywidgets or papermill; names load on first use, so
+``labkit.quality.difficulty`` stays numpy-only.
 """
-from labkit.quality.agreement import (
-    LEVELS,
-    METRICS,
-    AgreementInterval,
-    cohen_kappa,
-    confidence_interval,
-    fleiss_kappa,
-    gwet_ac1,
-    krippendorff_alpha,
-    pairwise,
-    per_class_agreement,
-    percent_agreement,
-    worker_vs_rest,
-)
-from labkit.quality.difficulty import (
-    ConfusionClasses,
-    c_perplexity,
-    confusion_classes,
-    difficulty_table,
-    x_perplexity,
-)
-from labkit.quality.layouts import (
-    Reliability,
-    long_to_reliability,
-    long_to_wide,
-    reliability_to_long,
-    to_counts,
-    wide_to_long,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AgreementInterval", "ConfusionClasses", "LEVELS", "METRICS", "Reliability", "c_perplexity",
-    "cohen_kappa", "confidence_interval", "confusion_classes", "difficulty_table", "fleiss_kappa",
-    "gwet_ac1", "krippendorff_alpha", "long_to_reliability", "long_to_wide", "pairwise",
-    "per_class_agreement", "percent_agreement", "reliability_to_long", "to_counts", "wide_to_long",
-    "worker_vs_rest", "x_perplexity",
-]
+import importlib
+
+_MODULES = {
+    "labkit.quality.agreement": [
+        "AgreementInterval", "LEVELS", "METRICS", "cohen_kappa", "confidence_interval", "fleiss_kappa",
+        "gwet_ac1", "krippendorff_alpha", "pairwise", "per_class_agreement", "percent_agreement",
+        "worker_vs_rest"],
+    "labkit.quality.difficulty": [
+        "ConfusionClasses", "c_perplexity", "confusion_classes", "difficulty_table", "x_perplexity"],
+    "labkit.quality.layouts": [
+        "Reliability", "long_to_reliability", "long_to_wide", "reliability_to_long", "to_counts", "wide_to_long"],
+}
+_LAZY = {name: mod for mod, names in _MODULES.items() for name in names}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'labkit.quality' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
