@@ -1,4 +1,4 @@
-"""labkit.quality: the pure numpy/pandas core (difficulty, agreement, layouts).
+"""labkit.quality: the pure numpy/pandas core (difficulty, agreement, consensus, layouts).
 
 Nothing here imports torch, ipywidgets or papermill; names load on first use, so
 ``labkit.quality.difficulty`` stays numpy-only.
@@ -8,6 +8,11 @@ from __future__ import annotations
 import importlib
 
 _MODULES = {
+    "labkit.quality.aggregate": [
+        "DawidSkene", "MajorityVote", "StapleResult", "aggregate_with_model", "cluster_boxes", "fuse_boxes",
+        "fuse_masks", "mask_majority", "staple"],
+    "labkit.quality.geometric": ["Matches", "geometric_agreement", "match_boxes", "summarize_agreement"],
+    "labkit.quality.annotators": ["annotator_stats", "gold_mix", "plot_annotator_stats"],
     "labkit.quality.agreement": [
         "AgreementInterval", "LEVELS", "METRICS", "cohen_kappa", "confidence_interval", "fleiss_kappa",
         "gwet_ac1", "krippendorff_alpha", "pairwise", "per_class_agreement", "percent_agreement",
