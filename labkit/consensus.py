@@ -227,36 +227,12 @@ def _mask_records(data, method, by, iou_threshold, quorum, n_iter, tol):
 
 def _replace(project: Any, records: list[dict], kind: str, annotator: str, scope: list[int],
              method: str) -> tuple[list[int], list[int]]:
-    """Soft-delete the old consensus on ``scope`` and insert ``records``, in one transaction.
-
-    Uses the store's own helpers (validation, history snapshot, audit) so a consensus
-    write has the same guarantees as any edit; all or nothing.
-    """
-    import sqlalchemy as sa
-
-    from labkit.store import schema as S
-
-    a = S.annotations
-
-    def fn(conn):
-        who = project._annotator_row(conn, annotator)
-        class_ids = project._class_ids(conn)
-        rows = [project._prepare_annotation(conn, class_ids=class_ids, annotator_row=who, **r) for r in records]
-        old = conn.execute(sa.select(a).where(a.c.annotator_id == who.id, a.c.kind == kind,
-                                              a.c.source == "consensus", a.c.deleted_at.is_(None),
-                                              a.c.image_id.in_(scope))).all()
-        t = project._now()
-        for row in old:
-            project._snapshot(conn, row, change="delete", by=project.user)
-            conn.execute(sa.update(a).where(a.c.id == row.id).values(deleted_at=t, version=row.version + 1,
-                                                                     updated_at=t))
-        ids = [conn.execute(sa.insert(a).values(**row, version=1, created_at=t, updated_at=t)).inserted_primary_key[0]
-               for row in rows]
-        project._audit(conn, "write_consensus", target="annotations", kind=kind, method=method,
-                       annotator=annotator, count=len(ids), first_id=ids[0] if ids else None,
-                       replaced=[row.id for row in old])
-        return ids, [row.id for row in old]
-    return project._write(fn)
+    """Soft-delete the old consensus on ``scope`` and insert ``records``, in one transaction."""
+    old = project.annotations(annotator=annotator, kind=kind, source="consensus")
+    old_ids = [int(i) for i in old.index[old["task"].isin(scope)]]
+    ids = project.replace_annotations(old_ids, records, by=project.user, action="write_consensus", kind=kind,
+                                      method=method, annotator=annotator)
+    return ids, old_ids
 
 
 # ------------------------------------------------------------------------------ gold

@@ -178,18 +178,46 @@ class AnnotationsMixin:
         """Undo :meth:`delete_annotation`."""
         self._set_deleted(annotation, by=by, deleted=False)
 
+    def _flip_deleted(self, conn, annotation: int, *, by: str, deleted: bool):
+        row = self._current(conn, annotation)
+        if (row.deleted_at is not None) == deleted:
+            raise ValueError(f"annotation {annotation} is {'already' if deleted else 'not'} deleted")
+        self._snapshot(conn, row, change="delete" if deleted else "restore", by=by)
+        t = self._now()
+        conn.execute(sa.update(S.annotations).where(S.annotations.c.id == row.id).values(
+            deleted_at=t if deleted else None, version=row.version + 1, updated_at=t))
+        return row
+
     def _set_deleted(self, annotation: int, *, by: str, deleted: bool) -> None:
         def fn(conn):
-            row = self._current(conn, annotation)
-            if (row.deleted_at is not None) == deleted:
-                raise ValueError(f"annotation {annotation} is {'already' if deleted else 'not'} deleted")
-            self._snapshot(conn, row, change="delete" if deleted else "restore", by=by)
-            t = self._now()
-            conn.execute(sa.update(S.annotations).where(S.annotations.c.id == row.id).values(
-                deleted_at=t if deleted else None, version=row.version + 1, updated_at=t))
+            row = self._flip_deleted(conn, annotation, by=by, deleted=deleted)
             self._audit(conn, "delete_annotation" if deleted else "restore_annotation",
                         target="annotations", target_id=row.id, actor=by)
         self._write(fn)
+
+    def replace_annotations(self, delete: Iterable[int], add: Iterable[Mapping[str, Any]], *, by: str,
+                            action: str = "replace_annotations", **details: Any) -> list[int]:
+        """Soft-delete ``delete`` and store ``add``, in one transaction (all or nothing).
+
+        For derived results that supersede earlier ones (a new consensus replacing the
+        previous run): the old rows keep their history, the new ones are validated like
+        :meth:`add_annotations`, and one audit entry (``action``, with ``details``)
+        records both. Returns the new ids.
+        """
+        delete, add = [int(i) for i in delete], list(add)
+
+        def fn(conn):
+            class_ids = self._class_ids(conn)
+            rows = [self._prepare_annotation(conn, class_ids=class_ids, **r) for r in add]
+            for aid in delete:
+                self._flip_deleted(conn, aid, by=by, deleted=True)
+            t = self._now()
+            ids = [conn.execute(sa.insert(S.annotations).values(
+                **row, version=1, created_at=t, updated_at=t)).inserted_primary_key[0] for row in rows]
+            self._audit(conn, action, target="annotations", actor=by, count=len(ids),
+                        first_id=ids[0] if ids else None, replaced=delete, **details)
+            return ids
+        return self._write(fn)
 
     def annotation_history(self, annotation: int) -> pd.DataFrame:
         """Every version of one annotation, oldest first; the last row is the current state."""

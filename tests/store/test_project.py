@@ -250,3 +250,18 @@ def test_set_image_attributes_merges_and_logs(project):
     assert last["actor"] == "ben" and last["details"]["before"] == {"glasses": "yes", "posture": "D"}
     with pytest.raises(ValueError, match="JSON"):
         project.set_image_attributes(1, {"x": object()}, by="ana")
+
+
+def test_replace_annotations_is_all_or_nothing(project):
+    old = project.add_annotation(image=1, kind="label", label="cat", annotator="ana")
+    good = dict(image=1, kind="label", label="dog", annotator="ana")
+    before = snapshot(project)
+    with pytest.raises(ValueError, match="unknown class"):
+        project.replace_annotations([old], [good, dict(good, label="cow")], by="boss")
+    assert snapshot(project) == before
+    new = project.replace_annotations([old], [good], by="boss", action="write_consensus", method="mv")
+    df = project.annotations(include_deleted=True)
+    assert bool(df.loc[old, "deleted"]) and df.loc[new[0], "label"] == "dog"
+    entry = project.audit_log().iloc[-1]
+    assert entry["action"] == "write_consensus" and entry["details"]["replaced"] == [old]
+    assert entry["details"]["method"] == "mv"
