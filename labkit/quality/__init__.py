@@ -15,7 +15,7 @@ _MODULES = {
     "labkit.quality.annotators": ["annotator_stats", "gold_mix", "plot_annotator_stats"],
     "labkit.quality.agreement": [
         "AgreementInterval", "LEVELS", "METRICS", "cohen_kappa", "confidence_interval", "fleiss_kappa",
-        "gwet_ac1", "krippendorff_alpha", "pairwise", "per_class_agreement", "percent_agreement",
+        "gwet_ac1", "krippendorff_alpha", "pairwise", "per_class_agreement", "per_class_intervals", "percent_agreement",
         "worker_vs_rest"],
     "labkit.quality.difficulty": [
         "ConfusionClasses", "c_perplexity", "confusion_classes", "difficulty_table", "x_perplexity"],

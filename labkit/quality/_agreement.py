@@ -289,3 +289,19 @@ def _two_rater_options(metric: str, weights: str | None, level: str) -> dict[str
         raise ValueError(
             f"level={level!r} applies to metric='krippendorff_alpha' only; got metric={metric!r}")
     return {"weights": weights, "level": level}
+
+
+def _class_kappa(c: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Category-specific (binary Fleiss) kappa for task weights ``w`` of shape (B, N); returns (B, K).
+
+    ``c`` is the counts matrix (N, K) of tasks with at least one label. Prevalence is the
+    mean over tasks of each category's share; observed agreement the mean over tasks
+    with 2+ labels of the pairs agreeing on "k" or on "not k". Unit weights give the
+    point estimate, bootstrap resample counts give its resamples.
+    """
+    m = c.sum(1, keepdims=True).astype(float)
+    two = m[:, 0] >= 2
+    pi = (w @ (c / m)) / w.sum(1, keepdims=True)
+    pairs = (c * (c - 1) + (m - c) * (m - c - 1))[two] / (m * (m - 1))[two]
+    pa = (w[:, two] @ pairs) / w[:, two].sum(1, keepdims=True)
+    return _kappa(pa, pi * pi + (1 - pi) * (1 - pi))

@@ -34,11 +34,12 @@ from ._agreement import (
     _counts_input,
     _fleiss_stat,
     _gwet_stat,
+    _class_kappa,
     _kappa,
     _percent_stat,
     _require_pairable,
 )
-from .agreement_ci import AgreementInterval, confidence_interval
+from .agreement_ci import AgreementInterval, confidence_interval, per_class_intervals
 from .agreement_pairwise import pairwise, worker_vs_rest
 from .layouts import _check_choice, _encode_labels
 
@@ -46,6 +47,7 @@ __all__ = [
     "LEVELS",
     "METRICS",
     "AgreementInterval",
+    "per_class_intervals",
     "krippendorff_alpha",
     "fleiss_kappa",
     "cohen_kappa",
@@ -318,9 +320,7 @@ def per_class_agreement(data: Any = None, *, counts: Any = None,
     c, m = c[m >= 1].astype(float), m[m >= 1].astype(float)[:, None]
     two = m[:, 0] >= 2
     pi = (c / m).mean(0)
-    # binary Fleiss: pairs agreeing on "k" plus pairs agreeing on "not k", per task
-    pairs = (c * (c - 1) + (m - c) * (m - c - 1))[two] / (m * (m - 1))[two]
-    kappa = _kappa(pairs.mean(0), pi * pi + (1 - pi) * (1 - pi))
+    kappa = _class_kappa(c, np.ones((1, len(c))))[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         den = (c * (m - 1))[two].sum(0)
         specific = np.where(den > 0, (c * (c - 1))[two].sum(0) / den, np.nan)

@@ -480,3 +480,19 @@ def test_quality_imports_no_heavy_libraries():
             "print([m for m in ('torch', 'ipywidgets', 'papermill') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_per_class_intervals_match_point_estimates_and_cover_them():
+    from labkit.quality import per_class_agreement, per_class_intervals
+
+    rng = np.random.default_rng(3)
+    rows = [(t, w, "abc"[y if rng.random() < 0.75 else rng.integers(0, 3)])
+            for t in range(400) for y in [rng.integers(0, 3)] for w in "pqrs" if rng.random() < 0.85]
+    df = pd.DataFrame(rows, columns=["task", "worker", "label"])
+    ci = per_class_intervals(df, n_boot=400, seed=1)
+    ref = per_class_agreement(df)
+    np.testing.assert_allclose(ci["kappa"], ref["kappa"], atol=1e-12)
+    assert ((ci["low"] < ci["kappa"]) & (ci["kappa"] < ci["high"])).all()
+    assert (ci["high"] - ci["low"] < 0.3).all()
+    with pytest.raises(ValueError, match="confidence level"):
+        per_class_intervals(df, level=95)
