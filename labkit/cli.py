@@ -162,5 +162,13 @@ def formats():
         click.echo(f"{name:<12} {'read' if reader else '    '} {'write' if writer else ''}")
 
 
+def _register_embed() -> None:
+    from labkit.cli_embed import embed
+
+    main.add_command(embed)
+
+
+_register_embed()
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,1 +1,50 @@
-"""labkit.models (see docs/ and DESIGN.md)."""
+"""labkit.models: segmenters (SAM, GrabCut), the embedding cache and its prefetcher.
+
+Everything here loads on first use: ``import labkit.models`` imports neither torch nor
+segment_anything nor OpenCV.
+
+>>> from labkit.models import load_segmenter, list_segmenters
+>>> list_segmenters()
+['grabcut', 'sam_vit_b', 'sam_vit_h', 'sam_vit_l']
+"""
+from __future__ import annotations
+
+import importlib
+
+_SEG = "labkit.models.segmenters"
+_LAZY = {
+    # segmenters
+    "load_segmenter": _SEG,
+    "list_segmenters": _SEG,
+    "default_segmenter": _SEG,
+    "register_segmenter": _SEG,
+    "Segmenter": _SEG,
+    "SamSegmenter": _SEG,
+    "GrabCutSegmenter": _SEG,
+    "MissingCheckpointError": _SEG,
+    # embedding cache and prefetch
+    "EmbeddingCache": "labkit.models.embeddings",
+    "project_cache_dir": "labkit.models.embeddings",
+    "default_cache_dir": "labkit.models.embeddings",
+    "project_image": "labkit.models.embeddings",
+    "image_key": "labkit.models.embeddings",
+    "Prefetcher": "labkit.models.prefetch",
+    # provenance
+    "replay": "labkit.models.provenance",
+    "make_provenance": "labkit.models.provenance",
+    "prompts_from_provenance": "labkit.models.provenance",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'labkit.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -196,26 +196,29 @@ class AnnotationsMixin:
         self._write(fn)
 
     def replace_annotations(self, delete: Iterable[int], add: Iterable[Mapping[str, Any]], *, by: str,
-                            action: str = "replace_annotations", **details: Any) -> list[int]:
-        """Soft-delete ``delete`` and store ``add``, in one transaction (all or nothing).
+                            restore: Iterable[int] = (), action: str = "replace_annotations",
+                            **details: Any) -> list[int]:
+        """Soft-delete ``delete``, restore ``restore`` and store ``add``, in one transaction.
 
         For derived results that supersede earlier ones (a new consensus replacing the
-        previous run): the old rows keep their history, the new ones are validated like
-        :meth:`add_annotations`, and one audit entry (``action``, with ``details``)
-        records both. Returns the new ids.
+        previous run, an adjudication and its undo): the old rows keep their history, the
+        new ones are validated like :meth:`add_annotations`, and one audit entry
+        (``action``, with ``details``) records it all. All or nothing. Returns the new ids.
         """
-        delete, add = [int(i) for i in delete], list(add)
+        delete, add, restore = [int(i) for i in delete], list(add), [int(i) for i in restore]
 
         def fn(conn):
             class_ids = self._class_ids(conn)
             rows = [self._prepare_annotation(conn, class_ids=class_ids, **r) for r in add]
             for aid in delete:
                 self._flip_deleted(conn, aid, by=by, deleted=True)
+            for aid in restore:
+                self._flip_deleted(conn, aid, by=by, deleted=False)
             t = self._now()
             ids = [conn.execute(sa.insert(S.annotations).values(
                 **row, version=1, created_at=t, updated_at=t)).inserted_primary_key[0] for row in rows]
             self._audit(conn, action, target="annotations", actor=by, count=len(ids),
-                        first_id=ids[0] if ids else None, replaced=delete, **details)
+                        first_id=ids[0] if ids else None, replaced=delete, restored=restore, **details)
             return ids
         return self._write(fn)
 

@@ -1,0 +1,18 @@
+"""labkit.models.pool: a population of timm classifiers that scores images out of sample.
+
+- :class:`ModelPool`: from your checkpoints (:meth:`~ModelPool.from_checkpoints`), trained
+  on a project's own labels with cross-fitting (:meth:`~ModelPool.train`, the embedded
+  default), or reopened (:meth:`~ModelPool.load`); :meth:`~ModelPool.predict` gives
+  ``probs`` of shape (M, N, K), saved in the project with provenance.
+- :func:`reference_labels`: one label per image from a project's annotations.
+- :func:`project_label_issues`: label-error candidates among a project's images.
+
+Importing this package loads neither torch nor timm; they load when a model is needed.
+"""
+from __future__ import annotations
+
+from .labels import project_label_issues, reference_labels
+from .pool import DEFAULT_ARCHS, DEFAULT_FRACTIONS, ModelPool, PoolMember, PoolPredictions
+
+__all__ = ["DEFAULT_ARCHS", "DEFAULT_FRACTIONS", "ModelPool", "PoolMember", "PoolPredictions",
+           "project_label_issues", "reference_labels"]

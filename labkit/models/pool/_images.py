@@ -1,0 +1,173 @@
+"""What a pool scores: a project's images, image files or arrays, each with a content key.
+
+The *key* of an image is the sha256 of the bytes the models see: the file's bytes for a
+project image or a path (computed now, so a file changed since import gets a new key), the
+pixels' hash (:func:`labkit.models.embeddings.image_key`) for an array. Saved predictions
+and cross-fitting folds are keyed by it, so a changed image never reuses a stale result.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class ImageSet:
+    """N images to score: ids (the index of results), content keys, and where to read each."""
+
+    ids: pd.Index  # named "image"
+    keys: np.ndarray  # (N,) str, sha256 hex
+    paths: list[Path] | None  # files, or None for arrays
+    arrays: Sequence[np.ndarray] | None
+    project: Any = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _is_project(obj: Any) -> bool:
+    return hasattr(obj, "images") and hasattr(obj, "read_image") and hasattr(obj, "root")
+
+
+def image_set(images: Any, *, verify: bool = True, progress: bool = False) -> ImageSet:
+    """Describe ``images``: a :class:`labkit.Project`, a sequence of paths, or HWC uint8 arrays.
+
+    For a project, every file is hashed. A file whose bytes no longer match the sha256
+    recorded at import raises :class:`labkit.ImageError` (listing all of them) unless
+    ``verify=False``, which scores the current bytes under their own key.
+    """
+    from labkit.store.images import ImageError
+
+    if _is_project(images):
+        table = images.images()
+        paths = [images._resolve(p) for p in table["path"]]
+        keys = _hash_files(paths, progress=progress)
+        missing = [(i, p) for i, p, k in zip(table.index, paths, keys) if k is None]
+        if missing:
+            lines = "\n".join(f"  image {i}: {p}" for i, p in missing[:20])
+            raise ImageError(f"{len(missing)} image file(s) of the project are missing (moved or "
+                             f"deleted since import); restore them:\n{lines}")
+        changed = [(i, p) for i, p, k, h in zip(table.index, paths, keys, table["sha256"]) if k != h]
+        if changed and verify:
+            lines = "\n".join(f"  image {i}: {p}" for i, p in changed[:20])
+            raise ImageError(f"{len(changed)} image file(s) changed since import (their sha256 no "
+                             f"longer matches); restore or re-import them, or pass verify=False to "
+                             f"score the current bytes:\n{lines}")
+        return ImageSet(pd.Index(table.index, name="image"), np.array(keys, dtype="U64"), paths,
+                        None, images)
+    if isinstance(images, (str, Path)):
+        raise ValueError(f"images is a single path ({images!r}); pass a project, a list of image "
+                         "paths, or a list of (H, W, 3) uint8 arrays")
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        arrays: Sequence[Any] = list(images)
+    elif isinstance(images, np.ndarray):
+        raise ValueError(f"images is an array of shape {images.shape}; expected (N, H, W, 3) uint8, "
+                         "or a list of (H, W, 3) arrays")
+    else:
+        try:
+            arrays = list(images)
+        except TypeError:
+            raise ValueError(f"images has type {type(images).__name__}; expected a labkit.Project, "
+                             "a list of image paths or a list of (H, W, 3) uint8 arrays") from None
+    if not arrays:
+        raise ValueError("images is empty; expected at least one image")
+    ids = pd.RangeIndex(len(arrays), name="image")
+    if all(isinstance(a, (str, Path)) for a in arrays):
+        paths = [Path(a) for a in arrays]
+        keys = _hash_files(paths, progress=progress)
+        missing = [str(p) for p, k in zip(paths, keys) if k is None]
+        if missing:
+            raise ImageError(f"{len(missing)} image file(s) not found: {missing[:20]}")
+        return ImageSet(ids, np.array(keys, dtype="U64"), paths, None)
+    from labkit.models.embeddings import image_key
+
+    for i, a in enumerate(arrays):
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+            what = (f"shape {a.shape}, dtype {a.dtype}" if isinstance(a, np.ndarray)
+                    else f"type {type(a).__name__}")
+            raise ValueError(f"images[{i}] has {what}; expected an (H, W, 3) uint8 RGB array or an "
+                             "image path (convert grayscale with np.stack([g] * 3, -1))")
+    return ImageSet(ids, np.array([image_key(a) for a in arrays], dtype="U64"), None, arrays)
+
+
+def _hash_files(paths: Sequence[Path], *, progress: bool) -> list[str | None]:
+    from tqdm.auto import tqdm
+
+    from labkit.store.images import sha256_file
+
+    def one(p: Path) -> str | None:
+        try:
+            return sha256_file(p)
+        except FileNotFoundError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=4) as ex:  # hashlib releases the GIL
+        return list(tqdm(ex.map(one, paths), total=len(paths), desc="hashing images", unit="img",
+                         disable=not progress or len(paths) < 2000))
+
+
+class ImageDataset:
+    """``torch.utils.data.Dataset`` of ``(position, uint8 tensor (3, S, S))``.
+
+    Images are squashed to S x S (bilinear, aspect ratio not kept). A file is hashed as it
+    is read: bytes that differ from the key raise, so a file changed mid-run is never used.
+    """
+
+    def __init__(self, images: ImageSet, positions: Sequence[int], size: int):
+        # only what workers need (a project's database engine does not pickle)
+        self.paths, self.arrays, self.keys = images.paths, images.arrays, images.keys
+        self.positions, self.size = list(positions), int(size)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, j: int):
+        import torch
+
+        i = self.positions[j]
+        return i, torch.from_numpy(np.ascontiguousarray(self.read(i).transpose(2, 0, 1)))
+
+    def read(self, i: int) -> np.ndarray:
+        """Image ``i`` as an (S, S, 3) uint8 array."""
+        import hashlib
+
+        from PIL import Image
+
+        from labkit.store.images import ImageError
+
+        if self.arrays is not None:
+            im = Image.fromarray(self.arrays[i])
+        else:
+            path = self.paths[i]
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != self.keys[i]:
+                raise ImageError(f"{path} changed while the pool was scoring it; run again")
+            im = Image.open(io.BytesIO(data)).convert("RGB")
+        if im.size != (self.size, self.size):
+            im = im.resize((self.size, self.size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _worker_init(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # workers only decode; leave the cores to the models
+
+
+def batches(images: ImageSet, positions: Sequence[int], *, size: int, batch_size: int,
+            num_workers: int, pin_memory: bool = False):
+    """Yield ``(positions (B,), uint8 tensor (B, 3, S, S))`` in order, decoded by DataLoader workers."""
+    from torch.utils.data import DataLoader
+
+    ds = ImageDataset(images, positions, size)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=pin_memory, worker_init_fn=_worker_init if num_workers else None)
+    for pos, x in loader:
+        yield pos.numpy(), x

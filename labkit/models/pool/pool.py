@@ -1,0 +1,417 @@
+"""``ModelPool``: a population of timm classifiers that scores images out of sample.
+
+A pool is M *members*; each member is one timm architecture with one set of weights,
+or, for a pool trained by labkit, one weight file per cross-fitting fold. Build one from
+your checkpoints (:meth:`ModelPool.from_checkpoints`), train one on a project's own
+labels (:meth:`ModelPool.train`, the embedded default), or reopen a trained one
+(:meth:`ModelPool.load`). :meth:`ModelPool.predict` returns ``probs`` of shape
+``(M, N, K)`` and saves them in the project, so asking again costs only the hashing.
+
+References
+----------
+.. [1] N. L. Zhang, W. Xie, Z. Lin, G. Dong, X.-H. Li, C. C. Cao, Y. Wang. "Example
+   Perplexity". arXiv:2203.08813, 2022 (the pool: varying architectures and varying
+   training-set sizes).
+.. [2] V. Chernozhukov et al. "Double/debiased machine learning for treatment and
+   structural parameters". The Econometrics Journal 21(1), 2018 (cross-fitting).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import _images
+from ._store import PredictionStore, utc_now
+
+__all__ = ["DEFAULT_ARCHS", "DEFAULT_FRACTIONS", "ModelPool", "PoolMember", "PoolPredictions"]
+
+#: Architectures :meth:`ModelPool.train` uses by default: all train from scratch on
+#: small inputs (16-32 px) on a CPU in reasonable time.
+DEFAULT_ARCHS = ("resnet18", "mobilenetv3_small_100", "efficientnet_b0")
+#: Training-set fractions: members that saw a quarter, half and all of their folds.
+DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class PoolMember:
+    """One model of the pool: a timm architecture and its weights.
+
+    ``weights`` holds one file per cross-fitting fold for a trained pool, one file for a
+    checkpoint. ``sha256`` are those files' hashes; ``mean``/``std`` the input
+    normalisation (in [0, 1] units); ``fraction`` the share of its training folds a
+    trained member saw (``None`` for a checkpoint).
+    """
+
+    name: str
+    arch: str
+    weights: tuple[str, ...]
+    sha256: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    fraction: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PoolPredictions:
+    """Class probabilities of every pool member for N images, with where they came from.
+
+    Attributes
+    ----------
+    probs : ndarray of shape (M, N, K), float32
+        ``probs[m, i]`` is member ``models[m]``'s distribution for image ``images[i]``.
+        ``np.asarray(predictions)`` is this array, so a ``PoolPredictions`` can be passed
+        wherever ``probs`` is expected (e.g. :func:`labkit.quality.difficulty_table`).
+    images : pandas.Index
+        The N image ids (project ids; positions 0..N-1 for paths or arrays), name ``"image"``.
+    models : tuple of str
+        The M member names.
+    classes : tuple of str
+        The K class names, in the order of the last axis.
+    fold : ndarray of shape (N,), int
+        For a trained pool, the cross-fitting fold an image was held out in (its
+        probabilities come from that fold's models only); -1 for an image no model
+        trained on (the average over all folds' models) and for checkpoint pools.
+    sha256 : ndarray of shape (N,), str
+        Hash of the bytes each image was scored from.
+    provenance : dict
+        Pool id, members with checkpoint hashes, image hashes, when each image was
+        computed, how many were reused from disk, device, versions, and where saved.
+    """
+
+    probs: np.ndarray
+    images: pd.Index
+    models: tuple[str, ...]
+    classes: tuple[str, ...]
+    fold: np.ndarray
+    sha256: np.ndarray
+    provenance: dict = field(repr=False)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.probs if dtype is None else self.probs.astype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.probs.shape
+
+    def mean(self) -> pd.DataFrame:
+        """The pool's mean distribution per image: N rows (``images``), K columns (``classes``)."""
+        return pd.DataFrame(self.probs.mean(axis=0), index=self.images, columns=list(self.classes))
+
+    def __repr__(self) -> str:
+        M, N, K = self.probs.shape
+        return (f"PoolPredictions(M={M} models, N={N} images, K={K} classes; computed "
+                f"{self.provenance['computed']}, reused {self.provenance['reused']})")
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    from labkit._version import __version__
+
+    out = {"labkit": __version__}
+    for pkg in ("torch", "timm"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:  # pragma: no cover
+            out[pkg] = None
+    return out
+
+
+class ModelPool:
+    """A pool of timm classifiers; see the module docstring and the three constructors.
+
+    Attributes
+    ----------
+    members : tuple of PoolMember
+    classes : list of str
+        The K classes, in the order of the probabilities' last axis.
+    image_size : int
+        Every image is resized (squashed) to ``image_size`` x ``image_size``.
+    home : Path or None
+        The folder of a trained pool (``<project>/pool/<name>``).
+    """
+
+    def __init__(self, members: Sequence[PoolMember], *, classes: Sequence[str], image_size: int,
+                 folds: tuple[np.ndarray, np.ndarray] | None = None, home: Path | None = None,
+                 training: dict | None = None):
+        self.members = tuple(members)
+        self.classes = list(classes)
+        self.image_size = int(image_size)
+        self.home = None if home is None else Path(home)
+        self.training = training
+        if folds is not None:
+            order = np.argsort(folds[0], kind="stable")
+            folds = (np.asarray(folds[0])[order], np.asarray(folds[1], np.int64)[order])
+        self._folds = folds
+        self._models: dict[str, list] = {}
+
+    # ------------------------------------------------------------- description --
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members)
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.members[0].weights)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __repr__(self) -> str:
+        kind = f"trained, {self.n_folds} folds" if self._folds is not None else "checkpoints"
+        return (f"ModelPool({len(self)} members: {', '.join(self.names)}; {len(self.classes)} classes; "
+                f"{self.image_size} px; {kind})")
+
+    def _folds_digest(self) -> str | None:
+        if self._folds is None:
+            return None
+        h = hashlib.sha256("\n".join(self._folds[0].tolist()).encode())
+        h.update(self._folds[1].tobytes())
+        return h.hexdigest()
+
+    def manifest(self) -> dict:
+        """What identifies the pool (JSON-ready): members with checkpoint hashes, classes, folds."""
+        return {"members": [asdict(m) for m in self.members], "classes": self.classes,
+                "image_size": self.image_size, "folds_sha256": self._folds_digest(),
+                "training": self.training, **_versions()}
+
+    @property
+    def id(self) -> str:
+        """16 hex digits naming the pool's saved predictions; changes with any checkpoint."""
+        key = {"members": [[m.name, m.arch, list(m.sha256), list(m.mean), list(m.std)]
+                           for m in self.members],
+               "classes": self.classes, "image_size": self.image_size, "folds": self._folds_digest()}
+        return _digest(key)[:16]
+
+    def fold_of(self, keys: np.ndarray) -> np.ndarray:
+        """Cross-fitting fold of each image sha256; -1 where no model trained on it."""
+        keys = np.asarray(keys)
+        if self._folds is None or not len(keys):
+            return np.full(len(keys), -1, np.int64)
+        sk, sf = self._folds
+        at = np.clip(np.searchsorted(sk, keys), 0, len(sk) - 1)
+        return np.where(sk[at] == keys, sf[at], -1)
+
+    # ------------------------------------------------------------- constructors --
+    @classmethod
+    def from_checkpoints(cls, specs: Sequence[Any], *, classes: Sequence[str],
+                         image_size: int = 224) -> "ModelPool":
+        """A pool of your own timm checkpoints, any number.
+
+        Parameters
+        ----------
+        specs : sequence of dict or (arch, path) tuples
+            One per member: ``{"arch": "resnet50", "checkpoint": "r50.pt"}``, optionally
+            with ``"name"`` (default: the arch; names must be unique), ``"mean"`` and
+            ``"std"`` (default: timm's for the arch). A checkpoint is a ``state_dict``
+            (or a dict holding one under ``"state_dict"`` or ``"model"``, as timm's
+            training script saves) for ``timm.create_model(arch, num_classes=K)``; it is
+            loaded with ``weights_only=True`` when first needed.
+        classes : sequence of str
+            The K classes, in the order of the models' outputs.
+        image_size : int, default 224
+            Input size; images are resized to ``image_size`` x ``image_size``.
+
+        The pool cannot know what the checkpoints were trained on: audit labels with it
+        only on images the models never saw.
+        """
+        from labkit.store.images import sha256_file
+
+        from . import _torch
+
+        if isinstance(specs, (str, dict)) or not len(specs):
+            raise ValueError("specs must be a non-empty list of {'arch': ..., 'checkpoint': ...} "
+                             "dicts or (arch, checkpoint) pairs")
+        classes = _check_classes(classes)
+        members = []
+        for i, spec in enumerate(specs):
+            if isinstance(spec, (tuple, list)) and len(spec) == 2:
+                spec = {"arch": spec[0], "checkpoint": spec[1]}
+            if not isinstance(spec, dict) or "arch" not in spec or "checkpoint" not in spec:
+                raise ValueError(f"specs[{i}] is {spec!r}; expected a dict with 'arch' and "
+                                 "'checkpoint' (optional 'name', 'mean', 'std') or an (arch, path) pair")
+            extra = set(spec) - {"arch", "checkpoint", "name", "mean", "std"}
+            if extra:
+                raise ValueError(f"specs[{i}] has unknown keys {sorted(extra)}; expected arch, "
+                                 "checkpoint, name, mean, std")
+            arch = _torch.check_arch(spec["arch"])
+            path = Path(spec["checkpoint"])
+            if not path.is_file():
+                raise FileNotFoundError(f"specs[{i}]: checkpoint {path} does not exist")
+            mean, std = _torch.default_norm(arch)
+            members.append(PoolMember(
+                name=str(spec.get("name", arch)), arch=arch, weights=(str(path.resolve()),),
+                sha256=(sha256_file(path),), mean=tuple(map(float, spec.get("mean", mean))),
+                std=tuple(map(float, spec.get("std", std)))))
+        names = [m.name for m in members]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"member names must be unique, but {dup} repeat; give each spec a 'name'")
+        return cls(members, classes=classes, image_size=_check_size(image_size))
+
+    @classmethod
+    def train(cls, project: Any, **options: Any) -> "ModelPool":
+        """Train the paper's population on the project's labeled images, with cross-fitting.
+
+        See :func:`labkit.models.pool.training.train_pool` for the options.
+        """
+        from .training import train_pool
+
+        return train_pool(cls, project, **options)
+
+    @classmethod
+    def load(cls, project: Any, name: str = "default") -> "ModelPool":
+        """Reopen the pool trained as ``name`` in ``project`` (a Project or its folder)."""
+        root = Path(project.root if hasattr(project, "root") else project)
+        home = root / "pool" / name
+        path = home / "pool.json"
+        if not path.exists():
+            have = sorted(p.parent.name for p in (root / "pool").glob("*/pool.json"))
+            raise FileNotFoundError(f"no pool named {name!r} in {root} (trained pools: {have or 'none'}); "
+                                    "train one with ModelPool.train(project) or "
+                                    f"`labkit pool train --project {root}`")
+        data = json.loads(path.read_text())
+        members = [PoolMember(**{**m, "weights": tuple(str(home / w) for w in m["weights"]),
+                                 "sha256": tuple(m["sha256"]), "mean": tuple(m["mean"]),
+                                 "std": tuple(m["std"])}) for m in data["members"]]
+        with np.load(home / "folds.npz", allow_pickle=False) as z:
+            folds = (z["sha256"], z["fold"])
+        pool = cls(members, classes=data["classes"], image_size=data["image_size"], folds=folds,
+                   home=home, training=data.get("training"))
+        if pool._folds_digest() != data["folds_sha256"]:
+            raise ValueError(f"{home / 'folds.npz'} does not match {path}; retrain the pool "
+                             "(ModelPool.train(..., overwrite=True))")
+        return pool
+
+    # ---------------------------------------------------------------- predict --
+    def predict(self, images: Any, *, batch_size: int = 256, num_workers: int = 2,
+                device: Any = None, verify: bool = True, cache: bool = True,
+                cache_dir: str | Path | None = None, shard_size: int = 2048,
+                progress: bool = True) -> PoolPredictions:
+        """Class probabilities of every member for every image: ``probs`` of shape (M, N, K).
+
+        Parameters
+        ----------
+        images : labkit.Project, sequence of paths, or sequence of (H, W, 3) uint8 arrays
+            A project means all its images, in the order of ``project.images()``.
+        batch_size : int, default 256
+            Images per forward pass.
+        num_workers : int, default 2
+            DataLoader processes decoding images (0: decode in this process).
+        device : str or torch.device, optional
+            Default: CUDA when available, else the CPU. On CUDA inputs are pinned and
+            forward passes run under ``torch.autocast("cuda")``.
+        verify : bool, default True
+            For a project, a file whose bytes no longer match its import hash raises
+            :class:`labkit.ImageError`; ``False`` scores the current bytes instead.
+        cache : bool, default True
+            Reuse and save predictions. They live in ``<project>/predictions/<pool id>/``
+            (for a project, or for any images given to a pool trained in a project), or
+            in ``cache_dir/<pool id>/``; images given as paths or arrays to a checkpoint
+            pool without ``cache_dir`` are not saved.
+        shard_size : int, default 2048
+            Images per saved shard: an interrupted run loses at most this many.
+        progress : bool, default True
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        PoolPredictions
+            ``probs`` (M, N, K) float32 in the order of the images, with ids, folds and
+            provenance. For a trained pool, an image it trained on is scored only by the
+            members' models of the fold that held it out; any other image by the mean of
+            all folds' models. A saved image is reused when its bytes' sha256 is
+            unchanged, so results reload identically and a changed image is scored again.
+        """
+        for what, v, lo in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                            ("shard_size", shard_size, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{what} is {v!r}; expected an integer >= {lo}")
+        iset = _images.image_set(images, verify=verify, progress=progress)
+        folder = None
+        if cache:
+            if cache_dir is not None:
+                folder = Path(cache_dir) / self.id
+            elif iset.project is not None:
+                folder = Path(iset.project.root) / "predictions" / self.id
+            elif self.home is not None:
+                folder = self.home.parents[1] / "predictions" / self.id
+        M, K = len(self), len(self.classes)
+        store = PredictionStore(folder, self.manifest(), M, K) if folder is not None else None
+        ukeys, first, inverse = np.unique(iset.keys, return_index=True, return_inverse=True)
+        if store is not None:
+            uprobs, found, when = store.lookup(ukeys)
+        else:
+            uprobs, found, when = np.zeros((M, len(ukeys), K), np.float32), np.zeros(len(ukeys), bool), \
+                [None] * len(ukeys)
+        todo = np.flatnonzero(~found)
+        device_used = None
+        if todo.size:
+            from .inference import score
+
+            device_used = score(self, iset, first[todo], ukeys[todo], uprobs, todo, when, store=store,
+                                batch_size=batch_size, num_workers=num_workers, device=device,
+                                shard_size=shard_size, progress=progress)
+        probs = uprobs[:, inverse.ravel()]
+        provenance = {
+            "pool_id": self.id, "models": list(self.names),
+            "checkpoints": {m.name: list(m.sha256) for m in self.members},
+            "archs": {m.name: m.arch for m in self.members},
+            "classes": self.classes, "image_size": self.image_size,
+            "images": [int(i) if isinstance(i, (int, np.integer)) else i for i in iset.ids],
+            "sha256": iset.keys.tolist(), "computed_at": [when[j] for j in inverse.ravel()],
+            "computed": int(todo.size), "reused": int(len(ukeys) - todo.size),
+            "device": device_used, "saved_to": None if folder is None else str(folder),
+            "returned_at": utc_now(), **_versions()}
+        return PoolPredictions(probs=probs, images=iset.ids, models=self.names,
+                               classes=tuple(self.classes), fold=self.fold_of(iset.keys),
+                               sha256=iset.keys, provenance=provenance)
+
+    def _loaded(self, device) -> list[list]:
+        """The members' models (one per fold) on ``device``, loaded once and checked by hash."""
+        from labkit.store.images import sha256_file
+
+        from . import _torch
+
+        key = str(device)
+        if key not in self._models:
+            loaded = []
+            for m in self.members:
+                folds = []
+                for path, digest in zip(m.weights, m.sha256):
+                    if not Path(path).is_file():
+                        raise FileNotFoundError(f"member {m.name!r}: weights {path} are missing")
+                    if sha256_file(path) != digest:
+                        raise ValueError(f"member {m.name!r}: {path} changed since the pool was "
+                                         "built (sha256 differs); rebuild the pool")
+                    model = _torch.create(m.arch, len(self.classes))
+                    _torch.load_weights(model, Path(path), what=f"member {m.name!r}")
+                    folds.append(_torch.prepare(model, device))
+                loaded.append(folds)
+            self._models = {key: loaded}  # one device at a time
+        return self._models[key]
+
+
+def _check_classes(classes: Sequence[str]) -> list[str]:
+    if isinstance(classes, str) or not len(classes) or len(set(classes)) != len(classes):
+        raise ValueError(f"classes is {classes!r}; expected a list of unique class names, in the "
+                         "order of the models' outputs")
+    if len(classes) < 2:
+        raise ValueError(f"classes has {len(classes)} name; a classifier pool needs at least 2")
+    return [str(c) for c in classes]
+
+
+def _check_size(size: Any) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 8 <= size <= 4096:
+        raise ValueError(f"image_size is {size!r}; expected an integer number of pixels in [8, 4096]")
+    return int(size)

@@ -1,0 +1,217 @@
+"""Training a cross-fitted pool on a project's own labels (``ModelPool.train``).
+
+The labeled images are split into ``folds`` (stratified by label, seeded; identical
+images stay together). For each fold ``f``, architecture ``a`` and fraction ``r``, a
+model is trained from scratch on a stratified fraction ``r`` of the *other* folds. Member
+``(a, r)`` of the pool is the set of its ``folds`` models, so every labeled image gets
+probabilities from a model that never trained on it.
+
+Files, under ``<project>/pool/<name>/``::
+
+    train.json                   the options, the labels' hash, progress
+    folds.npz                    per labeled image: sha256, image id, label, fold
+    weights/<arch>@<r>/fold<f>.pt  state_dicts (torch.save), written as each finishes
+    pool.json                    the manifest ModelPool.load reads (written at the end)
+
+Training is resumable: run the same call again and finished models are kept.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import zlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _images
+from ._store import utc_now, write_json
+from .labels import assign_folds, check_labels, reference_labels, subsample
+
+
+def train_pool(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | None = None,
+               fractions: Sequence[float] | None = None, folds: int = 5, image_size: int = 32,
+               epochs: int = 10, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
+               name: str = "default", device: Any = None, num_workers: int = 2,
+               progress: bool = True, overwrite: bool = False):
+    """Train a pool on ``project`` and return it (a :class:`ModelPool`).
+
+    Parameters
+    ----------
+    project : labkit.Project
+    labels : pandas.Series, optional
+        Class names indexed by image id. Default (None): :func:`reference_labels`, the
+        majority of each image's image-level ``label`` annotations over all annotators
+        (ties: the class listed first). Images without a label are not trained on (they
+        are still scored by :meth:`ModelPool.predict`, by all folds' models averaged).
+    archs : sequence of str, default ``DEFAULT_ARCHS``
+        timm architectures, created with ``pretrained=False`` (nothing is downloaded).
+    fractions : sequence of float in (0, 1], default ``DEFAULT_FRACTIONS``
+        Training-set sizes, as shares of the other folds (stratified, nested).
+    folds : int, default 5
+        Cross-fitting folds (>= 2). Each model trains on ``(folds - 1) / folds`` of
+        the labeled images, times its fraction.
+    image_size : int, default 32
+        Images are squashed to this many pixels square (timm's CNNs accept 16 px and up).
+    epochs, batch_size, lr : training schedule (AdamW, one-cycle, label smoothing 0.1).
+    seed : int
+        Folds, subsets, initialisation and batches all follow from it.
+    name : str, default "default"
+        The pool's folder, ``<project>/pool/<name>``.
+    device : str or torch.device, optional
+        Default: CUDA when available, else the CPU.
+    num_workers : int, default 2
+        DataLoader processes decoding the images (once, before training).
+    overwrite : bool, default False
+        A pool of this name trained with other options or labels is an error unless
+        ``overwrite=True``, which deletes it. With the same options and labels, finished
+        models are reused (resume).
+
+    Returns
+    -------
+    ModelPool
+        ``len(archs) * len(fractions)`` members named ``"<arch>@<fraction>"``.
+    """
+    from tqdm.auto import tqdm
+
+    from . import _torch
+    from .pool import DEFAULT_ARCHS, DEFAULT_FRACTIONS, PoolMember, _check_size
+
+    archs = [_torch.check_arch(a) for a in (DEFAULT_ARCHS if archs is None else archs)]
+    fractions = [float(r) for r in (DEFAULT_FRACTIONS if fractions is None else fractions)]
+    _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, num_workers)
+    image_size = _check_size(image_size)
+    table = project.images()
+    labels = reference_labels(project) if labels is None else check_labels(
+        labels, table.index, project.classes())
+    classes = [c for c in project.classes() if c in set(labels)]
+    if len(classes) < 2:
+        raise ValueError(f"the labels cover {len(classes)} class(es) ({classes}); a pool needs labeled "
+                         "images of at least 2 classes (add image-level labels, or pass labels=)")
+    ids = labels.index.to_numpy()
+    y = np.asarray([classes.index(c) for c in labels], np.int64)
+    keys = table.loc[ids, "sha256"].to_numpy().astype("U64")
+    if len(np.unique(keys)) < folds:
+        raise ValueError(f"{len(np.unique(keys))} distinct labeled images cannot be split into "
+                         f"{folds} folds; lower folds or label more images")
+    fold = assign_folds(keys, y, folds, seed)
+    for a in archs:  # fail now, not after hours of training the other architectures
+        _torch.check_input_size(a, len(classes), image_size)
+
+    home = Path(project.root) / "pool" / name
+    config = {"archs": archs, "fractions": fractions, "folds": folds, "image_size": image_size,
+              "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "classes": classes,
+              "labels_sha256": _labels_digest(keys, y)}
+    _claim(home, config, overwrite)
+    np.savez(home / "folds.npz", sha256=keys, image=ids, label=y, fold=fold)
+
+    dev = _torch.pick_device(device)
+    iset = _images.ImageSet(table.loc[ids].index.rename("image"), keys,
+                            [project._resolve(p) for p in table.loc[ids, "path"]], None, project)
+    x = np.empty((len(ids), 3, image_size, image_size), np.uint8)
+    for pos, xb in _images.batches(iset, range(len(ids)), size=image_size, batch_size=256,
+                                   num_workers=num_workers):
+        x[pos] = xb.numpy()  # decoded once (and hash-checked), shared by every model
+
+    jobs = []
+    for f in range(folds):
+        others = np.flatnonzero(fold != f)
+        for r in fractions:
+            subset = subsample(others, y, r, seed=seed * 1000 + f)
+            for a in archs:
+                jobs.append((f, a, r, subset))
+    total = sum(len(s) // min(batch_size, len(s)) * min(batch_size, len(s)) for *_, s in jobs) * epochs
+    paths = {}
+    with tqdm(total=total, desc=f"training pool ({len(jobs)} models, {dev.type})", unit="img",
+              disable=not progress) as bar:
+        for f, a, r, subset in jobs:
+            path = home / "weights" / f"{a}@{r:g}" / f"fold{f}.pt"
+            paths[(a, r, f)] = path
+            steps = len(subset) // min(batch_size, len(subset)) * min(batch_size, len(subset))
+            if path.exists():  # finished in an earlier run with the same options and labels
+                bar.update(steps * epochs)
+                continue
+            bar.set_postfix_str(f"{a}@{r:g} fold {f}")
+            mean, std = _torch.default_norm(a)
+            state = _torch.train_model(
+                a, x[subset], y[subset], num_classes=len(classes), epochs=epochs,
+                batch_size=batch_size, lr=lr, seed=zlib.crc32(f"{seed}/{f}/{a}/{r:g}".encode()),
+                device=dev, mean=mean, std=std, progress=bar)
+            _torch.save_state(state, path)
+
+    from labkit.store.images import sha256_file
+
+    members = []
+    for a in archs:
+        mean, std = _torch.default_norm(a)
+        for r in fractions:
+            ws = [paths[(a, r, f)] for f in range(folds)]
+            members.append(PoolMember(name=f"{a}@{r:g}", arch=a, weights=tuple(str(w) for w in ws),
+                                      sha256=tuple(sha256_file(w) for w in ws), mean=mean, std=std,
+                                      fraction=r))
+    pool = cls(members, classes=classes, image_size=image_size, folds=(keys, fold), home=home,
+               training={**config, "device": str(dev), "trained_images": int(len(ids))})
+    manifest = pool.manifest()
+    for m in manifest["members"]:
+        m["weights"] = [str(Path(w).relative_to(home)) for w in m["weights"]]
+    manifest["created"] = utc_now()
+    write_json(home / "pool.json", manifest)
+    return pool
+
+
+def _labels_digest(keys: np.ndarray, y: np.ndarray) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, c in sorted(zip(keys.tolist(), y.tolist())):
+        h.update(f"{k}:{c}\n".encode())
+    return h.hexdigest()
+
+
+def _claim(home: Path, config: dict, overwrite: bool) -> None:
+    """Make ``home`` this training run's folder: new, a resumable earlier run, or overwritten."""
+    path = home / "train.json"
+    if path.exists():
+        old = json.loads(path.read_text()).get("config")
+        if old != config:
+            if not overwrite:
+                diff = {k: (old.get(k) if old else None, v) for k, v in config.items()
+                        if not old or old.get(k) != v}
+                shown = {k: ("changed" if k == "labels_sha256" else f"{a} -> {b}")
+                         for k, (a, b) in diff.items()}
+                raise ValueError(f"a pool named {home.name!r} was trained in {home} with other "
+                                 f"options or labels ({shown}); pass overwrite=True to replace it, "
+                                 "or choose another name")
+            shutil.rmtree(home)
+    elif home.exists() and any(home.iterdir()):
+        if not overwrite:
+            raise ValueError(f"{home} exists but holds no pool training record; pass overwrite=True "
+                             "to replace it, or choose another name")
+        shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        write_json(path, {"config": config, "started": utc_now()})
+    (home / "pool.json").unlink(missing_ok=True)  # rewritten when every model is done
+
+
+def _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, num_workers) -> None:
+    def whole(v, lo, what):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{what} is {v!r}; expected an integer >= {lo}")
+
+    if not archs:
+        raise ValueError("archs is empty; expected at least one timm architecture")
+    if len(set(archs)) != len(archs):
+        raise ValueError(f"archs has repeats: {archs}")
+    if not fractions or any(not 0 < r <= 1 for r in fractions) or len(set(fractions)) != len(fractions):
+        raise ValueError(f"fractions is {fractions}; expected distinct numbers in (0, 1]")
+    whole(folds, 2, "folds")
+    whole(epochs, 1, "epochs")
+    whole(batch_size, 2, "batch_size")
+    whole(num_workers, 0, "num_workers")
+    whole(seed, 0, "seed")
+    if not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr is {lr!r}; expected a positive learning rate")
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ValueError(f"name is {name!r}; expected a folder name such as 'default'")

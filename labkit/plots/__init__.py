@@ -1,0 +1,18 @@
+"""matplotlib figures for reports and widgets; every function returns a ``Figure``."""
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "pairwise_heatmap": "labkit.plots.agreement",
+    "per_class_agreement_plot": "labkit.plots.agreement",
+    "iou_distribution": "labkit.plots.agreement",
+    "consensus_confusion": "labkit.plots.agreement",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'labkit.plots' has no attribute {name!r}")

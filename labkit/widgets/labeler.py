@@ -1,0 +1,338 @@
+"""``Labeler``: SAM-assisted labeling in a JupyterLab notebook.
+
+A view over :class:`labkit.widgets.session.LabelSession`: boxes are drawn with
+jupyter-bbox-widget, clicks, polygons, points and ellipses on labkit's PromptCanvas;
+every accepted object is in the project store before the widget shows it as saved.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import logging
+
+import ipywidgets as w
+from jupyter_bbox_widget import BBoxWidget
+
+from labkit.widgets._canvas import PromptCanvas
+from labkit.widgets._render import compose
+from labkit.widgets.session import LabelSession
+
+log = logging.getLogger("labkit.labeler")
+
+TOOL_OPTIONS = [("SAM box (b)", "sam"), ("Box (x)", "box"), ("Click ± (c)", "click"),
+                ("Polygon (o)", "polygon"), ("Point (t)", "point"), ("Ellipse (e)", "ellipse")]
+TOOL_KEYS = {"b": "sam", "x": "box", "c": "click", "o": "polygon", "t": "point", "e": "ellipse"}
+HELP = """
+<b>Keys</b> (click the image first): <code>1</code>..<code>9</code>, <code>0</code> choose the class ·
+<code>Enter</code> accept the mask · <code>z</code> undo · <code>y</code> redo · <code>Esc</code> clear prompts ·
+<code>n</code>/<code>p</code> next/previous image · <code>d</code> done (next) · <code>s</code> skip ·
+tools: <code>b</code> SAM box, <code>x</code> plain box, <code>c</code> clicks, <code>o</code> polygon,
+<code>t</code> point, <code>e</code> ellipse.<br>
+<b>SAM box</b>: drag a box, the mask appears in cyan; switch to <b>Click ±</b> to refine (left click = object,
+right or shift click = background); choose among the mask candidates; accept.
+<b>Polygon</b>: click the vertices, click the first one (or double-click) to close.
+<b>Ellipse</b>: drag its bounding rectangle. Undo also removes an accepted object; nothing accepted is ever lost.
+"""
+
+
+class Labeler(w.VBox):
+    """Label a project's images with SAM (or GrabCut) assistance, in a notebook.
+
+    Parameters
+    ----------
+    project : labkit.Project
+    annotator : str
+        Who is labeling (a registered annotator).
+    segmenter : segmenter or str, optional
+        Default: SAM when ``LABKIT_SAM_CHECKPOINT`` is set, else GrabCut.
+    queue : sequence of int, optional
+        Image ids in order; default: the annotator's pending assignments.
+    blind : bool, optional
+        Hide other annotators' objects (default: on for images assigned to several).
+    prefetch : bool
+        Encode the next images in the background (SAM), so moving on is instant.
+
+    Examples
+    --------
+    >>> from labkit import Project                              # doctest: +SKIP
+    >>> from labkit.widgets import Labeler                      # doctest: +SKIP
+    >>> Labeler(Project.open("demo_project"), annotator="ana")  # doctest: +SKIP
+    """
+
+    def __init__(self, project, *, annotator: str, segmenter=None, queue=None, blind: bool | None = None,
+                 prefetch: bool = True):
+        self.session = s = LabelSession(project, annotator=annotator, segmenter=segmenter, queue=queue,
+                                        blind=blind, prefetch=prefetch)
+        self.title = w.HTML()
+        self.status = w.HTML()
+        self.status.add_class("labkit-status")
+        self.tool = w.ToggleButtons(options=TOOL_OPTIONS, value="sam", style={"button_width": "auto"})
+        self.tool.add_class("labkit-tool")
+        self.cls = w.ToggleButtons(options=[(f"{(i + 1) % 10} {c}" if i < 10 else c, c)
+                                            for i, c in enumerate(s.classes)], value=s.label,
+                                   style={"button_width": "auto"})
+        self.cls.add_class("labkit-class")
+        self.bbox = BBoxWidget(classes=s.classes, label=s.label, hide_buttons=True)
+        self.bbox.add_class("labkit-bbox")
+        keys = [str(d) for d in range(10)] + ["Enter", "Escape", "z", "y", "n", "p", "d", "s", *TOOL_KEYS]
+        self.canvas = PromptCanvas(shortcut_keys=keys)
+        self.canvas.add_class("labkit-canvas")
+        self.candidates = w.ToggleButtons(options=[], style={"button_width": "auto"})
+        self.candidates.add_class("labkit-candidates")
+        btn = functools.partial(w.Button, layout=w.Layout(width="auto"))
+        self.accept_btn = btn(description="Accept ⏎", button_style="success")
+        self.undo_btn, self.redo_btn = btn(description="Undo z"), btn(description="Redo y")
+        self.clear_btn = btn(description="Clear Esc")
+        self.prev_btn, self.next_btn = btn(description="◀ Prev p"), btn(description="Next n ▶")
+        self.skip_btn, self.done_btn = btn(description="Skip s"), btn(description="Done d ✓", button_style="info")
+        self.jump = w.BoundedIntText(value=1, min=1, max=len(s.queue), layout=w.Layout(width="6em"))
+        self.jump_btn = btn(description="Go")
+        self.objects = w.Select(options=[], rows=8, layout=w.Layout(width="100%"))
+        self.objects.add_class("labkit-objects")
+        self.delete_btn = btn(description="Delete object")
+        self.relabel_btn = btn(description="Give it the chosen class")
+        self.image_labels = w.TagsInput(allowed_tags=s.classes, allow_duplicates=False)
+        self.attributes = w.Text(placeholder="key=value, key=value", layout=w.Layout(width="100%"))
+        self.attr_btn = btn(description="Save attributes")
+        for name in ("accept", "undo", "redo", "clear", "prev", "next", "skip", "done", "jump", "delete",
+                     "relabel", "attr"):
+            getattr(self, f"{name}_btn").add_class(f"labkit-{name}")
+        side = w.VBox([
+            w.HTML("<b>Mask candidates</b>"), self.candidates,
+            w.HBox([self.accept_btn, self.undo_btn, self.redo_btn, self.clear_btn]),
+            w.HTML("<b>Objects on this image</b>"), self.objects, w.HBox([self.delete_btn, self.relabel_btn]),
+            w.HTML("<b>Image labels</b>"), self.image_labels,
+            w.HTML("<b>Image attributes</b>"), self.attributes, self.attr_btn,
+        ], layout=w.Layout(width="34%", min_width="280px"))
+        help_box = w.Accordion(children=[w.HTML(HELP)], titles=("Help: keys and tools",))
+        nav = w.HBox([self.prev_btn, self.next_btn, self.skip_btn, self.done_btn, w.Label("go to"),
+                      self.jump, self.jump_btn])
+        super().__init__([self.title, self.tool, self.cls,
+                          w.HBox([w.VBox([self.bbox, self.canvas], layout=w.Layout(width="66%")), side]),
+                          nav, self.status, help_box])
+        self.add_class("labkit-labeler")
+        self._syncing = False
+        self._wire()
+        self._show_image()
+
+    def close(self) -> None:
+        """Stop the background prefetch and close the widget."""
+        self.session.close()
+        super().close()
+
+    # ----------------------------------------------------------------- wiring --
+    def _safe(self, fn):
+        """Run a UI action; show any error in the widget (and the log) instead of losing it."""
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                out = fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - every failure must reach the annotator
+                log.exception("labeler action failed")
+                self._say(f"⚠ {type(exc).__name__}: {exc}", error=True)
+                return None
+            return out
+        return run
+
+    def _wire(self) -> None:
+        on = lambda b, f: b.on_click(self._safe(lambda _: f()))  # noqa: E731
+        on(self.accept_btn, self.accept)
+        on(self.undo_btn, self.undo)
+        on(self.redo_btn, self.redo)
+        on(self.clear_btn, self.clear)
+        on(self.prev_btn, self.prev)
+        on(self.next_btn, self.next)
+        on(self.skip_btn, self.skip)
+        on(self.done_btn, self.done)
+        on(self.jump_btn, lambda: self.go(self.jump.value - 1))
+        on(self.delete_btn, self._delete_selected)
+        on(self.relabel_btn, self._relabel_selected)
+        on(self.attr_btn, self._save_attributes)
+        self.tool.observe(self._safe(lambda c: self._set_tool(c["new"])), "value")
+        self.cls.observe(self._safe(lambda c: self._set_class(c["new"])), "value")
+        self.candidates.observe(self._safe(self._on_candidate), "value")
+        self.bbox.observe(self._safe(self._on_bboxes), "bboxes")
+        self.image_labels.observe(self._safe(self._on_image_labels), "value")
+        self.canvas.on_msg(self._safe(self._on_canvas_msg))
+
+    def _on_canvas_msg(self, _widget, msg, _buffers) -> None:
+        kind = msg.get("type")
+        s = self.session
+        if kind == "click":
+            s.add_click(msg["x"], msg["y"], positive=bool(msg.get("positive", True)))
+            self._refresh(f"{'object' if msg.get('positive', True) else 'background'} click added")
+        elif kind == "point":
+            self._saved(s.add_point(msg["x"], msg["y"]))
+        elif kind == "polygon":
+            self._saved(s.add_polygon(msg["points"]))
+        elif kind == "ellipse":
+            self._saved(s.add_ellipse(msg["box"]))
+        elif kind == "key":
+            self.key(msg["key"])
+
+    def key(self, key: str) -> None:
+        """Handle a keyboard shortcut (see the help)."""
+        actions = {"Enter": self.accept, "z": self.undo, "y": self.redo, "Escape": self.clear, "n": self.next,
+                   "p": self.prev, "d": self.done, "s": self.skip}
+        if key in actions:
+            actions[key]()
+        elif key in TOOL_KEYS:
+            self.tool.value = TOOL_KEYS[key]
+        elif key.isdigit():
+            i = (int(key) - 1) % 10
+            if i < len(self.session.classes):
+                self.cls.value = self.session.classes[i]
+
+    # ---------------------------------------------------------------- actions --
+    def _on_bboxes(self, change) -> None:
+        if self._syncing or not change["new"]:
+            return
+        b = change["new"][-1]
+        if abs(b["width"]) < 2 or abs(b["height"]) < 2:
+            return  # jupyter-bbox-widget syncs a zero-size box on mousedown; the drag's end follows
+        box = [b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]]
+        if self.session.tool == "box":
+            self._clear_bbox()
+            self._saved(self.session.add_box(box))
+        else:
+            if len(change["new"]) > 1:  # one box prompt per object: keep the newest
+                self._clear_bbox(keep=[b])
+            self._say("segmenting…")
+            self.session.set_box(box)
+            self._refresh("mask ready: refine with clicks, pick a candidate, accept with Enter")
+
+    def _clear_bbox(self, keep=()) -> None:
+        self._syncing = True
+        try:
+            self.bbox.bboxes = list(keep)
+        finally:
+            self._syncing = False
+
+    def accept(self) -> None:
+        aid = self.session.accept()
+        self._clear_bbox()
+        self._saved(aid)
+
+    def undo(self) -> None:
+        what = self.session.undo()
+        if not self.session.prompts:
+            self._clear_bbox()
+        self._refresh(f"undid {what}" if what else "nothing to undo")
+
+    def redo(self) -> None:
+        what = self.session.redo()
+        self._refresh(f"redid {what}" if what else "nothing to redo")
+
+    def clear(self) -> None:
+        self.session.clear()
+        self._clear_bbox()
+        self.canvas.reset += 1
+        self._refresh("prompts cleared")
+
+    def _move(self, fn) -> None:
+        fn()
+        self._clear_bbox()
+        self._show_image()
+
+    def next(self) -> None:
+        self._move(self.session.next)
+
+    def prev(self) -> None:
+        self._move(self.session.prev)
+
+    def skip(self) -> None:
+        self._move(self.session.skip)
+
+    def done(self) -> None:
+        self._move(self.session.done)
+
+    def go(self, pos: int) -> None:
+        self._move(lambda: self.session.go(pos))
+
+    def _set_tool(self, tool: str) -> None:
+        self.session.tool = tool
+        boxes = tool in ("sam", "box")
+        self.bbox.layout.display = None if boxes else "none"
+        self.canvas.layout.display = "none" if boxes else None
+        self.canvas.tool = tool
+        self._refresh()
+
+    def _set_class(self, label: str) -> None:
+        self.session.label = label
+        self.bbox.label = label
+
+    def _on_candidate(self, change) -> None:
+        if change["new"] is not None and self.session.candidates is not None:
+            self.session.choose(change["new"])
+            self._refresh()
+
+    def _on_image_labels(self, change) -> None:
+        if not self._syncing:
+            self.session.set_image_labels(list(change["new"]))
+            self._refresh("image labels saved")
+
+    def _save_attributes(self) -> None:
+        pairs = [p.split("=", 1) for p in self.attributes.value.split(",") if p.strip()]
+        bad = [p[0] for p in pairs if len(p) != 2]
+        if bad:
+            raise ValueError(f"attributes must be key=value pairs separated by commas; not understood: {bad}")
+        attrs = self.session.set_attributes({k.strip(): v.strip() for k, v in pairs})
+        self._say(f"attributes saved: {html.escape(str(attrs))}")
+
+    def _delete_selected(self) -> None:
+        if self.objects.value is None:
+            raise ValueError("select an object in the list first")
+        self.session.delete_object(self.objects.value)
+        self._refresh(f"deleted object {self.objects.value} (z undoes)")
+
+    def _relabel_selected(self) -> None:
+        if self.objects.value is None:
+            raise ValueError("select an object in the list first")
+        self.session.change_class(self.objects.value, self.session.label)
+        self._refresh(f"object {self.objects.value} is now {self.session.label}")
+
+    # ---------------------------------------------------------------- display --
+    def _saved(self, aid: int) -> None:
+        self._refresh(f"saved object {aid} ✓")
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        colour = "#b00020" if error else "#1b5e20"
+        self.status.value = f"<span style='color:{colour}'>{text}</span>"
+
+    def _show_image(self) -> None:
+        s = self.session
+        self.jump.value = s.pos + 1
+        self._syncing = True
+        try:
+            mine = s.project.annotations(image=s.image_id, annotator=s.annotator, kind="label")
+            self.image_labels.value = list(mine["label"])
+            attrs = s.image_row["attributes"] or {}
+            self.attributes.value = ", ".join(f"{k}={v}" for k, v in attrs.items() if not isinstance(v, (dict, list)))
+        finally:
+            self._syncing = False
+        self._refresh(s.message or "")
+        s.message = ""
+
+    def _refresh(self, message: str | None = None) -> None:
+        s = self.session
+        objs = s.objects()
+        rows = [{"id": int(i), "kind": r["kind"], "label": r["label"], "geometry": r["geometry"]}
+                for i, r in objs.iterrows() if r["kind"] != "label"]
+        data = compose(s.image, rows, classes=s.classes, candidate=s.mask,
+                       prompts=[p.as_dict() for p in s.prompts if p.point is not None], selected=self.objects.value)
+        if s.tool in ("sam", "box"):
+            self.bbox.image_bytes = data
+        else:
+            self.canvas.image = data
+        self.objects.options = [(f"#{i} {r['label']} · {r['kind']} · {r['worker']}", int(i)) for i, r in objs.iterrows()]
+        if s.candidates is None:
+            self.candidates.options = []
+        else:
+            self.candidates.options = [(f"{i + 1}: {sc:.2f}", i) for i, sc in enumerate(s.candidates[1])]
+            self.candidates.value = s.choice
+        blind = " · blind mode: others' objects hidden" if s.blind else ""
+        self.title.value = (f"<b>Image {s.image_id}</b> ({html.escape(str(s.image_row['path']))}) · "
+                            f"<span class='labkit-progress'>{s.progress_text}</span> · annotator "
+                            f"<b>{html.escape(s.annotator)}</b>{blind}")
+        if message is not None:
+            self._say(message)
