@@ -9,6 +9,9 @@ import pandas as pd
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure  # no pyplot: no global state, safe in threads and reports
 
+    from labkit.plots._display import register_ipython
+
+    register_ipython()
     return Figure(figsize=(width, height), layout="constrained")
 
 

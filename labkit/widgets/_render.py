@@ -35,7 +35,7 @@ def _edge(mask: np.ndarray) -> np.ndarray:
 
 def compose(image: np.ndarray, objects: Iterable[dict[str, Any]] = (), *, classes: list[str] = (),
             candidate: np.ndarray | None = None, prompts: Iterable[dict] = (), selected: int | None = None,
-            fmt: str = "jpeg", max_side: int | None = None) -> bytes:
+            fmt: str = "jpeg", fit: int | None = None) -> bytes:
     """Encode ``image`` with overlays as JPEG/PNG bytes.
 
     Parameters
@@ -50,8 +50,9 @@ def compose(image: np.ndarray, objects: Iterable[dict[str, Any]] = (), *, classe
         ``{"box": [...]}`` or ``{"point": [x, y], "label": 0|1}`` (green object / red background).
     selected : int, optional
         Object id to emphasise.
-    max_side : int, optional
-        Shrink to fit (thumbnails); masks are blended before, outlines drawn after.
+    fit : int, optional
+        Resize so the longer side is ``fit`` pixels (thumbnails, small images); masks are
+        blended before, outlines drawn after.
     """
     from PIL import Image, ImageDraw
 
@@ -69,9 +70,10 @@ def compose(image: np.ndarray, objects: Iterable[dict[str, Any]] = (), *, classe
         _blend(out, candidate, CANDIDATE, 0.45)
         out[_edge(candidate)] = CANDIDATE
     im = Image.fromarray(out)
-    if max_side and max(im.size) > max_side:  # thumbnails: shrink first, draw at the new scale
-        f = max_side / max(im.size)
-        im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))))
+    if fit and max(im.size) != fit:  # thumbnails: resize first, then draw outlines at the new scale
+        f = fit / max(im.size)
+        im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))),
+                       Image.NEAREST if f > 1 else Image.BILINEAR)  # enlarge small images crisply
         objects = [_scaled(o, f) for o in objects]
     d = ImageDraw.Draw(im)
     w = max(1, round(max(im.size) / 400))

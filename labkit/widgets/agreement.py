@@ -47,7 +47,8 @@ class AgreementDashboard(w.VBox):
                            titles=("Pairwise", "Per class", "Annotators vs consensus"))
         self.gallery = w.GridBox(layout=w.Layout(grid_template_columns="repeat(4, 1fr)", grid_gap="6px"))
         self.gallery.add_class("labkit-gallery")
-        self.review_image = w.Image(format="jpeg", layout=w.Layout(max_width="520px"))
+        self.review_image = w.Image(format="jpeg", layout=w.Layout(width="360px", height="auto",
+                                                                     object_fit="contain"))
         self.legend = w.HTML()
         self.choice = w.RadioButtons(options=[], layout=w.Layout(width="auto"))
         self.choice.add_class("labkit-choice")
@@ -162,7 +163,8 @@ class AgreementDashboard(w.VBox):
         for task, r in self.scores.head(self.gallery_size).iterrows():
             mine = df[df["task"] == task]
             img = self.project.read_image(int(task), verify=False)
-            thumb = w.Image(value=compose(img, self._overlay_rows(mine), max_side=160), format="jpeg")
+            thumb = w.Image(value=compose(img, self._overlay_rows(mine), fit=160), format="jpeg",
+                            layout=w.Layout(width="100%", height="auto", object_fit="contain"))
             labels = ", ".join(f"{wk}: {lab}" for wk, lab in zip(mine["worker"], mine["label"]))
             btn = w.Button(description=f"image {task} · {r['disagreement']:.2f}", layout=w.Layout(width="auto"),
                            tooltip=labels)
@@ -177,7 +179,7 @@ class AgreementDashboard(w.VBox):
         mine = df[df["task"] == image]
         self.image_id = image
         img = self.project.read_image(image, verify=False)
-        self.review_image.value = compose(img, self._overlay_rows(mine), max_side=520)
+        self.review_image.value = compose(img, self._overlay_rows(mine), fit=360)
         swatch = "".join(f"<span style='color:rgb{c}'>■</span> {html.escape(wk)} &nbsp;"
                          for wk, c in self.colours.items() if wk in set(mine["worker"]))
         final = self.project.annotations(image=image, kind=self.kind.value, annotator=CONSENSUS)
