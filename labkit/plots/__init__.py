@@ -8,6 +8,9 @@ _LAZY = {
     "per_class_agreement_plot": "labkit.plots.agreement",
     "iou_distribution": "labkit.plots.agreement",
     "consensus_confusion": "labkit.plots.agreement",
+    "difficulty_histograms": "labkit.plots.difficulty",
+    "c_vs_x_scatter": "labkit.plots.difficulty",
+    "confusion_pairs_heatmap": "labkit.plots.difficulty",
 }
 __all__ = sorted(_LAZY)
 

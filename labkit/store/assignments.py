@@ -95,6 +95,39 @@ class AssignmentsMixin:
                                  "annotator": [by_id[r["annotator_id"]] for r in new]})
         return self._write(fn)
 
+    def requeue(self, images, annotator: str, *, reason: str = "") -> int:
+        """Put images (back) in ``annotator``'s queue: assign them, or reopen done/skipped ones.
+
+        For review work such as "send to relabel" from difficulty scoring; one
+        transaction, audited with ``reason``. Returns how many images were (re)queued.
+        """
+        ids = list(dict.fromkeys(int(i) for i in images))
+        a = S.assignments
+
+        def fn(conn):
+            who = self._annotator_row(conn, annotator)
+            if who.role == "viewer":
+                raise ValueError(f"{annotator!r} is a viewer; viewers cannot be given images")
+            known = set(conn.execute(sa.select(S.images.c.id).where(S.images.c.id.in_(ids))).scalars())
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise ValueError(f"no such images: {missing[:20]}; nothing was queued")
+            have = dict(conn.execute(sa.select(a.c.image_id, a.c.status).where(
+                a.c.annotator_id == who.id, a.c.image_id.in_(ids))).all())
+            t = self._now()
+            new = [{"image_id": i, "annotator_id": who.id, "status": "pending", "assigned_at": t}
+                   for i in ids if i not in have]
+            if new:
+                conn.execute(sa.insert(a), new)
+            reopen = [i for i, st in have.items() if st != "pending"]
+            if reopen:
+                conn.execute(sa.update(a).where(a.c.annotator_id == who.id, a.c.image_id.in_(reopen))
+                             .values(status="pending", done_at=None))
+            self._audit(conn, "requeue", target="assignments", annotator=annotator, images=ids[:1000],
+                        count=len(new) + len(reopen), reason=reason)
+            return len(new) + len(reopen)
+        return self._write(fn)
+
     def queue(self, annotator: str) -> list[int]:
         """Image ids still to do for ``annotator``, in the order they were assigned."""
         a = S.assignments

@@ -1,10 +1,10 @@
 """Jupyter widgets: thin views over labkit's library calls (ipywidgets, anywidget, jupyter-bbox-widget)."""
 from __future__ import annotations
 
-__all__ = ["AgreementDashboard", "Labeler", "LabelSession"]
+__all__ = ["AgreementDashboard", "DifficultyExplorer", "Labeler", "LabelSession"]
 
 _LAZY = {"Labeler": "labkit.widgets.labeler", "LabelSession": "labkit.widgets.session",
-         "AgreementDashboard": "labkit.widgets.agreement"}
+         "AgreementDashboard": "labkit.widgets.agreement", "DifficultyExplorer": "labkit.widgets.difficulty"}
 
 
 def __getattr__(name: str):

@@ -265,3 +265,19 @@ def test_replace_annotations_is_all_or_nothing(project):
     entry = project.audit_log().iloc[-1]
     assert entry["action"] == "write_consensus" and entry["details"]["replaced"] == [old]
     assert entry["details"]["method"] == "mv"
+
+
+def test_requeue_assigns_or_reopens(project):
+    project.assign([1, 2], ["ana"], overlap=1)
+    project.submit(1, annotator="ana")
+    assert project.queue("ana") == [2]
+    assert project.requeue([1, 3], "ana", reason="hard") == 2
+    assert sorted(project.queue("ana")) == [1, 2, 3]
+    assert project.requeue([1, 2, 3], "ana") == 0  # already pending: nothing to do
+    before = snapshot(project)
+    with pytest.raises(ValueError, match="no such images"):
+        project.requeue([1, 99], "ana")
+    with pytest.raises(ValueError, match="viewer"):
+        project.requeue([1], "eve")
+    assert snapshot(project) == before
+    assert project.audit_log()["details"].iloc[-1]["reason"] == ""
