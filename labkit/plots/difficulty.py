@@ -23,13 +23,17 @@ def difficulty_histograms(table: pd.DataFrame, labels: pd.Series, *, score: str 
     fig = _figure(2.4 * min(cols, max(1, len(classes))), 1.9 * rows + 0.5)
     fig.suptitle(f"{score.replace('_', '-')} per class")
     values = table[score].to_numpy(float)
-    bins = np.linspace(np.nanmin(values), np.nanmax(values) + 1e-9, 16)
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    if hi - lo < 1e-6:  # every sample scores the same: centre one bar on it
+        lo, hi = lo - 0.5, hi + 0.5
+    bins = np.linspace(lo, hi, 16)
     for k, c in enumerate(classes):
         ax = fig.add_subplot(rows, min(cols, len(classes)), k + 1)
         v = table.loc[lab == c, score]
         ax.hist(v, bins=bins, color="#1f77b4")
         ax.set_title(f"{c} (n={len(v)}, median {v.median():.2f})", fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.ticklabel_format(axis="x", useOffset=False)
     return fig
 
 
