@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/labkit demo --out demo_project --force
+	$(PY) -c "from labkit.reports import audit_demo; print('audit report:', audit_demo('demo_project', 'demo_project/reports').html)"
 
 # Debian packages the tests need (PostgreSQL server, Chromium); apt-get as root.
 sysdeps:

@@ -162,13 +162,16 @@ def formats():
         click.echo(f"{name:<12} {'read' if reader else '    '} {'write' if writer else ''}")
 
 
-def _register_embed() -> None:
+def _register() -> None:
+    from labkit import cli_report
     from labkit.cli_embed import embed
 
     main.add_command(embed)
+    main.add_command(cli_report.report)
+    main.add_command(cli_report.inspect)
 
 
-_register_embed()
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -8,6 +8,13 @@ from __future__ import annotations
 import importlib
 
 _MODULES = {
+    "labkit.quality.integrity": ["RULES", "perceptual_hash", "inspect_files", "find_duplicates",
+                                 "geometry_findings", "summarize_findings"],
+    "labkit.quality.acceptance": ["Contract", "Measurement", "Verdict", "load_contract", "evaluate"],
+    "labkit.quality.sampling": ["SamplingPlan", "code_letter", "sampling_plan", "draw_sample",
+                                "proportion_interval", "plan_table"],
+    "labkit.quality.composition": ["attribute_shares", "coverage_matrix", "validation_table"],
+    "labkit.quality.disagreement": ["disagreement_by_task"],
     "labkit.quality.aggregate": [
         "DawidSkene", "MajorityVote", "StapleResult", "aggregate_with_model", "cluster_boxes", "fuse_boxes",
         "fuse_masks", "mask_majority", "staple"],

@@ -113,7 +113,14 @@ def load_contract(spec: str | Path | Mapping[str, Any]) -> Contract:
     """
     source = "dict"
     if isinstance(spec, (str, Path)):
-        import tomllib
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            try:
+                import tomli as tomllib
+            except ImportError as exc:
+                raise ImportError("reading a contract file on Python 3.10 needs tomli: "
+                                  "`pip install tomli`") from exc
 
         path = Path(spec)
         if not path.is_file():

@@ -119,10 +119,10 @@ def coverage_matrix(labels: pd.Series, table: pd.DataFrame, attribute: str, *,
     """
     if attribute not in table.columns:
         raise ValueError(f"no attribute {attribute!r}; available: {list(table.columns)}")
-    df = pd.DataFrame({"image": labels.index, "class": labels.to_numpy(),
-                       attribute: table[attribute].reindex(labels.index).fillna(MISSING).to_numpy()}
+    df = pd.DataFrame({"_image": labels.index, "_class": labels.to_numpy(),
+                       "_value": table[attribute].reindex(labels.index).fillna(MISSING).to_numpy()}
                       ).drop_duplicates()  # an image counts once per class
-    m = pd.crosstab(df["class"], df[attribute])
+    m = pd.crosstab(df["_class"], df["_value"])
     if classes is not None:
         m = m.reindex(list(classes), fill_value=0)
     m.columns.name = attribute

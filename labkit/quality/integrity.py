@@ -256,7 +256,7 @@ def _popcount(x: np.ndarray) -> np.ndarray:
 
 
 def find_duplicates(hashes: pd.Series, *, max_distance: int = 4, sha256: pd.Series | None = None,
-                    chunk: int = 2048) -> pd.DataFrame:
+                    chunk: int = 2048, exhaustive_limit: int = 50_000) -> pd.DataFrame:
     """Pairs of images whose perceptual hashes differ in at most ``max_distance`` bits.
 
     Parameters
@@ -268,7 +268,10 @@ def find_duplicates(hashes: pd.Series, *, max_distance: int = 4, sha256: pd.Seri
     sha256 : Series of str, optional
         File hashes; identical bytes are reported as ``exact`` whatever the distance.
     chunk : int
-        Rows compared at once (memory ``chunk * N`` uint64). The search is O(N^2).
+        Rows compared at once (memory ``chunk * N`` uint64).
+    exhaustive_limit : int
+        The near-duplicate search compares all pairs, O(N^2); above this many images
+        only equal hashes (distance 0) and identical bytes are reported.
 
     Returns
     -------
@@ -290,7 +293,12 @@ def find_duplicates(hashes: pd.Series, *, max_distance: int = 4, sha256: pd.Seri
     ids = h.index.to_numpy()
     vals = np.array([int(v) & 0xFFFFFFFFFFFFFFFF for v in h], dtype=np.uint64)
     rows: list[tuple] = []
-    for s in range(0, len(vals), chunk):
+    if len(vals) > exhaustive_limit:
+        max_distance, groups = 0, pd.Series(np.arange(len(vals))).groupby(vals)
+        for _, pos in groups:
+            p = pos.to_numpy()
+            rows += [(a, b, 0) for i, a in enumerate(p) for b in p[i + 1:]]
+    for s in range(0, len(vals) if len(vals) <= exhaustive_limit else 0, chunk):
         d = _popcount(vals[s:s + chunk, None] ^ vals[None, :])
         ia, ib = np.nonzero(d <= max_distance)
         keep = ia + s < ib

@@ -1,0 +1,37 @@
+"""labkit.reports: reproducible quality reports (papermill notebooks rendered to offline HTML).
+
+- :func:`run_report`: run ``notebooks/NAME.ipynb`` with parameters, keep the executed
+  notebook, render HTML without code and record version, parameters, data hashes and time;
+- :func:`run_audit`: the contract audit behind ``notebooks/quality_audit.ipynb``, one
+  call per report section;
+- :func:`plan_inspection` / :func:`write_sheet`: the ISO 2859-1 sample and its
+  inspection sheet; :func:`audit_demo`: the audit of the demo project.
+
+Names load on first use: importing this package loads neither papermill nor nbconvert.
+"""
+from __future__ import annotations
+
+import importlib
+
+_MODULES = {
+    "labkit.reports.runner": ["ReportError", "ReportParameterError", "ReportResult", "list_reports",
+                              "report_parameters", "run_report"],
+    "labkit.reports.audit": ["DEFAULT_CONTRACT", "QualityAudit", "delivered_labels", "load_predictions",
+                             "run_audit"],
+    "labkit.reports.inspection": ["plan_inspection", "write_sheet", "fill_sheet"],
+    "labkit.reports.demo": ["audit_demo"],
+}
+_LAZY = {name: mod for mod, names in _MODULES.items() for name in names}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'labkit.reports' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,68 @@
+"""What a report records about itself: labkit's version, the parameters, the time and
+the hashes of the data it read (the project database and the images' content hashes)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _digest_rows(rows) -> str:
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps(r, default=str, sort_keys=True).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def data_fingerprint(location: str | Path) -> dict[str, Any]:
+    """Hashes of a project's data, read without changing anything.
+
+    - ``files``: sha256 of ``project.db`` (and its ``-wal`` journal when present) of a
+      folder project;
+    - ``images``: how many, and a sha256 over the sorted (id, path, sha256) rows: the
+      image content hashes pinned at import (the audit re-hashes the files themselves);
+    - ``annotations``: how many live ones, and a sha256 over (id, version, deleted).
+    """
+    from labkit.store import Project
+    from labkit.store.engine import is_url
+    from labkit.store.images import sha256_file
+
+    out: dict[str, Any] = {"project": str(location)}
+    if not is_url(location):
+        root = Path(location)
+        out["files"] = {p.name: sha256_file(p) for p in (root / "project.db", root / "project.db-wal")
+                        if p.is_file()}
+    p = Project.open(location)
+    try:
+        images = p.images()
+        ann = p.annotations(include_deleted=True)
+    finally:
+        p.close()
+    out["images"] = {"count": int(len(images)),
+                     "sha256_of_hashes": _digest_rows(zip(images.index.tolist(), images["path"], images["sha256"]))}
+    out["annotations"] = {"count": int((~ann["deleted"]).sum()),
+                          "sha256_of_versions": _digest_rows(zip(ann.index.tolist(), ann["version"],
+                                                                 ann["deleted"]))}
+    return out
+
+
+def environment() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    from labkit._version import __version__
+
+    out = {"labkit": __version__, "python": platform.python_version()}
+    for pkg in ("papermill", "nbconvert", "pandas", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:  # pragma: no cover
+            out[pkg] = None
+    return out
