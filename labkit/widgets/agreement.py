@@ -29,7 +29,9 @@ class AgreementDashboard(w.VBox):
 
     Examples
     --------
-    >>> AgreementDashboard(Project.open("demo_project"), adjudicator="lead")  # doctest: +SKIP
+    In a notebook::
+
+        AgreementDashboard(Project.open("demo_project"), adjudicator="demo-admin")
     """
 
     def __init__(self, project, *, adjudicator: str | None = None, kind: str = "label", gallery_size: int = 12):

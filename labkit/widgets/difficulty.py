@@ -33,7 +33,9 @@ class DifficultyExplorer(w.VBox):
 
     Examples
     --------
-    >>> DifficultyExplorer(difficulty_table(probs, y, sample_ids=ids), project)  # doctest: +SKIP
+    In a notebook::
+
+        DifficultyExplorer(difficulty_table(probs, y, sample_ids=ids), project, labels=given)
     """
 
     def __init__(self, table: pd.DataFrame, project, *, labels: pd.Series | None = None, probs=None,

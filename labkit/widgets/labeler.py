@@ -54,9 +54,11 @@ class Labeler(w.VBox):
 
     Examples
     --------
-    >>> from labkit import Project                              # doctest: +SKIP
-    >>> from labkit.widgets import Labeler                      # doctest: +SKIP
-    >>> Labeler(Project.open("demo_project"), annotator="ana")  # doctest: +SKIP
+    In a notebook (the widget needs a browser)::
+
+        from labkit import Project
+        from labkit.widgets import Labeler
+        Labeler(Project.open("demo_project"), annotator="demo-admin")
     """
 
     def __init__(self, project, *, annotator: str, segmenter=None, queue=None, blind: bool | None = None,
