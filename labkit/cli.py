@@ -163,12 +163,14 @@ def formats():
 
 
 def _register() -> None:
-    from labkit import cli_report
+    from labkit import cli_pool, cli_report
     from labkit.cli_embed import embed
 
     main.add_command(embed)
     main.add_command(cli_report.report)
     main.add_command(cli_report.inspect)
+    main.add_command(cli_pool.pool)
+    main.add_command(cli_pool.issues)
 
 
 _register()

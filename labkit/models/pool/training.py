@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,8 +34,8 @@ from .labels import assign_folds, check_labels, reference_labels, subsample
 
 def train_pool(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | None = None,
                fractions: Sequence[float] | None = None, folds: int = 5, image_size: int = 32,
-               epochs: int = 10, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
-               name: str = "default", device: Any = None, num_workers: int = 2,
+               epochs: int = 10, batch_size: int = 64, lr: float = 5e-3, seed: int = 0,
+               name: str = "default", device: Any = None, num_workers: int = 2, jobs: int = 1,
                progress: bool = True, overwrite: bool = False):
     """Train a pool on ``project`` and return it (a :class:`ModelPool`).
 
@@ -63,6 +65,12 @@ def train_pool(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | 
         Default: CUDA when available, else the CPU.
     num_workers : int, default 2
         DataLoader processes decoding the images (once, before training).
+    jobs : int, default 1
+        On the CPU, train this many models at once, each in its own process with one
+        thread. Small inputs parallelise poorly inside one model, and a multi-threaded
+        model slows down sharply when other programs compete for the cores (6-10x seen
+        on a busy 2-core machine), so ``jobs`` equal to the number of cores is usually
+        fastest. Ignored on CUDA (one model at a time on the GPU).
     overwrite : bool, default False
         A pool of this name trained with other options or labels is an error unless
         ``overwrite=True``, which deletes it. With the same options and labels, finished
@@ -80,7 +88,7 @@ def train_pool(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | 
 
     archs = [_torch.check_arch(a) for a in (DEFAULT_ARCHS if archs is None else archs)]
     fractions = [float(r) for r in (DEFAULT_FRACTIONS if fractions is None else fractions)]
-    _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, num_workers)
+    _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, num_workers, jobs)
     image_size = _check_size(image_size)
     table = project.images()
     labels = reference_labels(project) if labels is None else check_labels(
@@ -114,31 +122,29 @@ def train_pool(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | 
                                    num_workers=num_workers):
         x[pos] = xb.numpy()  # decoded once (and hash-checked), shared by every model
 
-    jobs = []
+    todo, paths, done_images = [], {}, 0
     for f in range(folds):
         others = np.flatnonzero(fold != f)
         for r in fractions:
             subset = subsample(others, y, r, seed=seed * 1000 + f)
             for a in archs:
-                jobs.append((f, a, r, subset))
-    total = sum(len(s) // min(batch_size, len(s)) * min(batch_size, len(s)) for *_, s in jobs) * epochs
-    paths = {}
-    with tqdm(total=total, desc=f"training pool ({len(jobs)} models, {dev.type})", unit="img",
-              disable=not progress) as bar:
-        for f, a, r, subset in jobs:
-            path = home / "weights" / f"{a}@{r:g}" / f"fold{f}.pt"
-            paths[(a, r, f)] = path
-            steps = len(subset) // min(batch_size, len(subset)) * min(batch_size, len(subset))
-            if path.exists():  # finished in an earlier run with the same options and labels
-                bar.update(steps * epochs)
-                continue
-            bar.set_postfix_str(f"{a}@{r:g} fold {f}")
-            mean, std = _torch.default_norm(a)
-            state = _torch.train_model(
-                a, x[subset], y[subset], num_classes=len(classes), epochs=epochs,
-                batch_size=batch_size, lr=lr, seed=zlib.crc32(f"{seed}/{f}/{a}/{r:g}".encode()),
-                device=dev, mean=mean, std=std, progress=bar)
-            _torch.save_state(state, path)
+                path = home / "weights" / f"{a}@{r:g}" / f"fold{f}.pt"
+                paths[(a, r, f)] = path
+                job = _Job(a, r, f, subset, path, zlib.crc32(f"{seed}/{f}/{a}/{r:g}".encode()))
+                if path.exists():  # finished in an earlier run with the same options and labels
+                    done_images += _images_seen(job, batch_size, epochs)
+                else:
+                    todo.append(job)
+    common = dict(num_classes=len(classes), epochs=epochs, batch_size=batch_size, lr=lr)
+    total = done_images + sum(_images_seen(j, batch_size, epochs) for j in todo)
+    with tqdm(total=total, initial=done_images, unit="img", disable=not progress,
+              desc=f"training pool ({len(paths)} models, {dev.type})") as bar:
+        if jobs == 1 or dev.type != "cpu" or len(todo) < 2:
+            for job in todo:
+                bar.set_postfix_str(f"{job.arch}@{job.fraction:g} fold {job.fold}")
+                _fit(job, x, y, common, dev, bar)
+        else:
+            _fit_in_processes(todo, x, y, common, jobs, home, bar, batch_size, epochs)
 
     from labkit.store.images import sha256_file
 
@@ -158,6 +164,73 @@ def train_pool(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | 
     manifest["created"] = utc_now()
     write_json(home / "pool.json", manifest)
     return pool
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One model to train: member (arch, fraction), the fold it leaves out, its images."""
+    arch: str
+    fraction: float
+    fold: int
+    subset: np.ndarray  # positions of its training images
+    path: Path  # where its state_dict goes
+    seed: int
+
+
+def _images_seen(job: _Job, batch_size: int, epochs: int) -> int:
+    bs = min(batch_size, len(job.subset))
+    return len(job.subset) // bs * bs * epochs  # train_model drops the last partial batch
+
+
+def _fit(job: _Job, x: np.ndarray, y: np.ndarray, common: dict, device: Any, bar: Any = None) -> None:
+    from . import _torch
+
+    mean, std = _torch.default_norm(job.arch)
+    state = _torch.train_model(job.arch, np.asarray(x[job.subset]), y[job.subset], seed=job.seed,
+                               device=device, mean=mean, std=std, progress=bar, **common)
+    _torch.save_state(state, job.path)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _fit_in_worker(job: _Job, x_path: str, y: np.ndarray, common: dict) -> None:
+    import torch
+
+    _fit(job, np.load(x_path, mmap_mode="r"), y, common, torch.device("cpu"))
+
+
+def _fit_in_processes(todo, x, y, common, jobs, home, bar, batch_size, epochs) -> None:
+    """Train ``todo`` in ``jobs`` one-thread processes; each saves its own weights."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    x_path = home / "decoded.npy"  # workers map the decoded images instead of receiving copies
+    np.save(x_path, x)
+    # fork on Linux: children start at once and need no `if __name__ == "__main__":` guard in
+    # the caller's script; they run one thread, so no OpenMP pool is inherited mid-use
+    method = "fork" if sys.platform == "linux" else "spawn"
+    ex = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
+                             initializer=_one_thread)
+    try:
+        longest_first = sorted(todo, key=lambda j: -len(j.subset))  # fewer idle cores at the end
+        running = {ex.submit(_fit_in_worker, job, str(x_path), y, common): job for job in longest_first}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = running.pop(fut)
+                fut.result()  # re-raise a worker's error here
+                bar.update(_images_seen(job, batch_size, epochs))
+                bar.set_postfix_str(f"{job.arch}@{job.fraction:g} fold {job.fold} done")
+    except BaseException:
+        ex.shutdown(wait=True, cancel_futures=True)  # finished models are kept: run again to resume
+        raise
+    finally:
+        ex.shutdown(wait=True)
+        x_path.unlink(missing_ok=True)
 
 
 def _labels_digest(keys: np.ndarray, y: np.ndarray) -> str:
@@ -195,7 +268,8 @@ def _claim(home: Path, config: dict, overwrite: bool) -> None:
     (home / "pool.json").unlink(missing_ok=True)  # rewritten when every model is done
 
 
-def _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, num_workers) -> None:
+def _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, num_workers,
+                   jobs) -> None:
     def whole(v, lo, what):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{what} is {v!r}; expected an integer >= {lo}")
@@ -210,6 +284,7 @@ def _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, 
     whole(epochs, 1, "epochs")
     whole(batch_size, 2, "batch_size")
     whole(num_workers, 0, "num_workers")
+    whole(jobs, 1, "jobs")
     whole(seed, 0, "seed")
     if not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"lr is {lr!r}; expected a positive learning rate")
