@@ -11,8 +11,8 @@ Importing this package loads neither torch nor timm; they load when a model is n
 """
 from __future__ import annotations
 
-from .labels import project_label_issues, reference_labels
+from .labels import project_difficulty, project_label_issues, reference_labels
 from .pool import DEFAULT_ARCHS, DEFAULT_FRACTIONS, ModelPool, PoolMember, PoolPredictions
 
 __all__ = ["DEFAULT_ARCHS", "DEFAULT_FRACTIONS", "ModelPool", "PoolMember", "PoolPredictions",
-           "project_label_issues", "reference_labels"]
+           "project_difficulty", "project_label_issues", "reference_labels"]

@@ -171,3 +171,34 @@ def project_label_issues(project: Any, predictions: Any, *, labels: pd.Series | 
     out.index.name = "image"
     out["path"] = table["path"].reindex(out.index).to_numpy()
     return out
+
+
+def project_difficulty(project: Any, predictions: Any, *, labels: pd.Series | None = None) -> pd.DataFrame:
+    """:func:`labkit.quality.difficulty_table` for a project's labeled images, plus their ``label``.
+
+    Parameters
+    ----------
+    project : labkit.Project
+    predictions : PoolPredictions
+        From :meth:`ModelPool.predict` (out of sample for a trained pool).
+    labels : Series, optional
+        Class name per image id; default :func:`reference_labels`.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by image id: the difficulty scores, and ``label`` (the given class).
+    """
+    from labkit.quality.difficulty import difficulty_table
+
+    labels = reference_labels(project) if labels is None else labels
+    classes = list(predictions.classes)
+    labels = labels[labels.isin(classes) & labels.index.isin(predictions.images)]
+    if labels.empty:
+        raise ValueError("no labeled image is both scored by the pool and labeled with one of its classes "
+                         f"({classes[:10]}); label images or retrain the pool")
+    pos = predictions.images.get_indexer(labels.index)
+    y = pd.Categorical(labels.to_numpy(), categories=classes).codes
+    table = difficulty_table(np.asarray(predictions)[:, pos], y, classes=classes, sample_ids=labels.index)
+    table["label"] = labels.to_numpy()
+    return table
