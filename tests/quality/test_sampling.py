@@ -148,3 +148,28 @@ def test_proportion_interval_against_closed_forms():
 
 def test_plan_table_is_a_frame():
     assert isinstance(plan_table(), pd.DataFrame) and plan_table().shape == (16, 27)
+
+
+# A second, independent reading of ISO 2859-1 Table 2-A (single sampling, normal inspection):
+# the Ac=0 diagonal, the "0 1, up-arrow, down-arrow, 1 2" pattern after it, and the
+# AQL 1.0 and 4.0 columns; lot sizes chosen inside each code letter's Table 1 range (level II).
+LOT = {"A": 5, "B": 12, "C": 20, "D": 40, "E": 70, "F": 120, "G": 200, "H": 400, "J": 1000, "K": 2000,
+       "L": 5000, "M": 20000, "N": 100000, "P": 300000, "Q": 600000}
+TABLE_2A = {("E", 1.0): (13, 0, 1), ("F", 1.0): (13, 0, 1), ("G", 1.0): (50, 1, 2), ("H", 1.0): (50, 1, 2),
+            ("J", 1.0): (80, 2, 3), ("K", 1.0): (125, 3, 4), ("L", 1.0): (200, 5, 6), ("M", 1.0): (315, 7, 8),
+            ("N", 1.0): (500, 10, 11), ("P", 1.0): (800, 14, 15), ("Q", 1.0): (1250, 21, 22),
+            ("B", 4.0): (3, 0, 1), ("C", 4.0): (3, 0, 1), ("D", 4.0): (13, 1, 2), ("E", 4.0): (13, 1, 2),
+            ("F", 4.0): (20, 2, 3), ("G", 4.0): (32, 3, 4), ("H", 4.0): (50, 5, 6), ("J", 4.0): (80, 7, 8),
+            ("K", 4.0): (125, 10, 11), ("L", 4.0): (200, 14, 15), ("M", 4.0): (315, 21, 22),
+            ("F", 0.65): (20, 0, 1), ("D", 1.5): (8, 0, 1), ("C", 2.5): (5, 0, 1), ("H", 2.5): (50, 3, 4),
+            ("J", 0.65): (80, 1, 2)}
+
+
+@pytest.mark.parametrize("cell, plan", list(TABLE_2A.items()), ids=[f"{k[0]}-{k[1]}" for k in TABLE_2A])
+def test_table_2a_second_reading(cell, plan):
+    from labkit.quality.sampling import code_letter, sampling_plan
+
+    letter, aql = cell
+    assert code_letter(LOT[letter]) == letter
+    p = sampling_plan(LOT[letter], aql)
+    assert (p.sample_size, p.accept, p.reject) == plan
