@@ -5,6 +5,8 @@ Heavy libraries (pandas, SQLAlchemy, torch, widgets) load on first use, so
 """
 from __future__ import annotations
 
+from labkit._lazy import lazy_exports
+
 from labkit._version import __version__
 
 __all__ = ["Project", "ProjectError", "ImageError", "ImportProblem", "__version__"]
@@ -13,13 +15,4 @@ _LAZY = {"Project": "labkit.store", "ProjectError": "labkit.store", "ImageError"
          "ImportProblem": "labkit.store"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'labkit' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -9,7 +9,7 @@ segment_anything nor OpenCV.
 """
 from __future__ import annotations
 
-import importlib
+from labkit._lazy import lazy_exports
 
 _SEG = "labkit.models.segmenters"
 _LAZY = {
@@ -38,13 +38,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'labkit.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -1,7 +1,7 @@
 """matplotlib figures for reports and widgets; every function returns a ``Figure``."""
 from __future__ import annotations
 
-import importlib
+from labkit._lazy import lazy_exports
 
 _LAZY = {
     "pairwise_heatmap": "labkit.plots.agreement",
@@ -15,7 +15,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'labkit.plots' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

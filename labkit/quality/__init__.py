@@ -5,7 +5,7 @@ Nothing here imports torch, ipywidgets or papermill; names load on first use, so
 """
 from __future__ import annotations
 
-import importlib
+from labkit._lazy import lazy_exports
 
 _MODULES = {
     "labkit.quality.integrity": ["RULES", "perceptual_hash", "inspect_files", "find_duplicates",
@@ -33,13 +33,4 @@ _LAZY = {name: mod for mod, names in _MODULES.items() for name in names}
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'labkit.quality' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -11,7 +11,7 @@ Names load on first use: importing this package loads neither papermill nor nbco
 """
 from __future__ import annotations
 
-import importlib
+from labkit._lazy import lazy_exports
 
 _MODULES = {
     "labkit.reports.runner": ["ReportError", "ReportParameterError", "ReportResult", "list_reports",
@@ -25,13 +25,4 @@ _LAZY = {name: mod for mod, names in _MODULES.items() for name in names}
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'labkit.reports' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -1,13 +1,13 @@
 """``AgreementDashboard``: agreement numbers and plots, a disagreement gallery, adjudication."""
 from __future__ import annotations
 
-import functools
 import html
 import logging
 
 import ipywidgets as w
 import pandas as pd
 
+from labkit.widgets._common import safe_action
 from labkit.widgets._render import PALETTE, _rgb, compose
 
 log = logging.getLogger("labkit.agreement")
@@ -81,14 +81,7 @@ class AgreementDashboard(w.VBox):
 
     # ------------------------------------------------------------------ data --
     def _safe(self, fn):
-        @functools.wraps(fn)
-        def run(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - shown to the person, and logged
-                log.exception("agreement dashboard action failed")
-                self.status.value = f"<span style='color:#b00020'>⚠ {type(exc).__name__}: {html.escape(str(exc))}</span>"
-        return run
+        return safe_action(self.status, log)(fn)
 
     def data(self) -> pd.DataFrame:
         """The annotations under the current filters (consensus excluded)."""

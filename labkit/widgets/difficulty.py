@@ -1,7 +1,6 @@
 """``DifficultyExplorer``: filter images by difficulty, look at the hardest, send them to relabel."""
 from __future__ import annotations
 
-import functools
 import html
 import logging
 
@@ -9,6 +8,7 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
+from labkit.widgets._common import safe_action
 from labkit.widgets._render import compose
 
 log = logging.getLogger("labkit.difficulty")
@@ -84,14 +84,7 @@ class DifficultyExplorer(w.VBox):
         self.refresh()
 
     def _safe(self, fn):
-        @functools.wraps(fn)
-        def run(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - shown to the person, and logged
-                log.exception("difficulty explorer action failed")
-                self.status.value = f"<span style='color:#b00020'>⚠ {type(exc).__name__}: {html.escape(str(exc))}</span>"
-        return run
+        return safe_action(self.status, log)(fn)
 
     def filtered(self) -> pd.DataFrame:
         """The rows passing the filters, hardest first."""

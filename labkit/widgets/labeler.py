@@ -14,6 +14,7 @@ import ipywidgets as w
 from jupyter_bbox_widget import BBoxWidget
 
 from labkit.widgets._canvas import PromptCanvas
+from labkit.widgets._common import safe_action
 from labkit.widgets._render import compose
 from labkit.widgets.session import LabelSession
 
@@ -125,16 +126,7 @@ class Labeler(w.VBox):
     # ----------------------------------------------------------------- wiring --
     def _safe(self, fn):
         """Run a UI action; show any error in the widget (and the log) instead of losing it."""
-        @functools.wraps(fn)
-        def run(*args, **kwargs):
-            try:
-                out = fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - every failure must reach the annotator
-                log.exception("labeler action failed")
-                self._say(f"⚠ {type(exc).__name__}: {exc}", error=True)
-                return None
-            return out
-        return run
+        return safe_action(self.status, log)(fn)
 
     def _wire(self) -> None:
         on = lambda b, f: b.on_click(self._safe(lambda _: f()))  # noqa: E731
