@@ -22,6 +22,8 @@ _RUN = [click.option("--image-size", type=int, default=None,
         click.option("--workers", "num_workers", default=2, show_default=True,
                      help="DataLoader processes decoding images."),
         click.option("--device", default=None, help="cpu or cuda (default: cuda when available)."),
+        click.option("--threads", type=int, default=None,
+                     help="torch CPU threads (default: one per core; 1 is faster on a busy machine)."),
         click.option("--no-verify", is_flag=True,
                      help="Score image files that changed since import instead of stopping.")]
 
@@ -68,10 +70,10 @@ def _pool(p, name: str, checkpoints: tuple[str, ...], image_size: int | None):
         raise click.ClickException(str(exc)) from exc
 
 
-def _predict(pool, p, batch_size, num_workers, device, no_verify):
+def _predict(pool, p, batch_size, num_workers, device, threads, no_verify):
     try:
         return pool.predict(p, batch_size=batch_size, num_workers=num_workers, device=device,
-                            verify=not no_verify)
+                            threads=threads, verify=not no_verify)
     except (ValueError, FileNotFoundError) as exc:  # ImageError is a ValueError
         raise click.ClickException(str(exc)) from exc
 
@@ -90,7 +92,7 @@ def pool():
 @click.option("--folds", default=5, show_default=True, help="Cross-fitting folds.")
 @click.option("--image-size", default=32, show_default=True, help="Input size in pixels.")
 @click.option("--epochs", default=10, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
 @click.option("--lr", default=5e-3, show_default=True, help="Peak learning rate (AdamW, one-cycle).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
@@ -99,9 +101,11 @@ def pool():
 @click.option("--jobs", default=1, show_default=True,
               help="CPU only: models trained at once, one process and one thread each "
                    "(the number of cores is usually fastest).")
+@click.option("--threads", type=int, default=None,
+              help="torch CPU threads with --jobs 1 (default: one per core).")
 @click.option("--overwrite", is_flag=True, help="Replace a pool of this name trained differently.")
 def train(project, name, archs, fractions, folds, image_size, epochs, batch_size, lr, seed, device,
-          num_workers, jobs, overwrite):
+          num_workers, jobs, threads, overwrite):
     """Train a cross-fitted pool on the project's image-level labels (majority per image).
 
     Resumable: run the same command again after an interruption and finished models are kept.
@@ -115,7 +119,7 @@ def train(project, name, archs, fractions, folds, image_size, epochs, batch_size
             fractions=None if fractions is None else _csv(fractions, float, "fraction"),
             folds=folds, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
             seed=seed, name=name, device=device, num_workers=num_workers, jobs=jobs,
-            overwrite=overwrite)
+            threads=threads, overwrite=overwrite)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -128,7 +132,8 @@ def train(project, name, archs, fractions, folds, image_size, epochs, batch_size
 @_NAME
 @_CHECKPOINT
 @_run_options
-def predict(project, name, checkpoints, image_size, batch_size, num_workers, device, no_verify):
+def predict(project, name, checkpoints, image_size, batch_size, num_workers, device, threads,
+            no_verify):
     """Score every project image with every pool member; saved in <project>/predictions.
 
     Saved predictions are reused: only new or changed images are computed.
@@ -136,7 +141,7 @@ def predict(project, name, checkpoints, image_size, batch_size, num_workers, dev
     p = _open(project)
     try:
         pool_ = _pool(p, name, checkpoints, image_size)
-        pred = _predict(pool_, p, batch_size, num_workers, device, no_verify)
+        pred = _predict(pool_, p, batch_size, num_workers, device, threads, no_verify)
     finally:
         p.close()
     prov = pred.provenance
@@ -158,7 +163,7 @@ def predict(project, name, checkpoints, image_size, batch_size, num_workers, dev
               help="Share of models voting against the label that makes an X-candidate.")
 @_run_options
 def issues(project, name, checkpoints, top, csv_path, candidates, x_threshold, image_size,
-           batch_size, num_workers, device, no_verify):
+           batch_size, num_workers, device, threads, no_verify):
     """List label-error candidates: confident learning (cleanlab) and X-perplexity.
 
     Uses the pool's saved predictions (computing what is missing) and the project's
@@ -171,7 +176,7 @@ def issues(project, name, checkpoints, top, csv_path, candidates, x_threshold, i
     p = _open(project)
     try:
         pool_ = _pool(p, name, checkpoints, image_size)
-        pred = _predict(pool_, p, batch_size, num_workers, device, no_verify)
+        pred = _predict(pool_, p, batch_size, num_workers, device, threads, no_verify)
         try:
             found = project_label_issues(p, pred, candidates=candidates, x_threshold=x_threshold)
         except ValueError as exc:

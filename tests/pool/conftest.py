@@ -47,7 +47,8 @@ def trained(digits):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small models on a busy 2-core machine: one thread is faster
     try:
-        pool = ModelPool.train(project, **TINY)
+        with pytest.warns(UserWarning, match=r"@0.5 trains for only 48 steps \(74 images"):
+            pool = ModelPool.train(project, **TINY)  # tiny on purpose, and told so
         return pool, pool.predict(project, num_workers=0, progress=False)
     finally:
         torch.set_num_threads(threads)

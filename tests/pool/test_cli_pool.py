@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -11,6 +12,8 @@ from labkit.cli_pool import issues, pool
 from labkit.models.pool import _torch as T
 
 from .conftest import TINY
+
+pytestmark = pytest.mark.filterwarnings("ignore:.* trains for only:UserWarning")
 
 
 def _train_args(root) -> list[str]:

@@ -20,9 +20,12 @@ from labkit import ImageError
 from labkit.models.pool import ModelPool, PoolPredictions, project_label_issues, reference_labels
 from labkit.models.pool import _torch as T
 from labkit.models.pool.labels import assign_folds, subsample
+from labkit.quality.difficulty import difficulty_table
 
 from .conftest import TINY
 from .helpers import CLASSES, precision_recall
+
+pytestmark = pytest.mark.filterwarnings("ignore:.* trains for only:UserWarning")
 
 # Measured on this tiny pool over seeds 0-4 (flips and training): default candidates reach
 # precision 0.55-0.74 and recall 0.93-1.00; chance precision is 0.10.
@@ -55,6 +58,9 @@ def test_pool_shape_members_and_provenance(digits, trained):
                            "test_efficientnet@1")
     assert list(pred.images) == list(project.images().index) and pred.images.name == "image"
     np.testing.assert_allclose(pred.probs.sum(-1), 1, atol=1e-5)
+    # usable wherever labkit expects probs
+    table = difficulty_table(pred, sample_ids=pred.images, classes=list(pred.classes))
+    assert len(table) == len(truth) and table.c_perplexity.between(1, 10).all()
     prov = pred.provenance
     assert prov["models"] == list(pred.models)
     assert all(len(h) == 2 and all(len(x) == 64 for x in h) for h in prov["checkpoints"].values())
@@ -284,6 +290,7 @@ def test_from_checkpoints(tmp_path, digits):
     # a checkpoint that changes before its models are loaded is refused; new weights, new pool id
     unloaded = ModelPool.from_checkpoints([("test_resnet", tmp_path / "a.pt")], classes=CLASSES,
                                           image_size=16)
+    torch.manual_seed(1)  # other random weights (building a model leaves the generator as it was)
     torch.save(T.create("test_resnet", 10).state_dict(), tmp_path / "a.pt")
     with pytest.raises(ValueError, match="changed since the pool was built"):
         unloaded.predict(files[:2], num_workers=0, progress=False, cache=False)
@@ -341,3 +348,15 @@ def test_bad_images_argument(trained):
         pool.predict([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8)])
     with pytest.raises(ImageError, match=r"1 image file\(s\) not found"):
         pool.predict(["does-not-exist.png"])
+
+
+def test_parallel_jobs_train_the_same_models(project_copy):
+    """Models trained two at a time in worker processes equal those trained here, bit for bit."""
+    small = {**TINY, "archs": ("test_resnet",), "fractions": (1.0,), "epochs": 1}
+    here = ModelPool.train(project_copy, **{**small, "jobs": 1}, name="here")
+    there = ModelPool.train(project_copy, **{**small, "jobs": 2}, name="there")
+    assert here.members[0].sha256 == there.members[0].sha256
+    assert here.id == there.id  # same weights, same folds: the same saved predictions
+    rng = torch.get_rng_state()
+    ModelPool.train(project_copy, **{**small, "jobs": 1}, name="again")
+    assert torch.equal(rng, torch.get_rng_state()), "training must not reseed the caller's RNG"

@@ -164,10 +164,13 @@ def _worker_init(_: int) -> None:
 def batches(images: ImageSet, positions: Sequence[int], *, size: int, batch_size: int,
             num_workers: int, pin_memory: bool = False):
     """Yield ``(positions (B,), uint8 tensor (B, 3, S, S))`` in order, decoded by DataLoader workers."""
+    import torch
     from torch.utils.data import DataLoader
 
     ds = ImageDataset(images, positions, size)
+    # its own generator: a DataLoader otherwise draws its workers' seed from the caller's RNG
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=pin_memory, worker_init_fn=_worker_init if num_workers else None)
+                        pin_memory=pin_memory, worker_init_fn=_worker_init if num_workers else None,
+                        generator=torch.Generator().manual_seed(0))
     for pos, x in loader:
         yield pos.numpy(), x

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +26,24 @@ def pick_device(device: Any = None):
         raise ValueError(f"device {str(device)!r} was asked for but CUDA is not available here; "
                          "pass device=None to use the CPU")
     return dev
+
+
+@contextmanager
+def num_threads(n: int | None):
+    """Run the block with ``torch.set_num_threads(n)`` (``None``: leave torch's setting)."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads is {n!r}; expected a positive integer or None")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def autocast(device):
@@ -48,10 +66,16 @@ def check_arch(arch: str) -> str:
 
 
 def create(arch: str, num_classes: int):
-    """A randomly initialised timm classifier (never downloads weights)."""
-    import timm
+    """A randomly initialised timm classifier (never downloads weights).
 
-    return timm.create_model(check_arch(arch), pretrained=False, num_classes=num_classes)
+    The initialisation draws from torch's global generator, which is restored afterwards:
+    building a pool never changes the caller's random stream.
+    """
+    import timm
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        return timm.create_model(check_arch(arch), pretrained=False, num_classes=num_classes)
 
 
 def check_input_size(arch: str, num_classes: int, size: int) -> None:
@@ -154,7 +178,18 @@ def train_model(arch: str, x: np.ndarray, y: np.ndarray, *, num_classes: int, ep
     if n < 2:
         raise ValueError(f"cannot train {arch} on {n} image(s); give the pool more labeled images "
                          "or larger fractions")
-    torch.manual_seed(seed)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # seed the init without touching the caller's RNG
+        torch.manual_seed(seed)
+        return _train(arch, x, y, num_classes, epochs, batch_size, lr, seed, device, mean, std,
+                      augment, progress)
+
+
+def _train(arch, x, y, num_classes, epochs, batch_size, lr, seed, device, mean, std, augment,
+           progress) -> dict:
+    import torch
+
+    n = len(y)
     gen = torch.Generator().manual_seed(seed)
     model = create(arch, num_classes).to(device=device, memory_format=torch.channels_last)
     model.train()
@@ -195,10 +230,18 @@ def train_model(arch: str, x: np.ndarray, y: np.ndarray, *, num_classes: int, ep
 
 
 def save_state(state: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    """``torch.save`` to a temporary file, then rename: a crash never leaves half a checkpoint.
+
+    Serialised in memory first: torch names the archive inside the file after the file, so
+    equal weights saved under different temporary names would hash differently.
+    """
+    import io
+
     import torch
 
+    buf = io.BytesIO()
+    torch.save(state, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
+    tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)

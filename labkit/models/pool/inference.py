@@ -1,4 +1,4 @@
-"""Batched scoring of images by every member of a pool (the part of ``predict`` that runs models).
+"""``ModelPool.predict``: saved predictions first, then batched scoring of what is missing.
 
 Images are decoded by DataLoader workers, once, and each batch goes through every
 member's models before the next is read. With cross-fitting, the batch's images that
@@ -8,11 +8,90 @@ accumulate, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import _images, _torch
+from ._store import PredictionStore, utc_now
+
+
+def predict(pool: Any, images: Any, *, batch_size: int, num_workers: int, device: Any,
+            threads: int | None, verify: bool, cache: bool, cache_dir: Any, shard_size: int,
+            progress: bool):
+    """See :meth:`ModelPool.predict`."""
+    from .pool import PoolPredictions, versions
+
+    for what, v, lo in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                        ("shard_size", shard_size, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{what} is {v!r}; expected an integer >= {lo}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads is {threads!r}; expected a positive integer or None")
+    iset = _images.image_set(images, verify=verify, progress=progress)
+    folder = None
+    if cache:
+        if cache_dir is not None:
+            folder = Path(cache_dir) / pool.id
+        elif iset.project is not None:
+            folder = Path(iset.project.root) / "predictions" / pool.id
+        elif pool.home is not None:  # <project>/pool/<name> -> <project>/predictions
+            folder = pool.home.parents[1] / "predictions" / pool.id
+    M, K = len(pool), len(pool.classes)
+    store = PredictionStore(folder, pool.manifest(), M, K) if folder is not None else None
+    # each distinct content is looked up and scored once
+    ukeys, first, inverse = np.unique(iset.keys, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if store is not None:
+        uprobs, found, when = store.lookup(ukeys)
+    else:
+        uprobs = np.zeros((M, len(ukeys), K), np.float32)
+        found, when = np.zeros(len(ukeys), bool), [None] * len(ukeys)
+    todo = np.flatnonzero(~found)
+    device_used = None
+    if todo.size:
+        with _torch.num_threads(threads):
+            device_used = score(pool, iset, first[todo], ukeys[todo], uprobs, todo, when,
+                                store=store, batch_size=batch_size, num_workers=num_workers,
+                                device=device, shard_size=shard_size, progress=progress)
+    provenance = {
+        "pool_id": pool.id, "models": list(pool.names),
+        "checkpoints": {m.name: list(m.sha256) for m in pool.members},
+        "archs": {m.name: m.arch for m in pool.members},
+        "classes": pool.classes, "image_size": pool.image_size,
+        "images": [int(i) if isinstance(i, (int, np.integer)) else i for i in iset.ids],
+        "sha256": iset.keys.tolist(), "computed_at": [when[j] for j in inverse],
+        "computed": int(todo.size), "reused": int(len(ukeys) - todo.size),
+        "device": device_used, "saved_to": None if folder is None else str(folder),
+        "returned_at": utc_now(), **versions()}
+    return PoolPredictions(probs=uprobs[:, inverse], images=iset.ids, models=pool.names,
+                           classes=tuple(pool.classes), fold=pool.fold_of(iset.keys),
+                           sha256=iset.keys, provenance=provenance)
+
+
+def load_models(pool: Any, device: Any) -> list[list]:
+    """The members' models (one per fold) on ``device``, loaded once and checked by hash."""
+    from labkit.store.images import sha256_file
+
+    key = str(device)
+    if key not in pool._models:
+        loaded = []
+        for m in pool.members:
+            folds = []
+            for path, digest in zip(m.weights, m.sha256):
+                if not Path(path).is_file():
+                    raise FileNotFoundError(f"member {m.name!r}: weights {path} are missing")
+                if sha256_file(path) != digest:
+                    raise ValueError(f"member {m.name!r}: {path} changed since the pool was "
+                                     "built (sha256 differs); rebuild the pool")
+                model = _torch.create(m.arch, len(pool.classes))
+                _torch.load_weights(model, Path(path), what=f"member {m.name!r}")
+                folds.append(_torch.prepare(model, device))
+            loaded.append(folds)
+        pool._models = {key: loaded}  # one device at a time
+    return pool._models[key]
 
 
 def score(pool: Any, iset: _images.ImageSet, positions: np.ndarray, keys: np.ndarray,
@@ -23,7 +102,7 @@ def score(pool: Any, iset: _images.ImageSet, positions: np.ndarray, keys: np.nda
     from tqdm.auto import tqdm
 
     dev = _torch.pick_device(device)
-    models = pool._loaded(dev)
+    models = load_models(pool, dev)
     norms = {}
     for m in pool.members:
         norms.setdefault((m.mean, m.std), _torch.normalizer(m.mean, m.std, dev))

@@ -26,8 +26,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import _images
-from ._store import PredictionStore, utc_now
 
 __all__ = ["DEFAULT_ARCHS", "DEFAULT_FRACTIONS", "ModelPool", "PoolMember", "PoolPredictions"]
 
@@ -115,7 +113,7 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def _versions() -> dict:
+def versions() -> dict:
     import importlib.metadata as md
 
     from labkit._version import __version__
@@ -185,7 +183,7 @@ class ModelPool:
         """What identifies the pool (JSON-ready): members with checkpoint hashes, classes, folds."""
         return {"members": [asdict(m) for m in self.members], "classes": self.classes,
                 "image_size": self.image_size, "folds_sha256": self._folds_digest(),
-                "training": self.training, **_versions()}
+                "training": self.training, **versions()}
 
     @property
     def id(self) -> str:
@@ -226,6 +224,19 @@ class ModelPool:
 
         The pool cannot know what the checkpoints were trained on: audit labels with it
         only on images the models never saw.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, timm, torch
+        >>> folder = tempfile.mkdtemp()
+        >>> model = timm.create_model("test_resnet", pretrained=False, num_classes=3)
+        >>> torch.save(model.state_dict(), f"{folder}/mine.pt")
+        >>> pool = ModelPool.from_checkpoints([("test_resnet", f"{folder}/mine.pt")],
+        ...                                   classes=["cat", "dog", "fox"], image_size=32)
+        >>> images = np.zeros((5, 40, 60, 3), np.uint8)  # or image paths, or a Project
+        >>> predictions = pool.predict(images, num_workers=0, progress=False)
+        >>> predictions.shape, predictions.models
+        ((1, 5, 3), ('test_resnet',))
         """
         from labkit.store.images import sha256_file
 
@@ -262,14 +273,86 @@ class ModelPool:
         return cls(members, classes=classes, image_size=_check_size(image_size))
 
     @classmethod
-    def train(cls, project: Any, **options: Any) -> "ModelPool":
+    def train(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | None = None,
+              fractions: Sequence[float] | None = None, folds: int = 5, image_size: int = 32,
+              epochs: int = 10, batch_size: int = 32, lr: float = 5e-3, seed: int = 0,
+              name: str = "default", device: Any = None, num_workers: int = 2, jobs: int = 1,
+              threads: int | None = None, progress: bool = True,
+              overwrite: bool = False) -> "ModelPool":
         """Train the paper's population on the project's labeled images, with cross-fitting.
 
-        See :func:`labkit.models.pool.training.train_pool` for the options.
+        Every combination of architecture and training fraction is a member; each member is
+        ``folds`` models, one per cross-fitting fold, trained from scratch (nothing is
+        downloaded) on a stratified fraction of the other folds, so every labeled image is
+        scored only by models that never trained on it. See :mod:`labkit.models.pool.training`
+        for the files it writes. Resumable: the same call after an interruption keeps the
+        finished models.
+
+        Parameters
+        ----------
+        project : labkit.Project
+        labels : pandas.Series, optional
+            Class names indexed by image id. Default (None): :func:`reference_labels`, the
+            majority of each image's image-level ``label`` annotations over all annotators
+            (ties: the class listed first). Images without a label are not trained on (they
+            are still scored by :meth:`ModelPool.predict`, by all folds' models averaged).
+        archs : sequence of str, default ``DEFAULT_ARCHS``
+            timm architectures, created with ``pretrained=False`` (nothing is downloaded).
+        fractions : sequence of float in (0, 1], default ``DEFAULT_FRACTIONS``
+            Training-set sizes, as shares of the other folds (stratified, nested).
+        folds : int, default 5
+            Cross-fitting folds (>= 2). Each model trains on ``(folds - 1) / folds`` of
+            the labeled images, times its fraction.
+        image_size : int, default 32
+            Images are squashed to this many pixels square (timm's CNNs accept 16 px and up).
+        epochs, batch_size, lr : training schedule (AdamW, one-cycle, label smoothing 0.1).
+            Models learn from scratch, so what counts is the number of steps: a warning
+            says when a member gets fewer than 100 (small projects: lower ``batch_size``).
+        seed : int
+            Folds, subsets, initialisation and batches all follow from it.
+        name : str, default "default"
+            The pool's folder, ``<project>/pool/<name>``.
+        device : str or torch.device, optional
+            Default: CUDA when available, else the CPU.
+        num_workers : int, default 2
+            DataLoader processes decoding the images (once, before training).
+        jobs : int, default 1
+            On the CPU, train this many models at once, each in its own process with one
+            thread. Small inputs parallelise poorly inside one model, and a multi-threaded
+            model slows down sharply when other programs compete for the cores (6-10x seen
+            on a busy 2-core machine), so ``jobs`` equal to the number of cores is usually
+            fastest. Ignored on CUDA (one model at a time on the GPU).
+        threads : int, optional
+            torch's CPU threads when models train in this process (``jobs=1``); ``None``
+            leaves torch's setting (one per core).
+        progress : bool, default True
+            Show a tqdm progress bar (images seen, over all models and epochs).
+        overwrite : bool, default False
+            A pool of this name trained with other options or labels is an error unless
+            ``overwrite=True``, which deletes it. With the same options and labels, finished
+            models are reused (resume).
+
+        Returns
+        -------
+        ModelPool
+            ``len(archs) * len(fractions)`` members named ``"<arch>@<fraction>"``.
+
+        Examples
+        --------
+        Eight small models on a project's labeled images, two at a time, then the
+        label-error candidates (``tests/pool`` runs this on real digits)::
+
+            pool = ModelPool.train(project, archs=["resnet18", "resnet10t"],
+                                   fractions=[0.5, 1.0], folds=2, image_size=16, jobs=2)
+            predictions = pool.predict(project)   # (4, N, K), saved in the project
+            project_label_issues(project, predictions).head()
         """
         from .training import train_pool
 
-        return train_pool(cls, project, **options)
+        return train_pool(cls, project, labels=labels, archs=archs, fractions=fractions, folds=folds,
+                          image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
+                          seed=seed, name=name, device=device, num_workers=num_workers, jobs=jobs,
+                          threads=threads, progress=progress, overwrite=overwrite)
 
     @classmethod
     def load(cls, project: Any, name: str = "default") -> "ModelPool":
@@ -297,8 +380,8 @@ class ModelPool:
 
     # ---------------------------------------------------------------- predict --
     def predict(self, images: Any, *, batch_size: int = 256, num_workers: int = 2,
-                device: Any = None, verify: bool = True, cache: bool = True,
-                cache_dir: str | Path | None = None, shard_size: int = 2048,
+                device: Any = None, threads: int | None = None, verify: bool = True,
+                cache: bool = True, cache_dir: str | Path | None = None, shard_size: int = 2048,
                 progress: bool = True) -> PoolPredictions:
         """Class probabilities of every member for every image: ``probs`` of shape (M, N, K).
 
@@ -313,6 +396,10 @@ class ModelPool:
         device : str or torch.device, optional
             Default: CUDA when available, else the CPU. On CUDA inputs are pinned and
             forward passes run under ``torch.autocast("cuda")``.
+        threads : int, optional
+            torch's CPU threads while the models run (``None``: torch's setting, one per
+            core). On a machine where other programs keep the cores busy, 1 can be several
+            times faster for small inputs: threads of one operation wait on each other.
         verify : bool, default True
             For a project, a file whose bytes no longer match its import hash raises
             :class:`labkit.ImageError`; ``False`` scores the current bytes instead.
@@ -335,73 +422,11 @@ class ModelPool:
             all folds' models. A saved image is reused when its bytes' sha256 is
             unchanged, so results reload identically and a changed image is scored again.
         """
-        for what, v, lo in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
-                            ("shard_size", shard_size, 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{what} is {v!r}; expected an integer >= {lo}")
-        iset = _images.image_set(images, verify=verify, progress=progress)
-        folder = None
-        if cache:
-            if cache_dir is not None:
-                folder = Path(cache_dir) / self.id
-            elif iset.project is not None:
-                folder = Path(iset.project.root) / "predictions" / self.id
-            elif self.home is not None:
-                folder = self.home.parents[1] / "predictions" / self.id
-        M, K = len(self), len(self.classes)
-        store = PredictionStore(folder, self.manifest(), M, K) if folder is not None else None
-        ukeys, first, inverse = np.unique(iset.keys, return_index=True, return_inverse=True)
-        if store is not None:
-            uprobs, found, when = store.lookup(ukeys)
-        else:
-            uprobs, found, when = np.zeros((M, len(ukeys), K), np.float32), np.zeros(len(ukeys), bool), \
-                [None] * len(ukeys)
-        todo = np.flatnonzero(~found)
-        device_used = None
-        if todo.size:
-            from .inference import score
+        from .inference import predict
 
-            device_used = score(self, iset, first[todo], ukeys[todo], uprobs, todo, when, store=store,
-                                batch_size=batch_size, num_workers=num_workers, device=device,
-                                shard_size=shard_size, progress=progress)
-        probs = uprobs[:, inverse.ravel()]
-        provenance = {
-            "pool_id": self.id, "models": list(self.names),
-            "checkpoints": {m.name: list(m.sha256) for m in self.members},
-            "archs": {m.name: m.arch for m in self.members},
-            "classes": self.classes, "image_size": self.image_size,
-            "images": [int(i) if isinstance(i, (int, np.integer)) else i for i in iset.ids],
-            "sha256": iset.keys.tolist(), "computed_at": [when[j] for j in inverse.ravel()],
-            "computed": int(todo.size), "reused": int(len(ukeys) - todo.size),
-            "device": device_used, "saved_to": None if folder is None else str(folder),
-            "returned_at": utc_now(), **_versions()}
-        return PoolPredictions(probs=probs, images=iset.ids, models=self.names,
-                               classes=tuple(self.classes), fold=self.fold_of(iset.keys),
-                               sha256=iset.keys, provenance=provenance)
-
-    def _loaded(self, device) -> list[list]:
-        """The members' models (one per fold) on ``device``, loaded once and checked by hash."""
-        from labkit.store.images import sha256_file
-
-        from . import _torch
-
-        key = str(device)
-        if key not in self._models:
-            loaded = []
-            for m in self.members:
-                folds = []
-                for path, digest in zip(m.weights, m.sha256):
-                    if not Path(path).is_file():
-                        raise FileNotFoundError(f"member {m.name!r}: weights {path} are missing")
-                    if sha256_file(path) != digest:
-                        raise ValueError(f"member {m.name!r}: {path} changed since the pool was "
-                                         "built (sha256 differs); rebuild the pool")
-                    model = _torch.create(m.arch, len(self.classes))
-                    _torch.load_weights(model, Path(path), what=f"member {m.name!r}")
-                    folds.append(_torch.prepare(model, device))
-                loaded.append(folds)
-            self._models = {key: loaded}  # one device at a time
-        return self._models[key]
+        return predict(self, images, batch_size=batch_size, num_workers=num_workers, device=device,
+                       threads=threads, verify=verify, cache=cache, cache_dir=cache_dir,
+                       shard_size=shard_size, progress=progress)
 
 
 def _check_classes(classes: Sequence[str]) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,56 +32,15 @@ from . import _images
 from ._store import utc_now, write_json
 from .labels import assign_folds, check_labels, reference_labels, subsample
 
+#: Fewer optimisation steps than this for some model draws a warning.
+MIN_STEPS = 100
 
-def train_pool(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | None = None,
-               fractions: Sequence[float] | None = None, folds: int = 5, image_size: int = 32,
-               epochs: int = 10, batch_size: int = 64, lr: float = 5e-3, seed: int = 0,
-               name: str = "default", device: Any = None, num_workers: int = 2, jobs: int = 1,
-               progress: bool = True, overwrite: bool = False):
-    """Train a pool on ``project`` and return it (a :class:`ModelPool`).
 
-    Parameters
-    ----------
-    project : labkit.Project
-    labels : pandas.Series, optional
-        Class names indexed by image id. Default (None): :func:`reference_labels`, the
-        majority of each image's image-level ``label`` annotations over all annotators
-        (ties: the class listed first). Images without a label are not trained on (they
-        are still scored by :meth:`ModelPool.predict`, by all folds' models averaged).
-    archs : sequence of str, default ``DEFAULT_ARCHS``
-        timm architectures, created with ``pretrained=False`` (nothing is downloaded).
-    fractions : sequence of float in (0, 1], default ``DEFAULT_FRACTIONS``
-        Training-set sizes, as shares of the other folds (stratified, nested).
-    folds : int, default 5
-        Cross-fitting folds (>= 2). Each model trains on ``(folds - 1) / folds`` of
-        the labeled images, times its fraction.
-    image_size : int, default 32
-        Images are squashed to this many pixels square (timm's CNNs accept 16 px and up).
-    epochs, batch_size, lr : training schedule (AdamW, one-cycle, label smoothing 0.1).
-    seed : int
-        Folds, subsets, initialisation and batches all follow from it.
-    name : str, default "default"
-        The pool's folder, ``<project>/pool/<name>``.
-    device : str or torch.device, optional
-        Default: CUDA when available, else the CPU.
-    num_workers : int, default 2
-        DataLoader processes decoding the images (once, before training).
-    jobs : int, default 1
-        On the CPU, train this many models at once, each in its own process with one
-        thread. Small inputs parallelise poorly inside one model, and a multi-threaded
-        model slows down sharply when other programs compete for the cores (6-10x seen
-        on a busy 2-core machine), so ``jobs`` equal to the number of cores is usually
-        fastest. Ignored on CUDA (one model at a time on the GPU).
-    overwrite : bool, default False
-        A pool of this name trained with other options or labels is an error unless
-        ``overwrite=True``, which deletes it. With the same options and labels, finished
-        models are reused (resume).
-
-    Returns
-    -------
-    ModelPool
-        ``len(archs) * len(fractions)`` members named ``"<arch>@<fraction>"``.
-    """
+def train_pool(cls, project: Any, *, labels: Any, archs: Sequence[str] | None,
+               fractions: Sequence[float] | None, folds: int, image_size: int, epochs: int,
+               batch_size: int, lr: float, seed: int, name: str, device: Any, num_workers: int,
+               jobs: int, threads: int | None, progress: bool, overwrite: bool):
+    """:meth:`ModelPool.train` (see there); ``cls`` is the class to build."""
     from tqdm.auto import tqdm
 
     from . import _torch
@@ -88,7 +48,8 @@ def train_pool(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | 
 
     archs = [_torch.check_arch(a) for a in (DEFAULT_ARCHS if archs is None else archs)]
     fractions = [float(r) for r in (DEFAULT_FRACTIONS if fractions is None else fractions)]
-    _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, num_workers, jobs)
+    _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, num_workers, jobs,
+                   threads)
     image_size = _check_size(image_size)
     table = project.images()
     labels = reference_labels(project) if labels is None else check_labels(
@@ -135,14 +96,22 @@ def train_pool(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | 
                     done_images += _images_seen(job, batch_size, epochs)
                 else:
                     todo.append(job)
+    fewest = min(todo, key=lambda j: len(j.subset), default=None)
+    steps = 0 if fewest is None else len(fewest.subset) // min(batch_size, len(fewest.subset)) * epochs
+    if fewest is not None and steps < MIN_STEPS:
+        warnings.warn(f"{fewest.arch}@{fewest.fraction:g} trains for only {steps} steps "
+                      f"({len(fewest.subset)} images, batch_size={batch_size}, epochs={epochs}); "
+                      f"models trained from scratch need a few hundred. Lower batch_size or "
+                      f"raise epochs", stacklevel=3)
     common = dict(num_classes=len(classes), epochs=epochs, batch_size=batch_size, lr=lr)
     total = done_images + sum(_images_seen(j, batch_size, epochs) for j in todo)
     with tqdm(total=total, initial=done_images, unit="img", disable=not progress,
               desc=f"training pool ({len(paths)} models, {dev.type})") as bar:
         if jobs == 1 or dev.type != "cpu" or len(todo) < 2:
-            for job in todo:
-                bar.set_postfix_str(f"{job.arch}@{job.fraction:g} fold {job.fold}")
-                _fit(job, x, y, common, dev, bar)
+            with _torch.num_threads(threads):
+                for job in todo:
+                    bar.set_postfix_str(f"{job.arch}@{job.fraction:g} fold {job.fold}")
+                    _fit(job, x, y, common, dev, bar)
         else:
             _fit_in_processes(todo, x, y, common, jobs, home, bar, batch_size, epochs)
 
@@ -269,7 +238,7 @@ def _claim(home: Path, config: dict, overwrite: bool) -> None:
 
 
 def _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, num_workers,
-                   jobs) -> None:
+                   jobs, threads) -> None:
     def whole(v, lo, what):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{what} is {v!r}; expected an integer >= {lo}")
@@ -285,6 +254,8 @@ def _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, 
     whole(batch_size, 2, "batch_size")
     whole(num_workers, 0, "num_workers")
     whole(jobs, 1, "jobs")
+    if threads is not None:
+        whole(threads, 1, "threads")
     whole(seed, 0, "seed")
     if not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"lr is {lr!r}; expected a positive learning rate")
