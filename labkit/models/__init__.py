@@ -29,6 +29,15 @@ _LAZY = {
     "project_image": "labkit.models.embeddings",
     "image_key": "labkit.models.embeddings",
     "Prefetcher": "labkit.models.prefetch",
+    # the difficulty pool
+    "ModelPool": "labkit.models.pool",
+    "PoolPredictions": "labkit.models.pool",
+    "PoolMember": "labkit.models.pool",
+    "reference_labels": "labkit.models.pool",
+    "project_label_issues": "labkit.models.pool",
+    "project_difficulty": "labkit.models.pool",
+    "DEFAULT_ARCHS": "labkit.models.pool",
+    "DEFAULT_FRACTIONS": "labkit.models.pool",
     # provenance
     "replay": "labkit.models.provenance",
     "make_provenance": "labkit.models.provenance",

@@ -15,6 +15,7 @@ _MODULES = {
                                 "proportion_interval", "plan_table"],
     "labkit.quality.composition": ["attribute_shares", "coverage_matrix", "validation_table"],
     "labkit.quality.disagreement": ["disagreement_by_task"],
+    "labkit.quality.issues": ["ISSUE_COLUMNS", "label_issues"],
     "labkit.quality.aggregate": [
         "DawidSkene", "MajorityVote", "StapleResult", "aggregate_with_model", "cluster_boxes", "fuse_boxes",
         "fuse_masks", "mask_majority", "staple"],
