@@ -139,7 +139,12 @@ def _check_long(long: Any) -> pd.DataFrame:
     return long
 
 
-def _encode_long(long: pd.DataFrame, categories: Sequence[Any] | None, duplicates: str) -> _Coded:
+def _code_rows(long: pd.DataFrame, categories: Sequence[Any] | None, duplicates: str):
+    """Integer codes of the long layout's rows: ``(t_codes, w_codes, l_codes, tasks, workers, categories)``.
+
+    Each (task, worker) pair keeps one row: more is an error, or the first row with
+    ``duplicates="first"``. The one place long rows are coded (layouts and aggregators).
+    """
     _check_long(long)
     _check_choice(duplicates, _DUPLICATES, "duplicates")
     # Series, not .to_numpy(): Arrow-backed strings factorize without an object copy
@@ -157,6 +162,11 @@ def _encode_long(long: pd.DataFrame, categories: Sequence[Any] | None, duplicate
             )
         keep = ~dup
         t_codes, w_codes, l_codes = t_codes[keep], w_codes[keep], l_codes[keep]
+    return t_codes, w_codes, l_codes, tasks, workers, cats
+
+
+def _encode_long(long: pd.DataFrame, categories: Sequence[Any] | None, duplicates: str) -> _Coded:
+    t_codes, w_codes, l_codes, tasks, workers, cats = _code_rows(long, categories, duplicates)
     codes = np.full((len(workers), len(tasks)), -1, dtype=np.int64)
     codes[w_codes, t_codes] = l_codes
     return _Coded(codes, workers, tasks, cats)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..layouts import _DUPLICATES, _check_choice, _check_long, _encode_labels, _factorize
+from ..layouts import _code_rows
 
 
 class _Votes(NamedTuple):
@@ -51,22 +51,8 @@ def encode_votes(long: pd.DataFrame, *, categories: Sequence[Any] | None = None,
     Works on the rows directly (never a dense tasks x workers table), so many workers
     with a few tasks each cost no more than a few workers with many.
     """
-    _check_long(long)
-    _check_choice(duplicates, _DUPLICATES, "duplicates")
-    t_codes, tasks = _factorize(long["task"], "task")
-    w_codes, workers = _factorize(long["worker"], "worker")
-    l_codes, cats = _encode_labels(long["label"], categories)
+    t_codes, w_codes, l_codes, tasks, workers, cats = _code_rows(long, categories, duplicates)
     n, m, k = len(tasks), len(workers), len(cats)
-    dup = pd.Series(t_codes * m + w_codes).duplicated(keep="first").to_numpy()
-    if dup.any():
-        if duplicates == "error":
-            pairs = list(zip(tasks[t_codes[dup]], workers[w_codes[dup]]))[:5]
-            raise ValueError(
-                f"{int(dup.sum())} (task, worker) pairs have more than one label, e.g. {pairs}; "
-                "deduplicate the rows, or pass duplicates='first' to keep each pair's first row"
-            )
-        keep = ~dup
-        t_codes, w_codes, l_codes = t_codes[keep], w_codes[keep], l_codes[keep]
     matrix = sp.csr_matrix((np.ones(len(t_codes)), (t_codes, w_codes * k + l_codes)), shape=(n, m * k))
     matrix.sort_indices()
     return _Votes(matrix, tasks, workers, cats)
