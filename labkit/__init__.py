@@ -9,10 +9,10 @@ from labkit._lazy import lazy_exports
 
 from labkit._version import __version__
 
-__all__ = ["Project", "ProjectError", "ImageError", "ImportProblem", "__version__"]
+__all__ = ["Project", "ProjectError", "ImageError", "ImportProblem", "AccessDenied", "__version__"]
 
 _LAZY = {"Project": "labkit.store", "ProjectError": "labkit.store", "ImageError": "labkit.store",
-         "ImportProblem": "labkit.store"}
+         "ImportProblem": "labkit.store", "AccessDenied": "labkit.store"}
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -27,7 +27,7 @@ class _Errors(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (ProjectError, ImageError, ImportProblem, ValueError, FileNotFoundError) as exc:
+        except (ProjectError, ImageError, ImportProblem, ValueError, FileNotFoundError, PermissionError) as exc:
             raise click.ClickException(str(exc)) from exc
 
 
@@ -163,14 +163,18 @@ def formats():
 
 
 def _register() -> None:
-    from labkit import cli_pool, cli_report
+    from labkit import cli_pool, cli_privacy, cli_report
     from labkit.cli_embed import embed
+    from labkit.cli_verify import verify
 
     main.add_command(embed)
     main.add_command(cli_report.report)
     main.add_command(cli_report.inspect)
     main.add_command(cli_pool.pool)
     main.add_command(cli_pool.issues)
+    main.add_command(cli_privacy.privacy)
+    main.add_command(cli_privacy.migrate)
+    main.add_command(verify)
 
 
 _register()

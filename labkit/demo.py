@@ -96,7 +96,7 @@ def build_demo(out: str | Path, *, n_digits: int = 300, seed: int = 0, force: bo
     rng = np.random.default_rng(seed)
     digit_files, digit_labels, photo_files = _write_images(out / "images", n_digits, rng)
 
-    p = Project.create(out, classes=DIGIT_CLASSES + PHOTO_CLASSES, user="labkit-demo")
+    p = Project.create(out, classes=DIGIT_CLASSES + PHOTO_CLASSES)  # whoever builds it is its admin
     p.add_annotator("demo-admin", role="admin")
     p.add_annotator("viewer", role="viewer")
     p.add_annotator("sklearn-digits")  # the dataset's own labels, imported

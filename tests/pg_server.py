@@ -45,6 +45,7 @@ class PostgresServer:
         self.port = _free_port()
         self.as_root = os.geteuid() == 0
         self.user = "labkit"
+        self.password = "labkit-test-superuser"
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = [str(self.bindir / args[0]), *args[1:]]
@@ -56,7 +57,14 @@ class PostgresServer:
         if self.as_root:
             shutil.chown(self.dir, "postgres", "postgres")
         data = self.dir / "data"
-        self._run("initdb", "-D", str(data), "-A", "trust", "-U", self.user, "--no-sync", "-E", "UTF8")
+        # Local socket: trust (for pg_ctl); TCP, which labkit uses: passwords (SCRAM), so tests
+        # of per-person credentials really check them.
+        pwfile = self.dir / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self.as_root:
+            shutil.chown(pwfile, "postgres", "postgres")
+        self._run("initdb", "-D", str(data), "--auth-local=trust", "--auth-host=scram-sha-256",
+                  f"--pwfile={pwfile}", "-U", self.user, "--no-sync", "-E", "UTF8")
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
         res = self._run("pg_ctl", "-D", str(data), "-o", opts, "-l", str(self.dir / "log"), "-w", "start",
                         check=False)
@@ -77,7 +85,7 @@ class PostgresServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def url(self, dbname: str = "postgres") -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{dbname}"
 
     def create_database(self, name: str) -> str:
         import sqlalchemy as sa

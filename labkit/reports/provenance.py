@@ -32,10 +32,10 @@ def data_fingerprint(location: str | Path) -> dict[str, Any]:
     - ``annotations``: how many live ones, and a sha256 over (id, version, deleted).
     """
     from labkit.store import Project
-    from labkit.store.engine import is_url
+    from labkit.store.engine import is_url, safe_location
     from labkit.store.images import sha256_file
 
-    out: dict[str, Any] = {"project": str(location)}
+    out: dict[str, Any] = {"project": safe_location(location)}
     if not is_url(location):
         root = Path(location)
         out["files"] = {p.name: sha256_file(p) for p in (root / "project.db", root / "project.db-wal")

@@ -114,6 +114,8 @@ class AnnotationsMixin:
                 except (ValueError, TypeError) as exc:
                     where = f"record {i}: " if len(records) > 1 else ""
                     raise type(exc)(f"{where}{exc}; nothing was stored") from exc
+            self._check_annotation_writes(conn, "add_annotations", [r["annotator_id"] for r in rows],
+                                          [r["image_id"] for r in rows])
             ids = [conn.execute(sa.insert(S.annotations).values(
                 **row, version=1, created_at=t, updated_at=t)).inserted_primary_key[0] for row in rows]
             self._audit(conn, "add_annotations", target="annotations", count=len(ids),
@@ -150,6 +152,8 @@ class AnnotationsMixin:
         """
         def fn(conn):
             row = self._current(conn, annotation)
+            self._check_by(conn, "update_annotation", by)
+            self._check_annotation_writes(conn, "update_annotation", [row.annotator_id], [row.image_id])
             if row.deleted_at is not None:
                 raise ValueError(f"annotation {annotation} is deleted; restore it first")
             class_ids = self._class_ids(conn)
@@ -180,6 +184,9 @@ class AnnotationsMixin:
 
     def _flip_deleted(self, conn, annotation: int, *, by: str, deleted: bool):
         row = self._current(conn, annotation)
+        self._check_by(conn, "delete_annotation" if deleted else "restore_annotation", by)
+        self._check_annotation_writes(conn, "delete_annotation" if deleted else "restore_annotation",
+                                      [row.annotator_id], [row.image_id])
         if (row.deleted_at is not None) == deleted:
             raise ValueError(f"annotation {annotation} is {'already' if deleted else 'not'} deleted")
         self._snapshot(conn, row, change="delete" if deleted else "restore", by=by)
@@ -210,6 +217,9 @@ class AnnotationsMixin:
         def fn(conn):
             class_ids = self._class_ids(conn)
             rows = [self._prepare_annotation(conn, class_ids=class_ids, **r) for r in add]
+            self._check_by(conn, action, by)
+            self._check_annotation_writes(conn, action, [r["annotator_id"] for r in rows],
+                                          [r["image_id"] for r in rows])
             for aid in delete:
                 self._flip_deleted(conn, aid, by=by, deleted=True)
             for aid in restore:
@@ -225,10 +235,18 @@ class AnnotationsMixin:
     def annotation_history(self, annotation: int) -> pd.DataFrame:
         """Every version of one annotation, oldest first; the last row is the current state."""
         h = S.annotation_history
-        with self._engine.connect() as conn:
-            cur = self._current(conn, annotation)
-            names = {v: k for k, v in self._class_ids(conn).items()}
-            old = conn.execute(sa.select(h).where(h.c.annotation_id == cur.id).order_by(h.c.version)).all()
+
+        def read():
+            with self._engine.connect() as conn:
+                cur = self._current(conn, annotation)
+                me = self._actor(conn)
+                if me.role == "annotator" and cur.annotator_id != me.id and self._blind(conn):
+                    self._deny("annotation_history", f"read annotation {cur.id}: in blind mode annotators "
+                                                     "see only their own work")
+                names = {v: k for k, v in self._class_ids(conn).items()}
+                old = conn.execute(sa.select(h).where(h.c.annotation_id == cur.id).order_by(h.c.version)).all()
+            return cur, names, old
+        cur, names, old = self._guard(read)
         rows = [{"version": r.version, "label": names.get(r.class_id), "geometry": r.geometry, "score": r.score,
                  "provenance": r.provenance, "deleted": r.deleted_at is not None, "valid_from": r.valid_from,
                  "valid_to": r.valid_to, "superseded_by": r.change, "changed_by": r.changed_by} for r in old]
@@ -239,7 +257,7 @@ class AnnotationsMixin:
 
     def annotations(self, *, kind: str | None = None, image: int | None = None, annotator: str | None = None,
                     source: str | None = None, label: str | None = None,
-                    include_deleted: bool = False) -> pd.DataFrame:
+                    include_deleted: bool = False, include_withdrawn: bool = False) -> pd.DataFrame:
         """Annotations in the long layout: one row per object, indexed by annotation id.
 
         Columns: ``task`` (image id), ``worker`` (annotator name), ``label`` (class name),
@@ -248,6 +266,10 @@ class AnnotationsMixin:
         geometry is also spread into columns: ``x0 y0 x1 y1`` (box), ``cx cy rx ry angle``
         (ellipse), ``x y`` (point, its first point). This is crowd-kit's layout, so its
         aggregators accept ``df[["task", "worker", "label"]]`` as is.
+
+        Annotations of images whose subject withdrew consent are left out unless
+        ``include_withdrawn``. In blind mode (:meth:`set_blind`, on by default) an
+        annotator sees only its own annotations.
         """
         a, c, w = S.annotations, S.classes, S.annotators
         stmt = (sa.select(a.c.id.label("annotation"), a.c.image_id.label("task"), w.c.name.label("worker"),
@@ -267,7 +289,15 @@ class AnnotationsMixin:
             stmt = stmt.where(c.c.name == label)
         if not include_deleted:
             stmt = stmt.where(a.c.deleted_at.is_(None))
-        df = self._read(stmt)
+        if not include_withdrawn:
+            stmt = stmt.where(a.c.image_id.not_in(sa.select(S.images.c.id).where(S.images.c.consent == "withdrawn")))
+
+        def read():
+            with self._engine.connect() as conn:
+                me = self._actor(conn)
+                q = stmt.where(a.c.annotator_id == me.id) if me.role == "annotator" and self._blind(conn) else stmt
+                return self._read(q, conn)
+        df = self._guard(read)
         df["deleted"] = df.pop("deleted_at").notna()
         df = df.set_index("annotation")
         if kind in _EXPAND:

@@ -44,16 +44,23 @@ class AssignmentsMixin:
         a, w = S.assignments, S.annotators
 
         def fn(conn):
+            self._require_admin(conn, "assign", "assign images")
             rows = {n: self._annotator_row(conn, n) for n in annotators}
             viewers = [n for n, r in rows.items() if r.role == "viewer"]
             if viewers:
                 raise ValueError(f"viewers cannot be assigned images: {viewers}")
             ids = list(conn.execute(sa.select(S.images.c.id).order_by(S.images.c.id)).scalars()) \
                 if images is None else [int(i) for i in images]
-            known = set(conn.execute(sa.select(S.images.c.id).where(S.images.c.id.in_(ids))).scalars())
+            known = dict(conn.execute(sa.select(S.images.c.id, S.images.c.consent)
+                                      .where(S.images.c.id.in_(ids))).all())
             missing = [i for i in ids if i not in known]
             if missing:
                 raise ValueError(f"no such images: {missing[:20]}; nothing was assigned")
+            withdrawn = [i for i in ids if known[i] == "withdrawn"]
+            if withdrawn and images is not None:
+                raise ValueError(f"images {withdrawn[:20]} belong to subjects who withdrew consent; "
+                                 "nothing was assigned")
+            ids = [i for i in ids if known[i] != "withdrawn"]
             by_id = {r.id: n for n, r in rows.items()}
             load = dict.fromkeys(annotators, 0)
             for aid, cnt in conn.execute(sa.select(a.c.annotator_id, sa.func.count())
@@ -105,6 +112,7 @@ class AssignmentsMixin:
         a = S.assignments
 
         def fn(conn):
+            self._require_admin(conn, "requeue", "requeue images")
             who = self._annotator_row(conn, annotator)
             if who.role == "viewer":
                 raise ValueError(f"{annotator!r} is a viewer; viewers cannot be given images")
@@ -131,11 +139,19 @@ class AssignmentsMixin:
     def queue(self, annotator: str) -> list[int]:
         """Image ids still to do for ``annotator``, in the order they were assigned."""
         a = S.assignments
-        with self._engine.connect() as conn:
-            who = self._annotator_row(conn, annotator)
-            return list(conn.execute(sa.select(a.c.image_id).where(a.c.annotator_id == who.id,
-                                                                    a.c.status == "pending")
-                                     .order_by(a.c.id)).scalars())
+
+        def read():
+            with self._engine.connect() as conn:
+                who = self._annotator_row(conn, annotator)
+                me = self._actor(conn)
+                if me.role == "annotator" and me.id != who.id:
+                    self._deny("queue", f"read {annotator!r}'s queue: annotators see only their own")
+                return list(conn.execute(sa.select(a.c.image_id).join(S.images, S.images.c.id == a.c.image_id)
+                                         .where(a.c.annotator_id == who.id, a.c.status == "pending",
+                                                sa.or_(S.images.c.consent.is_(None),
+                                                       S.images.c.consent != "withdrawn"))
+                                         .order_by(a.c.id)).scalars())
+        return self._guard(read)
 
     def submit(self, image: int, *, annotator: str, status: str = "done") -> None:
         """Mark an assigned image as ``done`` (or ``skipped``) for ``annotator``."""
@@ -144,7 +160,9 @@ class AssignmentsMixin:
         a = S.assignments
 
         def fn(conn):
+            self._check_by(conn, "submit", annotator)
             who = self._annotator_row(conn, annotator)
+            self._require(conn, "submit", "admin", "annotator", what="submit work")
             res = conn.execute(sa.update(a).where(a.c.image_id == int(image), a.c.annotator_id == who.id)
                                .values(status=status, done_at=None if status == "pending" else self._now()))
             if res.rowcount == 0:

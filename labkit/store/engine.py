@@ -37,6 +37,13 @@ def make_url(location: str | Path) -> sa.URL:
     return url
 
 
+def safe_location(location: str | Path) -> str:
+    """``location`` for display and records: a URL's password is masked."""
+    if not is_url(location):
+        return str(location)
+    return sa.make_url(str(location)).render_as_string(hide_password=True)
+
+
 def create_engine(url: sa.URL) -> sa.Engine:
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True, future=True)
@@ -50,6 +57,7 @@ def create_engine(url: sa.URL) -> sa.Engine:
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free pages
         cur.close()
 
     @event.listens_for(engine, "begin")

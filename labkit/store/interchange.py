@@ -107,6 +107,7 @@ class InterchangeMixin:
         from labkit.store.images import ImageError, inspect_images
 
         path = Path(path)
+        self._check_now("import_annotations", "admin", what="import annotations")
         reader = get_reader(format)
         if "image_sizes" in inspect.signature(reader).parameters and "image_sizes" not in reader_options:
             imgs = self.images()
@@ -196,8 +197,13 @@ class InterchangeMixin:
             _fail(path, problems)
 
         def fn(conn):
+            self._require_admin(conn, "import_annotations", "import annotations")
             summary = ImportSummary()
             t = self._now()
+            consents = self._register_subjects(
+                conn, [records[k].subject for k in new_infos]
+                + [records[k].subject for k, r in matched.items() if r.subject is None], consent="unknown",
+                purpose=None)
             if new_classes:
                 start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(S.classes.c.position), -1))).scalar() + 1
                 conn.execute(sa.insert(S.classes), [{"name": c, "position": start + i}
@@ -218,7 +224,7 @@ class InterchangeMixin:
                 image_ids[k] = conn.execute(sa.insert(S.images).values(
                     path=self._stored_path(info.path), sha256=info.sha256, width=info.width, height=info.height,
                     split=None, subject=rec.subject, attributes=dict(rec.attributes or {}),
-                    added_at=t)).inserted_primary_key[0]
+                    added_at=t, consent=consents.get(rec.subject))).inserted_primary_key[0]
                 summary.images_added += 1
             for k, row in matched.items():  # fill in attributes/subject the file adds
                 rec = records[k]
@@ -227,7 +233,8 @@ class InterchangeMixin:
                 subject = row.subject or rec.subject
                 if merged != attrs or subject != row.subject:
                     conn.execute(sa.update(S.images).where(S.images.c.id == row.id)
-                                 .values(attributes=merged, subject=subject))
+                                 .values(attributes=merged, subject=subject,
+                                         consent=row.consent if subject == row.subject else consents.get(subject)))
                     summary.images_updated += 1
             rows = []
             for o, geom in prepared:
@@ -248,8 +255,13 @@ class InterchangeMixin:
 
     def export(self, path: str | Path, *, format: str, kinds: list[str] | None = None,
                annotators: list[str] | None = None, include_simulated: bool = True,
-               **options: Any) -> Path:
+               images: bool | str | Path = False, anonymize: str | None = None,
+               strip_metadata: bool = False, salt: str | None = None, recipient: str | None = None,
+               progress: bool = True, **options: Any) -> Path:
         """Write the project's current (not deleted) annotations in another tool's format.
+
+        Images whose subject withdrew consent are never exported. Admins only; every
+        export is recorded in the audit log (with ``recipient``) for the privacy report.
 
         Parameters
         ----------
@@ -261,12 +273,39 @@ class InterchangeMixin:
             Restrict what is exported.
         include_simulated : bool
             Export simulated annotators' work too (default True; it stays marked in provenance).
+        images : bool or path
+            Also write the image files: to this folder, or (``True``) to ``images/`` next
+            to the annotation file (inside it, for folder formats).
+        anonymize : {None, "faces"}
+            ``"faces"``: detect faces (OpenCV's Haar cascades, frontal and profile) and
+            blur them in every exported image; replace subject ids and annotator names
+            by salted pseudonyms, image file names by neutral ones, and drop provenance
+            (which can hold paths and hashes of the originals). Implies ``images`` and
+            ``strip_metadata``.
+        strip_metadata : bool
+            Write images from their decoded pixels only: no EXIF (GPS, camera, time), XMP,
+            ICC or text chunks. Implies ``images``.
+        salt : str, optional
+            Pseudonym salt. Default: a new random one per export, never stored, so two
+            exports cannot be linked; pass the same salt to make them linkable.
+        recipient : str, optional
+            Who receives the data, for the audit log (seed 003: recipients are named).
         **options
             Passed to the writer (e.g. ``task="segment"`` for YOLO).
+
+        Examples
+        --------
+        ``project.export("out/coco.json", format="coco", anonymize="faces", strip_metadata=True,
+        recipient="partner lab")`` writes ``out/coco.json`` and ``out/images/``, with faces
+        blurred and metadata removed, and ``out/images/anonymization.json`` saying how many.
         """
         from labkit.formats import Dataset, ImageRecord, ObjectRecord, get_writer
+        from labkit.store.export_images import Pseudonyms, anonymized_keys, images_folder, write_images
 
+        if anonymize not in (None, "faces"):
+            raise ValueError(f"anonymize must be None or 'faces', got {anonymize!r}")
         writer = get_writer(format)
+        self._check_now("export", "admin", what="export data")
         imgs = self.images()
         ann = self.annotations()
         if kinds is not None:
@@ -275,20 +314,33 @@ class InterchangeMixin:
             ann = ann[ann["worker"].isin(annotators)]
         if not include_simulated:
             ann = ann[~ann["simulated"]]
-        keys = _image_keys(imgs["path"])
+        out = Path(path)
+        anon = anonymize is not None
+        keys = anonymized_keys(imgs["path"]) if anon else _image_keys(imgs["path"])
+        names = Pseudonyms(salt) if anon else None
+        subj = (lambda s: names("s", s)) if anon else (lambda s: s)
         ds = Dataset(
             images=[ImageRecord(key=keys[i], width=int(r.width), height=int(r.height),
-                                attributes=dict(r.attributes or {}), subject=r.subject, where=f"image {i}")
+                                attributes=names.attributes(r.attributes, r.subject) if anon else dict(r.attributes or {}),
+                                subject=subj(r.subject), where=f"image {i}")
                     for i, r in imgs.iterrows()],
             objects=[ObjectRecord(image_key=keys[r.task], kind=r.kind, label=r.label, geometry=r.geometry,
-                                  score=None if r.score != r.score else r.score, worker=r.worker,
-                                  provenance=dict(r.provenance or {}), where=f"annotation {aid}")
+                                  score=None if r.score != r.score else r.score,
+                                  worker=names("a", r.worker) if anon else r.worker,
+                                  provenance={} if anon else dict(r.provenance or {}), where=f"annotation {aid}")
                      for aid, r in ann.iterrows()],
             classes=self.classes())
-        out = Path(path)
+        stats = None
+        if images is not False or anon or strip_metadata:
+            folder = images_folder(out, format, images)
+            stats = write_images(self, imgs, keys, folder, faces=anon, strip=bool(strip_metadata or anon),
+                                 progress=progress)
         writer(ds, out, **options)
-        self._write(lambda conn: self._audit(conn, "export", format=format, path=str(out),
-                                             annotations=len(ds.objects), images=len(ds.images)))
+        self._write(lambda conn: self._audit(
+            conn, "export", format=format, path=str(out), annotations=len(ds.objects), images=len(ds.images),
+            anonymize=anonymize, strip_metadata=bool(strip_metadata or anon), recipient=recipient,
+            image_files=None if stats is None else stats.get("images"),
+            faces_blurred=None if stats is None else stats.get("faces_blurred")))
         return out
 
 

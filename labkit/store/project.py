@@ -14,11 +14,13 @@ import sqlalchemy as sa
 
 from labkit._version import __version__
 from labkit.store import schema as S
+from labkit.store.access import AccessDenied, AccessMixin
 from labkit.store.annotations import AnnotationsMixin
 from labkit.store.assignments import AssignmentsMixin
-from labkit.store.engine import create_engine, is_url, make_url, retrying, write_transaction
+from labkit.store.engine import create_engine, is_url, make_url, retrying, safe_location, write_transaction
 from labkit.store.images import ImageError, expand_paths, inspect_images, load_rgb, sha256_file
 from labkit.store.interchange import InterchangeMixin
+from labkit.store.subjects import SubjectsMixin
 
 
 def now() -> datetime:
@@ -36,7 +38,7 @@ def _default_user() -> str:
         return "unknown"
 
 
-class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
+class Project(AccessMixin, AnnotationsMixin, AssignmentsMixin, InterchangeMixin, SubjectsMixin):
     """A labeling project: images, classes, annotators, assignments and annotations.
 
     A project is either a folder (``project.db``, SQLite in WAL mode, plus caches and
@@ -54,7 +56,7 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
     >>> Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(f"{tmp}/a.png")
     >>> p = Project.create(f"{tmp}/proj", classes=["cat", "dog"])
     >>> p.add_annotator("ana")
-    1
+    2
     >>> p.add_images([f"{tmp}/a.png"])
     [1]
     >>> p.add_annotation(image=1, kind="box", label="cat", annotator="ana", geometry=[2, 3, 12, 15])
@@ -108,12 +110,20 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
         user = user or _default_user()
         t = now()
         with write_transaction(engine) as conn:
+            login = None
+            if engine.dialect.name == "postgresql":
+                from labkit.store import pg_access
+
+                login = conn.exec_driver_sql("SELECT session_user").scalar()
+                pg_access.install(conn)
             conn.execute(sa.insert(S.meta), [
                 {"key": "schema_version", "value": S.SCHEMA_VERSION},
                 {"key": "created_with", "value": __version__},
                 {"key": "created_at", "value": t.isoformat()},
             ])
             conn.execute(sa.insert(S.classes), [{"name": c, "position": i} for i, c in enumerate(classes)])
+            conn.execute(sa.insert(S.annotators).values(name=user, role="admin", simulated=False, created_at=t,
+                                                        db_user=login))
             conn.execute(sa.insert(S.audit_log).values(at=t, actor=user, action="create_project",
                                                        target="project", details={"classes": classes}))
         return cls(engine, location, root, user)
@@ -121,7 +131,22 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
     @classmethod
     def open(cls, location: str | Path, *, user: str | None = None,
              workdir: str | Path | None = None) -> "Project":
-        """Open an existing project (a folder or a ``postgresql://`` URL)."""
+        """Open an existing project (a folder or a ``postgresql://`` URL) as a member.
+
+        Parameters
+        ----------
+        user : str, optional
+            Who is acting (a registered annotator; default ``$LABKIT_USER`` or the login
+            name). On PostgreSQL you act as the person whose database login the URL
+            carries (``postgresql://ana:secret@host/db``); ``user``, if given, must match.
+
+        Raises
+        ------
+        AccessDenied
+            The user is not a member of the project.
+        ProjectError
+            No project there, or one written by another schema version.
+        """
         url = make_url(location)
         if not is_url(location):
             root = Path(location)
@@ -134,13 +159,36 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
         if not sa.inspect(engine).has_table("meta"):
             engine.dispose()
             raise ProjectError(f"{url.render_as_string(hide_password=True)} holds no labkit project")
-        with engine.connect() as conn:
-            version = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).scalar()
+        try:
+            with engine.connect() as conn:
+                version = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).scalar()
+        except sa.exc.ProgrammingError:  # PostgreSQL: a login with no grants on this project
+            version = None
+            with engine.connect() as conn:
+                login = conn.exec_driver_sql("SELECT session_user").scalar()
+            engine.dispose()
+            raise AccessDenied(f"the database login {login!r} is not a member of this project; an admin maps "
+                               f"it with project.add_annotator('name', role=..., db_user={login!r})",
+                               actor=login, action="open") from None
         if version != S.SCHEMA_VERSION:
             engine.dispose()
+            if isinstance(version, int) and version < S.SCHEMA_VERSION:
+                raise ProjectError(f"project schema version {version} is older than this labkit's "
+                                   f"({S.SCHEMA_VERSION}); upgrade it with `labkit migrate --project {location}` "
+                                   "(a folder project is backed up first)")
             raise ProjectError(f"project schema version {version}, but this labkit ({__version__}) reads "
                                f"version {S.SCHEMA_VERSION}; install the labkit that created it")
-        return cls(engine, location, root, user or _default_user())
+        try:
+            user = _pg_identity(engine, user) if engine.dialect.name == "postgresql" else user or _default_user()
+            proj = cls(engine, location, root, user)
+            with engine.connect() as conn:
+                proj._actor(conn)
+        except AccessDenied as exc:
+            if engine.dialect.name == "sqlite":
+                cls(engine, location, root, exc.actor)._log_denied(exc)
+            engine.dispose()
+            raise
+        return proj
 
     def close(self) -> None:
         self._engine.dispose()
@@ -152,7 +200,7 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
         self.close()
 
     def __repr__(self) -> str:
-        return f"Project({str(self.location)!r})"
+        return f"Project({safe_location(self.location)!r})"
 
     @property
     def backend(self) -> str:
@@ -161,16 +209,30 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
 
     # ------------------------------------------------------------------ helpers --
     def _write(self, fn):
-        """Run ``fn(conn)`` in one write transaction, retried whole on transient locks."""
+        """Run ``fn(conn)`` in one write transaction, retried whole on transient locks.
+
+        An :class:`AccessDenied` raised inside rolls the transaction back and is then
+        recorded in the audit log, in a transaction of its own.
+        """
         def attempt():
             with write_transaction(self._engine) as conn:
                 return fn(conn)
-        return retrying(attempt)
+        return self._guard(lambda: retrying(attempt))
 
-    def _read(self, stmt) -> pd.DataFrame:
-        with self._engine.connect() as conn:
-            res = conn.execute(stmt)
-            return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+    def _guard(self, fn):
+        """Call ``fn()``; log an AccessDenied it raises, then re-raise it."""
+        try:
+            return fn()
+        except AccessDenied as exc:
+            self._log_denied(exc)
+            raise
+
+    def _read(self, stmt, conn=None) -> pd.DataFrame:
+        if conn is None:
+            with self._engine.connect() as conn:
+                return self._read(stmt, conn)
+        res = conn.execute(stmt)
+        return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
 
     def _audit(self, conn, action: str, *, target: str | None = None, target_id: int | None = None,
                actor: str | None = None, **details: Any) -> None:
@@ -179,8 +241,15 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
             target_id=target_id, details=details))
 
     def audit_log(self) -> pd.DataFrame:
-        """Every recorded action (who, what, when), oldest first."""
-        return self._read(sa.select(S.audit_log).order_by(S.audit_log.c.id)).set_index("id")
+        """Every recorded action (who, what, when, and denied attempts), oldest first.
+
+        Admins and viewers read it; annotators do not (it shows everyone's work).
+        """
+        def fn():
+            with self._engine.connect() as conn:
+                self._require(conn, "read_audit_log", "admin", "viewer", what="read the audit log")
+                return self._read(sa.select(S.audit_log).order_by(S.audit_log.c.id), conn).set_index("id")
+        return self._guard(fn)
 
     # ------------------------------------------------------------------ classes --
     def classes(self) -> list[str]:
@@ -193,6 +262,7 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
         names = _check_class_names(names)
 
         def fn(conn):
+            self._require_admin(conn, "add_classes", "change the taxonomy")
             have = dict(conn.execute(sa.select(S.classes.c.name, S.classes.c.position)).all())
             dup = [n for n in names if n in have]
             if dup:
@@ -206,33 +276,97 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
         return dict(conn.execute(sa.select(S.classes.c.name, S.classes.c.id)).all())
 
     # ---------------------------------------------------------------- annotators --
-    def add_annotator(self, name: str, *, role: str = "annotator", simulated: bool = False) -> int:
-        """Register a person (or a simulated annotator) and return its id.
+    def add_annotator(self, name: str, *, role: str = "annotator", simulated: bool = False,
+                      password: str | None = None, db_user: str | None = None) -> int:
+        """Register a person (or a simulated annotator) and return its id. Admins only.
 
         Parameters
         ----------
         role : {"admin", "annotator", "viewer"}
+            What the person may do; see :mod:`labkit.store.access`.
         simulated : bool
             True for a program standing in for a person (demos, tests). Its annotations
             are recorded with ``source="simulated"`` so they are never mistaken for human work.
+        password : str, optional
+            PostgreSQL only: create the person's own database login (``db_user``, default
+            ``name``) with this password. They then open the project with
+            ``postgresql://<db_user>:<password>@host/db`` and the database enforces their role.
+        db_user : str, optional
+            PostgreSQL only: the login to map to this person. Without ``password`` it must
+            already exist on the server (one login for several projects).
         """
         if not isinstance(name, str) or not name.strip():
             raise ProjectError(f"annotator name must be a non-empty string, got {name!r}")
         if role not in S.ROLES:
             raise ProjectError(f"unknown role {role!r}; expected one of {S.ROLES}")
+        login = db_user or (name if password is not None else None)
+        if login is not None and self.backend != "postgresql":
+            raise ProjectError("password= and db_user= are for PostgreSQL projects; a folder (SQLite) project "
+                               "is protected by the folder's file permissions")
+        if login is not None and simulated:
+            raise ProjectError("a simulated annotator cannot have a database login")
 
         def fn(conn):
+            self._require_admin(conn, "add_annotator", "add people to the project")
             if conn.execute(sa.select(S.annotators.c.id).where(S.annotators.c.name == name)).first():
                 raise ProjectError(f"annotator {name!r} already exists")
+            if login is not None:
+                self._pg_login(conn, login, password, role)
             aid = conn.execute(sa.insert(S.annotators).values(
-                name=name, role=role, simulated=bool(simulated), created_at=now())).inserted_primary_key[0]
+                name=name, role=role, simulated=bool(simulated), created_at=now(),
+                db_user=login)).inserted_primary_key[0]
             self._audit(conn, "add_annotator", target="annotators", target_id=aid, name=name, role=role,
-                        simulated=bool(simulated))
+                        simulated=bool(simulated), db_user=login)
             return aid
         return self._write(fn)
 
+    def _pg_login(self, conn, login: str, password: str | None, role: str) -> None:
+        from labkit.store import pg_access
+
+        if conn.execute(sa.select(S.annotators.c.name).where(S.annotators.c.db_user == login)).first():
+            raise ProjectError(f"the database login {login!r} is already mapped to a member of this project")
+        if pg_access.role_exists(conn, login):
+            if password is not None:
+                raise ProjectError(f"the database login {login!r} already exists on this server; pass "
+                                   "password=None to give that login access, or db_user='...' for a new one")
+        elif password is None:
+            raise ProjectError(f"there is no database login {login!r}; pass password=... to create it")
+        else:
+            pg_access.create_login(conn, login, password)
+        pg_access.grant(conn, login, role)
+
+    def set_role(self, name: str, role: str) -> None:
+        """Change a member's role (admins only); on PostgreSQL their grants change with it."""
+        if role not in S.ROLES:
+            raise ProjectError(f"unknown role {role!r}; expected one of {S.ROLES}")
+
+        def fn(conn):
+            me = self._require_admin(conn, "set_role", "change roles")
+            row = self._annotator_row(conn, name)
+            admins = conn.execute(sa.select(sa.func.count()).select_from(S.annotators).where(
+                S.annotators.c.role == "admin")).scalar()
+            if row.role == "admin" and role != "admin" and admins == 1:
+                raise ProjectError(f"{name!r} is the project's only admin; make someone else admin first")
+            conn.execute(sa.update(S.annotators).where(S.annotators.c.id == row.id).values(role=role))
+            if row.db_user and self.backend == "postgresql":
+                from labkit.store import pg_access
+
+                pg_access.grant(conn, row.db_user, role)
+            self._audit(conn, "set_role", target="annotators", target_id=row.id, actor=me.name,
+                        name=name, before=row.role, after=role)
+        self._write(fn)
+
+    def set_blind(self, blind: bool = True) -> None:
+        """Blind mode (default on): annotators see only their own annotations (admins only)."""
+        def fn(conn):
+            self._require_admin(conn, "set_blind", "change blind mode")
+            conn.execute(sa.delete(S.meta).where(S.meta.c.key == "blind"))
+            conn.execute(sa.insert(S.meta).values(key="blind", value=bool(blind)))
+            self._audit(conn, "set_blind", target="project", blind=bool(blind))
+        self._write(fn)
+
     def annotators(self) -> pd.DataFrame:
-        """Annotators indexed by name: id, role, simulated, created_at."""
+        """Annotators indexed by name: id, role, simulated, created_at, db_user."""
         return self._read(sa.select(S.annotators).order_by(S.annotators.c.id)).set_index("name")
 
     def _annotator_row(self, conn, name: str):
@@ -247,8 +381,9 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
     def add_images(self, paths_or_folder: str | Path | Iterable[str | Path], *, split: str | None = None,
                    subject: str | Sequence[str | None] | None = None,
                    attributes: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+                   consent: str = "unknown", purpose: str | None = None,
                    progress: bool = True) -> list[int]:
-        """Add image files; return their new ids in input order.
+        """Add image files; return their new ids in input order. Admins only.
 
         Every file is decoded and hashed first; if any is missing, unreadable, corrupt or
         already in the project, an :class:`ImageError` lists them all and nothing is added.
@@ -260,9 +395,16 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
         split : str, optional
             e.g. ``"train"``, ``"val"``, ``"test"``.
         subject : str or sequence of str, optional
-            The data subject (person) each image shows: one for all, or one per image.
+            The data subject (person) each image shows: one for all, or one per image
+            (for example the AI-Hub ``metaid``). New subjects are registered with
+            ``consent`` and ``purpose``; see :meth:`subjects`.
         attributes : dict or sequence of dict, optional
             Image attributes (e.g. ``{"inst": "S", "image": "rgb"}``): one for all, or one per image.
+        consent : {"given", "unknown"}
+            Consent status recorded for new subjects (existing ones keep theirs; a subject
+            who withdrew consent cannot be given new images).
+        purpose : str, optional
+            What the subjects' data may be used for, recorded with new subjects.
         """
         paths = expand_paths(paths_or_folder)
         n = len(paths)
@@ -275,6 +417,8 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
         infos = inspect_images(paths, progress=progress)
 
         def fn(conn):
+            self._require_admin(conn, "add_images", "add images")
+            consents = self._register_subjects(conn, subjects, consent=consent, purpose=purpose)
             existing = set(conn.execute(sa.select(S.images.c.path).where(S.images.c.path.in_(stored))).scalars())
             if existing:
                 raise ImageError(f"{len(existing)} image(s) are already in the project; nothing was added "
@@ -284,7 +428,8 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
             for info, sp, sub, at in zip(infos, stored, subjects, attrs):
                 ids.append(conn.execute(sa.insert(S.images).values(
                     path=sp, sha256=info.sha256, width=info.width, height=info.height, split=split,
-                    subject=sub, attributes=dict(at or {}), added_at=t)).inserted_primary_key[0])
+                    subject=sub, attributes=dict(at or {}), added_at=t,
+                    consent=consents.get(sub))).inserted_primary_key[0])
             self._audit(conn, "add_images", target="images", count=len(ids),
                         first_id=ids[0] if ids else None, split=split)
             return ids
@@ -300,14 +445,35 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
                 pass
         return p.as_posix()
 
-    def images(self, *, split: str | None = None, subject: str | None = None) -> pd.DataFrame:
-        """Images indexed by id (``image``): path, sha256, width, height, split, subject, attributes."""
+    def images(self, *, split: str | None = None, subject: str | None = None,
+               include_withdrawn: bool = False) -> pd.DataFrame:
+        """Images indexed by id (``image``): path, sha256, width, height, split, subject,
+        attributes, added_at, consent.
+
+        Images whose subject withdrew consent are left out (so training, scoring,
+        assignment and export skip them) unless ``include_withdrawn``. Annotators see
+        only the images assigned to them, without subject ids.
+        """
         stmt = sa.select(S.images).order_by(S.images.c.id)
         if split is not None:
             stmt = stmt.where(S.images.c.split == split)
         if subject is not None:
             stmt = stmt.where(S.images.c.subject == subject)
-        return self._read(stmt).rename(columns={"id": "image"}).set_index("image")
+        if not include_withdrawn:
+            stmt = stmt.where(_not_withdrawn(S.images.c.consent))
+
+        def fn():
+            with self._engine.connect() as conn:
+                me = self._actor(conn)
+                q = stmt
+                if me.role == "annotator":
+                    q = q.where(S.images.c.id.in_(sa.select(S.assignments.c.image_id).where(
+                        S.assignments.c.annotator_id == me.id)))
+                df = self._read(q, conn).rename(columns={"id": "image"}).set_index("image")
+            if me.role == "annotator":
+                df["subject"] = None
+            return df
+        return self._guard(fn)
 
     def _image_row(self, conn, image: int | str | Path):
         if isinstance(image, (str, Path)):
@@ -330,6 +496,9 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
 
         def fn(conn):
             row = self._image_row(conn, image)
+            me = self._check_by(conn, "set_image_attributes", by)
+            if me.role != "admin":
+                self._check_annotation_writes(conn, "set_image_attributes", [me.id], [row.id])
             old = dict(row.attributes or {})
             new = {**old, **attributes}
             new = {k: v for k, v in new.items() if v is not None}
@@ -349,9 +518,25 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
         return p if p.is_absolute() else Path(self.root) / p
 
     def read_image(self, image: int | str | Path, *, verify: bool = True) -> np.ndarray:
-        """The image as ``(H, W, 3)`` uint8 RGB; with ``verify``, its bytes must match the stored hash."""
-        with self._engine.connect() as conn:
-            row = self._image_row(conn, image)
+        """The image as ``(H, W, 3)`` uint8 RGB; with ``verify``, its bytes must match the stored hash.
+
+        Annotators read only images assigned to them; nobody but an admin reads an image
+        whose subject withdrew consent. The first read of each image by this project
+        object is written to the audit log (who read what, for the privacy report).
+        """
+        def check():
+            with self._engine.connect() as conn:
+                row = self._image_row(conn, image)
+                me = self._actor(conn)
+                if me.role == "annotator" and not self._assigned(conn, me.id, [row.id]):
+                    self._deny("read_image", f"read image {row.id}: it is not assigned to you",
+                               image=row.id)
+                if row.consent == "withdrawn" and me.role != "admin":
+                    self._deny("read_image", f"read image {row.id}: its subject withdrew consent",
+                               image=row.id)
+            return row
+        row = self._guard(check)
+        self._log_access("read_image", row.id)
         path = self._resolve(row.path)
         if not path.exists():
             raise ImageError(f"image {row.id} is missing: {path} (moved or deleted since import)")
@@ -359,6 +544,18 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
             raise ImageError(f"image {row.id} changed since import: {path} no longer matches its "
                              "sha256; restore the original file or re-import it")
         return load_rgb(path)
+
+    def verify(self, *, progress: bool = True) -> pd.DataFrame:
+        """Re-hash every image file and trained model weight; one row per file with its status.
+
+        ``ok``, ``changed``, ``missing`` or ``unreadable`` against the hash recorded at
+        import; ``df.attrs["summary"]`` counts them. ``labkit verify --project P`` prints
+        the problems and exits 1 if there are any. See :func:`labkit.store.verify.verify_project`.
+        """
+        from labkit.store.verify import verify_project
+
+        self._check_now("verify", "admin", "viewer", what="verify the project's files")
+        return verify_project(self, progress=progress)
 
     # --------------------------------------------------------------------- info --
     def info(self) -> dict[str, Any]:
@@ -372,7 +569,7 @@ class Project(AnnotationsMixin, AssignmentsMixin, InterchangeMixin):
                                         .where(S.annotations.c.deleted_at.is_(None))
                                         .group_by(S.annotations.c.source)).all())
             return {
-                "location": str(self.location), "backend": self.backend,
+                "location": safe_location(self.location), "backend": self.backend,
                 "classes": self.classes(), "images": count(S.images),
                 "annotators": count(S.annotators),
                 "simulated_annotators": count(S.annotators, S.annotators.c.simulated.is_(True)),
@@ -404,6 +601,28 @@ def _per_image(value, n: int, what: str, one_type) -> list:
         raise ProjectError(f"{what} has {len(values)} entries for {n} images; give one value for all "
                            "images or exactly one per image")
     return values
+
+
+def _not_withdrawn(consent_column):
+    return sa.or_(consent_column.is_(None), consent_column != "withdrawn")
+
+
+def _pg_identity(engine: sa.Engine, user: str | None) -> str:
+    """The member a PostgreSQL login is mapped to (``annotators.db_user``)."""
+    with engine.connect() as conn:
+        login = conn.exec_driver_sql("SELECT session_user").scalar()
+        try:
+            row = conn.execute(sa.select(S.annotators.c.name).where(S.annotators.c.db_user == login)).first()
+        except sa.exc.ProgrammingError:  # no SELECT grant at all: not a member
+            row = None
+    if row is None:
+        raise AccessDenied(f"the database login {login!r} is not a member of this project; an admin maps it "
+                           f"with project.add_annotator('name', role=..., db_user={login!r}) (or password=... "
+                           "for a new login)", actor=user or login, action="open")
+    if user is not None and user != row.name:
+        raise AccessDenied(f"on PostgreSQL you act as your database login: {login!r} is member {row.name!r}, "
+                           f"not {user!r}; connect with {user!r}'s own credentials", actor=row.name, action="open")
+    return row.name
 
 
 def _workdir_for(url: sa.URL, workdir: str | Path | None) -> Path:

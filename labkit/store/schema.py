@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: subjects/consent, annotators.db_user, images.consent
 
 ROLES = ("admin", "annotator", "viewer")
 SOURCES = ("human", "sam", "grabcut", "consensus", "simulated")  # plus "import:<format>"
 ASSIGNMENT_STATUS = ("pending", "done", "skipped")
+CONSENT = ("given", "withdrawn", "unknown")
 
 metadata = sa.MetaData()
 _ts = sa.DateTime(timezone=True)
@@ -35,6 +36,8 @@ annotators = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("simulated", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", _ts, nullable=False),
+    # PostgreSQL: the database login this person connects with (their own credentials).
+    sa.Column("db_user", sa.String(63), nullable=True, unique=True),
     sa.CheckConstraint(f"role IN {ROLES}", name="annotators_role"),
 )
 
@@ -49,6 +52,21 @@ images = sa.Table(
     sa.Column("subject", sa.String(256), nullable=True, index=True),
     sa.Column("attributes", sa.JSON, nullable=False),
     sa.Column("added_at", _ts, nullable=False),
+    # The subject's consent, copied here so every reader can filter without the subjects table.
+    sa.Column("consent", sa.String(16), nullable=True, index=True),
+)
+
+# Data subjects (people shown in images): consent, purpose, dates. No other personal data.
+subjects = sa.Table(
+    "subjects", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subject", sa.String(256), nullable=False, unique=True),
+    sa.Column("consent", sa.String(16), nullable=False),
+    sa.Column("purpose", sa.Text, nullable=True),
+    sa.Column("consent_at", _ts, nullable=True),
+    sa.Column("withdrawn_at", _ts, nullable=True),
+    sa.Column("created_at", _ts, nullable=False),
+    sa.CheckConstraint(f"consent IN {CONSENT}", name="subjects_consent"),
 )
 
 assignments = sa.Table(

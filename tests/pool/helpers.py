@@ -39,7 +39,7 @@ def digits_project(root: Path, *, n: int, flip_rate: float = 0.1, seed: int = 0)
     flipped[rng.choice(n, size=int(round(flip_rate * n)), replace=False)] = True
     given = truth.copy()
     given[flipped] = (truth[flipped] + rng.integers(1, 10, flipped.sum())) % 10  # another class
-    p = Project.create(Path(root) / "project", classes=CLASSES, user="test")
+    p = Project.create(Path(root) / "project", classes=CLASSES)
     p.add_annotator("sklearn-digits")
     ids = p.add_images(files, progress=False)
     p.add_annotations([dict(image=i, kind="label", label=str(y), annotator="sklearn-digits",

@@ -64,7 +64,7 @@ def build(root: Path):
     files.append(dup)
     attrs = [{"light": "day" if i % 2 else "night", "view": "top" if i % 3 else "side"} for i in range(1, 25)]
     attrs[4] = {"view": "top"}  # image 5: no "light"
-    p = Project.create(root / "proj", classes=CLASSES, user="fixture")
+    p = Project.create(root / "proj", classes=CLASSES)
     for name in ("ana", "ben", "cy"):
         p.add_annotator(name)
     ids = p.add_images(files, split="train", attributes=attrs, progress=False)

@@ -237,7 +237,7 @@ def test_assign_balances_against_existing_load(project):
 def test_info_counts(project):
     project.add_annotation(image=1, kind="label", label="cat", annotator="ana")
     info = project.info()
-    assert info["images"] == 5 and info["annotations"] == 1 and info["annotators"] == 5
+    assert info["images"] == 5 and info["annotations"] == 1 and info["annotators"] == 6  # + the creator (admin)
     assert info["annotations_by_kind"] == {"label": 1}
 
 

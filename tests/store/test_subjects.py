@@ -1,0 +1,151 @@
+"""Subjects, consent, withdrawal, retention and schema migration, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from labkit import AccessDenied, Project
+from labkit.store import schema as S
+
+
+@pytest.fixture
+def people(location, image_files, tmp_path):
+    """Five images of subjects p1 (2 images), p2 (2) and p3 (1); annotators ana and ben."""
+    p = Project.create(location, classes=["cat", "dog"], workdir=tmp_path / "work")
+    p.add_annotator("ana")
+    p.add_annotator("ben")
+    p.add_images(image_files, subject=["p1", "p1", "p2", "p2", "p3"], consent="given", purpose="gaze research")
+    p.assign(None, ["ana", "ben"], overlap=2)
+    for img in range(1, 6):
+        for who in ("ana", "ben"):
+            p.add_annotation(image=img, kind="box", label="cat", annotator=who, geometry=[1, 1, 9, 9])
+    yield p
+    p.close()
+
+
+def test_subjects_register(people):
+    s = people.subjects()
+    assert list(s.index) == ["p1", "p2", "p3"]
+    assert list(s["images"]) == [2, 2, 1] and set(s["consent"]) == {"given"}
+    assert set(s["purpose"]) == {"gaze research"}
+    assert list(people.images()["consent"]) == ["given"] * 5
+
+
+def test_withdrawn_subject_is_kept_but_not_processed(people, tmp_path):
+    people.withdraw_consent("p2", by=people.user)
+    assert people.subjects().loc["p2", "consent"] == "withdrawn"
+    assert list(people.images().index) == [1, 2, 5]                       # training, scoring, assign
+    assert len(people.images(include_withdrawn=True)) == 5                # still stored
+    assert set(people.annotations()["task"]) == {1, 2, 5}
+    assert len(people.annotations(include_withdrawn=True)) == 10
+    assert people.queue("ana") == [1, 2, 5]
+    with pytest.raises(ValueError, match="withdrew consent"):
+        people.assign([3], ["ana"])
+    out = people.export(tmp_path / "coco.json", format="coco")
+    coco = json.loads(out.read_text())
+    assert len(coco["images"]) == 3 and len(coco["annotations"]) == 6
+    ana = Project.open(people.location, user="ana", workdir=people.root) if people.backend == "sqlite" else None
+    if ana is not None:
+        with pytest.raises(AccessDenied, match="withdrew consent"):
+            ana.read_image(3)
+        with pytest.raises(AccessDenied, match="withdrew consent"):
+            ana.add_annotation(image=3, kind="label", label="dog", annotator="ana")
+        ana.close()
+    from .helpers import write_image
+
+    with pytest.raises(ValueError, match="withdrew consent"):  # no new images of them either
+        people.add_images([write_image(tmp_path / "x.png", seed=7)], subject="p2")
+    people.set_consent("p2", "given", by=people.user)  # consent given again
+    assert len(people.images()) == 5
+
+
+def test_pool_training_skips_withdrawn(people):
+    from labkit.models.pool.labels import reference_labels
+
+    people.withdraw_consent("p1", by=people.user)
+    ids = people.images().index
+    assert 1 not in ids and 2 not in ids
+    labels = reference_labels(people)
+    assert not {1, 2} & set(labels.index)
+
+
+def test_retention_and_privacy_report(people):
+    assert people.retention() is None
+    people.set_retention(30, by=people.user)
+    assert people.retention() == 30
+    with people._engine.begin() as conn:  # p1's images were collected 45 days ago
+        conn.execute(sa.update(S.images).where(S.images.c.subject == "p1")
+                     .values(added_at=datetime.now(timezone.utc) - timedelta(days=45)))
+    people.withdraw_consent("p3", by=people.user)
+    people.read_image(1)
+    rep = people.privacy_report()
+    assert list(rep.past_retention.index) == ["p1"] and rep.past_retention.loc["p1", "days_over"] == 15
+    assert list(rep.withdrawn.index) == ["p3"]
+    assert rep.access.loc[(people.user, "read_image"), "times"] == 1
+    text = rep.to_text()
+    assert "past the retention period: 1" in text and "Withdrawn consents: 1" in text
+
+
+def test_forget_subject_database(people):
+    before = people.subjects()
+    other = people.annotations()
+    out = people.forget_subject("p2", by=people.user)
+    assert out.database["images"] == 2 and out.database["annotations"] == 4 and out.database["subjects"] == 1
+    assert "p2" not in people.subjects().index
+    assert people.subjects().loc[["p1", "p3"], "images"].tolist() == before.loc[["p1", "p3"], "images"].tolist()
+    assert people.annotations().equals(other[other["task"].isin([1, 2, 5])])
+    log = people.audit_log()
+    tomb = log[log["action"] == "forget_subject"].iloc[0]
+    assert tomb["details"]["tombstone"] == out.tombstone and tomb["details"]["images"] == 2
+    assert "p2" not in json.dumps(log["details"].tolist())  # consent entries were scrubbed
+    with pytest.raises(ValueError, match="no data subject"):
+        people.forget_subject("p2", by=people.user)
+
+
+def _downgrade_to_v1(location):
+    """Turn a new project into what labkit 0.1 (schema 1) wrote, to test the upgrade."""
+    con = sqlite3.connect(location / "project.db")
+    con.executescript("""
+        DROP TABLE subjects;
+        DROP INDEX IF EXISTS ix_images_consent;
+        ALTER TABLE images DROP COLUMN consent;
+        DELETE FROM annotators WHERE role = 'admin';
+        UPDATE meta SET value = '1' WHERE key = 'schema_version';
+    """)
+    # SQLite cannot drop a UNIQUE column; rebuild annotators as version 1 had it
+    con.executescript("""
+        CREATE TABLE annotators_v1 (id INTEGER PRIMARY KEY, name VARCHAR(256) NOT NULL UNIQUE,
+            role VARCHAR(16) NOT NULL, simulated BOOLEAN NOT NULL, created_at DATETIME NOT NULL);
+        INSERT INTO annotators_v1 SELECT id, name, role, simulated, created_at FROM annotators;
+        PRAGMA foreign_keys=OFF; DROP TABLE annotators; ALTER TABLE annotators_v1 RENAME TO annotators;
+    """)
+    con.commit()
+    con.close()
+
+
+def test_migrate_v1_project(tmp_path, image_files):
+    from click.testing import CliRunner
+
+    from labkit.cli import main
+
+    loc = tmp_path / "old"
+    p = Project.create(loc, classes=["cat"], user="founder")
+    p.add_annotator("ana")
+    p.add_images(image_files, subject="p1")
+    p.add_annotation(image=1, kind="label", label="cat", annotator="ana")
+    p.close()
+    _downgrade_to_v1(loc)
+    with pytest.raises(Exception, match="labkit migrate"):
+        Project.open(loc, user="founder")
+    res = CliRunner().invoke(main, ["migrate", "--project", str(loc)])
+    assert res.exit_code == 0, res.output
+    assert "backed up" in res.output and "founder" in res.output
+    assert list(loc.glob("project.db.v1.*.bak"))
+    q = Project.open(loc, user="founder")
+    assert q.role == "admin" and q.subjects().loc["p1", "consent"] == "unknown"
+    assert len(q.annotations()) == 1 and len(q.images()) == 5
+    q.close()
