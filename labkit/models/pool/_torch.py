@@ -102,10 +102,16 @@ def default_norm(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def load_weights(model, path: Path, *, what: str) -> None:
-    """Load a state_dict (or a dict holding one under ``state_dict``/``model``) into ``model``."""
+    """Load a state_dict (or a dict holding one under ``state_dict``/``model``) into ``model``.
+
+    Read with ``weights_only=True``: a file that references other Python objects raises
+    :class:`labkit.models._weights.UnsafeCheckpointError` and nothing in it runs.
+    """
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from labkit.models._weights import load_torch_weights
+
+    state = load_torch_weights(path, what=f"weights of {what}")
     if isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
         for key in ("state_dict", "model", "state_dict_ema"):
             if isinstance(state.get(key), dict):

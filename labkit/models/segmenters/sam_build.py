@@ -128,13 +128,14 @@ def resolve_checkpoint(name: str, checkpoint: str | os.PathLike | None) -> Path:
 
 
 def load_state_dict(path: Path) -> dict:
-    """Read a SAM checkpoint safely (``weights_only``) onto the CPU."""
-    import torch
+    """Read a SAM checkpoint safely (``weights_only``) onto the CPU.
 
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"cannot read SAM checkpoint {path}: {exc}") from exc
+    A file that references Python objects besides tensors raises
+    :class:`labkit.models._weights.UnsafeCheckpointError` and nothing in it runs.
+    """
+    from labkit.models._weights import load_torch_weights
+
+    sd = load_torch_weights(path, what="SAM checkpoint")
     if not isinstance(sd, dict) or "image_encoder.patch_embed.proj.weight" not in sd:
         keys = list(sd)[:5] if isinstance(sd, dict) else type(sd).__name__
         raise ValueError(f"{path} is not a segment-anything checkpoint (no image_encoder.patch_embed weights; "
