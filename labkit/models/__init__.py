@@ -38,6 +38,8 @@ _LAZY = {
     "project_difficulty": "labkit.models.pool",
     "DEFAULT_ARCHS": "labkit.models.pool",
     "DEFAULT_FRACTIONS": "labkit.models.pool",
+    "forget_images": "labkit.models.pool",
+    "pools_trained_on_forgotten": "labkit.models.pool",
     # provenance
     "replay": "labkit.models.provenance",
     "make_provenance": "labkit.models.provenance",

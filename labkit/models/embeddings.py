@@ -28,6 +28,7 @@ import re
 import threading
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,66 @@ class EmbeddingCache:
         warnings.warn(f"discarding corrupt embedding cache entry {path}: {why}; it will be recomputed",
                       RuntimeWarning, stacklevel=3)
         path.unlink(missing_ok=True)
+
+
+def forget_keys(cache_dir: str | Path, keys: Iterable[str]) -> dict[str, int]:
+    """Delete every cached embedding of ``keys``, under every model id: erasing images.
+
+    Removes ``<cache_dir>/<model_id>/<key[:2]>/<key>.npy`` for each model folder, and the
+    temporary files of writes of those keys (``.<key>.<pid>.<thread>.tmp``), whatever
+    their age. Idempotent: keys with nothing cached count zero. Use it when images leave
+    a project (right to erasure); the cache of a project is :func:`project_cache_dir`.
+
+    Parameters
+    ----------
+    cache_dir : path
+        An embedding cache folder. A missing folder holds nothing (zero counts).
+    keys : iterable of str
+        Image keys: the ``sha256`` of ``project.images()`` for project images.
+
+    Returns
+    -------
+    dict
+        ``{"embedding_files_removed": n, "tmp_files_removed": m}``: counts only, no keys.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = EmbeddingCache(folder, "model-a").save("ab12", np.ones((2, 2)))
+    >>> _ = EmbeddingCache(folder, "model-b").save("ab12", np.ones((2, 2)))
+    >>> forget_keys(folder, ["ab12", "cd34"])
+    {'embedding_files_removed': 2, 'tmp_files_removed': 0}
+    >>> forget_keys(folder, ["ab12"])["embedding_files_removed"]
+    0
+    """
+    if isinstance(keys, (str, bytes)):
+        raise ValueError(f"keys is a single string ({keys!r}); pass a list of image keys")
+    keys = sorted({check_key(k) for k in keys})
+    root = Path(cache_dir)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"cache_dir {root} is a file; expected an embedding cache folder")
+    out = {"embedding_files_removed": 0, "tmp_files_removed": 0}
+    if not root.is_dir() or not keys:
+        return out
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for key in keys:
+            sub = folder / key[:2]
+            if not sub.is_dir():
+                continue
+            out["embedding_files_removed"] += _unlink(sub / f"{key}.npy")
+            # keys are [0-9A-Za-z_.+-]: nothing in them is a glob pattern
+            for tmp in sub.glob(f".{key}.*.tmp"):
+                out["tmp_files_removed"] += _unlink(tmp)
+    return out
+
+
+def _unlink(path: Path) -> int:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return 1
 
 
 def _to_numpy(x: Any) -> np.ndarray:

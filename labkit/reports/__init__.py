@@ -5,7 +5,9 @@
 - :func:`run_audit`: the contract audit behind ``notebooks/quality_audit.ipynb``, one
   call per report section;
 - :func:`plan_inspection` / :func:`write_sheet`: the ISO 2859-1 sample and its
-  inspection sheet; :func:`audit_demo`: the audit of the demo project.
+  inspection sheet; :func:`audit_demo`: the audit of the demo project;
+- :func:`registered`: the reports made from a project; :func:`forget_reports` withdraws
+  those that may show a data subject's erased images.
 
 Names load on first use: importing this package loads neither papermill nor nbconvert.
 """
@@ -20,6 +22,7 @@ _MODULES = {
                              "run_audit"],
     "labkit.reports.inspection": ["plan_inspection", "write_sheet", "fill_sheet"],
     "labkit.reports.demo": ["audit_demo"],
+    "labkit.reports.registry": ["forget_reports", "register", "registered"],
 }
 _LAZY = {name: mod for mod, names in _MODULES.items() for name in names}
 __all__ = sorted(_LAZY)

@@ -10,6 +10,10 @@ papermill in ``out_dir`` and writes there:
 - ``NAME.html``: the report without code cells, readable offline (also on failure,
   showing the error);
 - ``NAME.json``: the record: labkit's version, parameters, data hashes, times, status.
+
+Each run is registered in the project (``<project>/reports/index.jsonl``, see
+:mod:`labkit.reports.registry`) with the files it wrote, so that the reports showing a
+data subject's images can be withdrawn when the subject is erased.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import ast
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +218,7 @@ def run_report(name: str | Path, *, project: str | Path, out_dir: str | Path, pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     nb_out, html_out, rec_out = out / f"{report}.ipynb", out / f"{report}.html", out / f"{report}.json"
+    before = _listing(out)
     record: dict[str, Any] = {"report": report, "notebook_source": str(path), "parameters": values,
                               "environment": environment(), "started_at": utc_now(),
                               "sidecar_name": rec_out.name, "title": values.get("title") or report}
@@ -231,7 +237,52 @@ def run_report(name: str | Path, *, project: str | Path, out_dir: str | Path, pa
     record.update(notebook=str(nb_out), html=str(html_out))
     render_html(nb_out, html_out, record=record)
     rec_out.write_text(json.dumps(record, indent=2, default=str))
+    own = {nb_out.resolve(), html_out.resolve(), rec_out.resolve()}
+    written = sorted(str(p) for p, stamp in _listing(out).items() if before.get(p) != stamp and p not in own)
+    _register(values["project"], {
+        "name": report, "html": str(html_out.resolve()), "notebook": str(nb_out.resolve()),
+        "record": str(rec_out.resolve()), "out_dir": str(out.resolve()), "outputs": written,
+        "parameters": sorted(k for k in values if k != "project"), "created_at": record["started_at"],
+        "finished_at": record["finished_at"], "status": record["status"]})
     if error is not None:
         raise ReportError(f"report {report!r} failed in cell {error.exec_count}: {error.ename}: {error.evalue}. "
                           f"The executed notebook is {nb_out} and the HTML with the error is {html_out}")
     return ReportResult(name=report, html=html_out, notebook=nb_out, record=rec_out, ok=True, parameters=values)
+
+
+def _listing(folder: Path) -> dict[Path, tuple[int, int]]:
+    """Files directly in ``folder`` (absolute) with their modification time and size."""
+    out = {}
+    for entry in os.scandir(folder):
+        if entry.is_file():
+            st = entry.stat()
+            out[Path(entry.path).resolve()] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _register(location: str, entry: dict) -> None:
+    """Record the run in the project's report registry; warn, never fail the report, when impossible."""
+    import sqlalchemy as sa
+
+    from labkit.store.engine import is_url
+
+    from .registry import register
+
+    try:
+        if is_url(location):
+            from labkit.store import Project
+
+            p = Project.open(location)
+            try:
+                root = p.root
+            finally:
+                p.close()
+            entry["project"] = sa.make_url(location).render_as_string(hide_password=True)
+        else:
+            root = entry["project"] = location
+        register(root, entry)
+    except Exception as exc:  # the report itself is done; erasure must know it was not registered
+        why = (str(exc).splitlines() or [""])[0]
+        warnings.warn(f"report {entry['name']!r} was not registered in the project ({type(exc).__name__}: "
+                      f"{why}); labkit.reports.forget_reports will not find {entry['html']}",
+                      RuntimeWarning, stacklevel=3)

@@ -6,13 +6,17 @@
   ``probs`` of shape (M, N, K), saved in the project with provenance.
 - :func:`reference_labels`: one label per image from a project's annotations.
 - :func:`project_label_issues`: label-error candidates among a project's images.
+- :func:`forget_images`: erase images from the pools' folds and saved predictions;
+  :func:`pools_trained_on_forgotten`: pools whose weights still saw erased images.
 
 Importing this package loads neither torch nor timm; they load when a model is needed.
 """
 from __future__ import annotations
 
+from .forget import forget_images, pools_trained_on_forgotten
 from .labels import project_difficulty, project_label_issues, reference_labels
 from .pool import DEFAULT_ARCHS, DEFAULT_FRACTIONS, ModelPool, PoolMember, PoolPredictions
 
 __all__ = ["DEFAULT_ARCHS", "DEFAULT_FRACTIONS", "ModelPool", "PoolMember", "PoolPredictions",
-           "project_difficulty", "project_label_issues", "reference_labels"]
+           "forget_images", "pools_trained_on_forgotten", "project_difficulty", "project_label_issues",
+           "reference_labels"]

@@ -113,6 +113,21 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
+def folds_digest(keys: np.ndarray, fold: np.ndarray) -> str:
+    """sha256 of cross-fitting folds: ``keys`` (N,) sorted image sha256s, ``fold`` (N,) int64."""
+    h = hashlib.sha256("\n".join(np.asarray(keys).tolist()).encode())
+    h.update(np.asarray(fold, np.int64).tobytes())
+    return h.hexdigest()
+
+
+def pool_id(members: Sequence[PoolMember], classes: Sequence[str], image_size: int,
+            folds_sha256: str | None) -> str:
+    """:attr:`ModelPool.id` from its parts (also for a pool.json, without building the pool)."""
+    key = {"members": [[m.name, m.arch, list(m.sha256), list(m.mean), list(m.std)] for m in members],
+           "classes": list(classes), "image_size": int(image_size), "folds": folds_sha256}
+    return _digest(key)[:16]
+
+
 def versions() -> dict:
     import importlib.metadata as md
 
@@ -173,11 +188,7 @@ class ModelPool:
                 f"{self.image_size} px; {kind})")
 
     def _folds_digest(self) -> str | None:
-        if self._folds is None:
-            return None
-        h = hashlib.sha256("\n".join(self._folds[0].tolist()).encode())
-        h.update(self._folds[1].tobytes())
-        return h.hexdigest()
+        return None if self._folds is None else folds_digest(*self._folds)
 
     def manifest(self) -> dict:
         """What identifies the pool (JSON-ready): members with checkpoint hashes, classes, folds."""
@@ -188,10 +199,7 @@ class ModelPool:
     @property
     def id(self) -> str:
         """16 hex digits naming the pool's saved predictions; changes with any checkpoint."""
-        key = {"members": [[m.name, m.arch, list(m.sha256), list(m.mean), list(m.std)]
-                           for m in self.members],
-               "classes": self.classes, "image_size": self.image_size, "folds": self._folds_digest()}
-        return _digest(key)[:16]
+        return pool_id(self.members, self.classes, self.image_size, self._folds_digest())
 
     def fold_of(self, keys: np.ndarray) -> np.ndarray:
         """Cross-fitting fold of each image sha256; -1 where no model trained on it."""
