@@ -18,6 +18,7 @@ data subject's images can be withdrawn when the subject is erased.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -173,7 +174,7 @@ def coerce_parameters(declared: dict[str, dict], params: dict[str, Any], *, from
 
 def run_report(name: str | Path, *, project: str | Path, out_dir: str | Path, params: dict | None = None,
                from_strings: bool = False, folder: str | Path | None = None, timeout: int | None = 1800,
-               kernel_name: str = "python3") -> ReportResult:
+               kernel_name: str = "python3", workdir: str | Path | None = None) -> ReportResult:
     """Execute report ``name`` on ``project`` and render it; return where everything went.
 
     Parameters
@@ -188,6 +189,9 @@ def run_report(name: str | Path, *, project: str | Path, out_dir: str | Path, pa
         Other parameters of the notebook's ``parameters`` cell.
     from_strings : bool
         Values are text from a command line: convert them to each parameter's type.
+    workdir : path, optional
+        For a PostgreSQL project opened with ``Project.open(url, workdir=...)``: its local
+        folder, where the run is registered (see :mod:`labkit.reports.registry`).
 
     Raises
     ------
@@ -196,9 +200,6 @@ def run_report(name: str | Path, *, project: str | Path, out_dir: str | Path, pa
     ReportError
         When a cell fails; the executed notebook and an HTML showing the error are written first.
     """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
     from labkit.store.engine import is_url
 
     path = _notebook_path(name, Path(folder) if folder else None)
@@ -210,7 +211,39 @@ def run_report(name: str | Path, *, project: str | Path, out_dir: str | Path, pa
     if "project" in given:
         raise ReportParameterError("pass the project as run_report(..., project=...), not in params")
     values = coerce_parameters(declared, given, from_strings=from_strings, report=report)
-    values["project"] = str(project) if is_url(project) else str(Path(project).resolve())
+    values["project"], password = _without_password(project) if is_url(project) else (str(Path(project).resolve()), None)
+    with _pgpassword(password):  # the kernel inherits it; the notebook and records never see it
+        return _run(path, report, values, out_dir, kernel_name, timeout, workdir)
+
+
+@contextlib.contextmanager
+def _pgpassword(password: str | None):
+    """Pass a database password to libpq (and the report's kernel) through ``PGPASSWORD``."""
+    if password is None:
+        yield
+        return
+    old = os.environ.get("PGPASSWORD")
+    os.environ["PGPASSWORD"] = password
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PGPASSWORD", None)
+        else:
+            os.environ["PGPASSWORD"] = old
+
+
+def _without_password(url: str) -> tuple[str, str | None]:
+    import sqlalchemy as sa
+
+    u = sa.make_url(str(url))
+    return u.set(password=None).render_as_string(hide_password=False), u.password
+
+
+def _run(path: Path, report: str, values: dict, out_dir, kernel_name, timeout, workdir) -> "ReportResult":
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
     for key in ("contract", "inspection", "predictions"):  # paths given relative to the caller
         v = values.get(key)
         if isinstance(v, str) and v and v not in ("auto", "none") and not Path(v).is_absolute() and Path(v).exists():
@@ -239,7 +272,7 @@ def run_report(name: str | Path, *, project: str | Path, out_dir: str | Path, pa
     rec_out.write_text(json.dumps(record, indent=2, default=str))
     own = {nb_out.resolve(), html_out.resolve(), rec_out.resolve()}
     written = sorted(str(p) for p, stamp in _listing(out).items() if before.get(p) != stamp and p not in own)
-    _register(values["project"], {
+    _register(values["project"], workdir, {
         "name": report, "html": str(html_out.resolve()), "notebook": str(nb_out.resolve()),
         "record": str(rec_out.resolve()), "out_dir": str(out.resolve()), "outputs": written,
         "parameters": sorted(k for k in values if k != "project"), "created_at": record["started_at"],
@@ -260,7 +293,7 @@ def _listing(folder: Path) -> dict[Path, tuple[int, int]]:
     return out
 
 
-def _register(location: str, entry: dict) -> None:
+def _register(location: str, workdir, entry: dict) -> None:
     """Record the run in the project's report registry; warn, never fail the report, when impossible."""
     import sqlalchemy as sa
 
@@ -272,7 +305,7 @@ def _register(location: str, entry: dict) -> None:
         if is_url(location):
             from labkit.store import Project
 
-            p = Project.open(location)
+            p = Project.open(location, workdir=workdir)
             try:
                 root = p.root
             finally:
