@@ -68,7 +68,8 @@ class PrivacyReport:
                                "subjects": self.subjects, "stale_pools": self.stale_pools}
         for attr, _ in self.SECTIONS:
             df = getattr(self, attr)
-            out[attr] = df.reset_index().astype(str).to_dict(orient="records") if len(df) else []
+            named = df.index.name is not None or df.index.nlevels > 1
+            out[attr] = (df.reset_index() if named else df).astype(str).to_dict(orient="records") if len(df) else []
         return out
 
     def __str__(self) -> str:

@@ -8,7 +8,6 @@ a tombstone of every erasure: who, when and how many records, never whom.
 """
 from __future__ import annotations
 
-import json
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -263,18 +262,33 @@ class SubjectsMixin:
 
 
 def _scrub_audit(conn, needles: list[str]) -> int:
-    """Replace every needle inside audit-log details by ERASED; return how many entries changed."""
+    """Replace needles inside audit-log details by ERASED; return how many entries changed.
+
+    A string value equal to a needle is replaced whole; a needle of six characters or
+    more is also replaced inside longer strings (a path naming the person). Shorter ids
+    are not searched inside other text, where they would match unrelated words.
+    """
     needles = sorted({n for n in needles if n}, key=len, reverse=True)
+    exact, partial = set(needles), [n for n in needles if len(n) >= 6]
+
+    def scrub(value):
+        if isinstance(value, str):
+            if value in exact:
+                return ERASED
+            for n in partial:
+                value = value.replace(n, ERASED)
+            return value
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, dict):
+            return {(ERASED if k in exact else k): scrub(v) for k, v in value.items()}
+        return value
+
     changed = 0
     for rid, details in conn.execute(sa.select(S.audit_log.c.id, S.audit_log.c.details)).all():
-        text = json.dumps(details)
-        new = text
-        for n in needles:
-            esc = json.dumps(n)[1:-1]
-            if esc in new:
-                new = new.replace(esc, ERASED)
-        if new != text:
-            conn.execute(sa.update(S.audit_log).where(S.audit_log.c.id == rid).values(details=json.loads(new)))
+        new = scrub(details)
+        if new != details:
+            conn.execute(sa.update(S.audit_log).where(S.audit_log.c.id == rid).values(details=new))
             changed += 1
     return changed
 
