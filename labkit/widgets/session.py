@@ -149,8 +149,8 @@ class LabelSession:
         if not 0 <= pos < len(self.queue):
             raise IndexError(f"position {pos} is outside the queue (0..{len(self.queue) - 1})")
         image = self.queue[pos]
+        self.image = self.project.read_image(image)  # checks the file's hash, and the reader's access
         self.image_row = self.project.images().loc[image]
-        self.image = self.project.read_image(image)  # checks the file's hash
         self.pos = pos
         self._clear_prompts()
         self._undo.clear()

@@ -155,3 +155,24 @@ def test_next_image_comes_from_the_prefetched_cache(label_project, tmp_path):
     finally:
         s.close()
     assert s.prefetcher is None
+
+
+def test_annotator_labels_in_its_own_project_session(label_project, grabcut):
+    """Opened as ana (role annotator): her queue, her objects; the store refuses the rest."""
+    from labkit import AccessDenied
+
+    label_project.assign([1, 2], ["ana", "ben"], overlap=2)
+    theirs = label_project.add_annotation(image=1, kind="box", label="cat", annotator="ben", geometry=[1, 1, 9, 9])
+    ana = Project.open(label_project.location, user="ana")
+    s = LabelSession(ana, annotator="ana", segmenter=grabcut, blind=False)  # asks to see all ...
+    assert s.queue == [1, 2]
+    assert theirs not in s.objects().index  # ... but the store shows an annotator only its own
+    truth = label_project.truths[1]
+    s.set_box(box_of(truth))
+    aid = s.accept()
+    assert label_project.annotations().loc[aid, "worker"] == "ana"
+    with pytest.raises(AccessDenied, match="not assigned"):
+        LabelSession(ana, annotator="ana", segmenter=grabcut, queue=[3])
+    with pytest.raises(AccessDenied, match="own"):
+        LabelSession(ana, annotator="ben", segmenter=grabcut)
+    ana.close()
