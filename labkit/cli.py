@@ -88,13 +88,16 @@ def images():
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--split", default=None)
 @click.option("--subject", default=None, help="Data subject shown in all these images.")
-def images_add(project, paths, split, subject):
+@click.option("--consent", type=click.Choice(["given", "unknown"]), default="unknown", show_default=True,
+              help="Consent status recorded for a new subject.")
+@click.option("--purpose", default=None, help="What a new subject's data may be used for.")
+def images_add(project, paths, split, subject, consent, purpose):
     """Add image files or folders (all or nothing)."""
     from labkit.store.images import expand_paths
 
     p = _open(project)
     files = [q for path in paths for q in expand_paths(path)]
-    ids = p.add_images(files, split=split, subject=subject)
+    ids = p.add_images(files, split=split, subject=subject, consent=consent, purpose=purpose)
     click.echo(f"added {len(ids)} images")
 
 
@@ -108,9 +111,13 @@ def annotators():
 @click.argument("name")
 @click.option("--role", type=click.Choice(["admin", "annotator", "viewer"]), default="annotator",
               show_default=True)
-def annotators_add(project, name, role):
-    """Register an annotator."""
-    _open(project).add_annotator(name, role=role)
+@click.option("--db-user", default=None, help="PostgreSQL: the database login of this person.")
+@click.option("--password", is_flag=True, help="PostgreSQL: create the login; the password is asked for.")
+def annotators_add(project, name, role, db_user, password):
+    """Register a person (PostgreSQL: with their own database login)."""
+    pw = click.prompt(f"password for {db_user or name}", hide_input=True,
+                      confirmation_prompt=True) if password else None
+    _open(project).add_annotator(name, role=role, db_user=db_user, password=pw)
     click.echo(f"added {name} ({role})")
 
 
@@ -147,9 +154,15 @@ def import_(project, path, fmt, annotator, images_dir, add_classes):
 @PROJECT
 @click.argument("path", type=click.Path())
 @click.option("--format", "fmt", required=True, help="See `labkit formats`.")
-def export(project, path, fmt):
-    """Export annotations for another tool."""
-    out = _open(project).export(path, format=fmt)
+@click.option("--images", "with_images", is_flag=True, help="Also write the image files (to images/).")
+@click.option("--anonymize", type=click.Choice(["faces"]), default=None,
+              help="Blur faces, pseudonymise subjects and annotators, neutral file names.")
+@click.option("--strip-metadata", is_flag=True, help="Write images without EXIF/GPS/XMP/ICC/text metadata.")
+@click.option("--recipient", default=None, help="Who receives the export (recorded in the audit log).")
+def export(project, path, fmt, with_images, anonymize, strip_metadata, recipient):
+    """Export annotations (and images) for another tool; withdrawn subjects are never exported."""
+    out = _open(project).export(path, format=fmt, images=with_images, anonymize=anonymize,
+                                strip_metadata=strip_metadata, recipient=recipient)
     click.echo(f"wrote {out}")
 
 

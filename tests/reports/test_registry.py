@@ -141,7 +141,7 @@ def test_a_report_that_cannot_be_registered_warns(tmp_path):
     entry = {"name": "quality_audit", "html": str(tmp_path / "q.html")}
     with pytest.warns(RuntimeWarning, match=r"'quality_audit' was not registered in the project \(Operational"
                                             r"Error: [^\n]*\); labkit.reports.forget_reports will not find"):
-        _register("postgresql://nobody@127.0.0.1:9/none", entry)
+        _register("postgresql://nobody@127.0.0.1:9/none", None, entry)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert registered(tmp_path) == []
