@@ -20,9 +20,16 @@ def privacy():
 @privacy.command("report")
 @PROJECT
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def privacy_report(project, as_json):
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the report as a self-contained HTML page.")
+def privacy_report(project, as_json, html_out):
     """Subjects past retention, withdrawn consents, who accessed what, denials, erasures, exports."""
+    from pathlib import Path
+
     rep = _open(project).privacy_report()
+    if html_out:
+        Path(html_out).write_text(f"<!doctype html><meta charset='utf-8'><title>Privacy report</title>"
+                                  f"<body>{rep._repr_html_()}</body>", encoding="utf-8")
     click.echo(json.dumps(rep.to_dict(), indent=2, default=str) if as_json else rep.to_text())
 
 

@@ -42,8 +42,9 @@ def test_privacy_commands(tmp_path, image_files):
     # a viewer is refused, with the reason, and the attempt is in the report
     res = _run("privacy", "forget", "person-b", "-P", loc, "--yes", user="eve")
     assert res.exit_code == 1 and "'eve' may not erase data subjects" in res.output
-    res = _run("privacy", "report", "-P", loc, user="dpo")
+    res = _run("privacy", "report", "-P", loc, "--html", tmp_path / "privacy.html", user="dpo")
     assert "Denied attempts: 1" in res.output
+    assert "Withdrawn consents: 1" in (tmp_path / "privacy.html").read_text()
     # someone who is not a member cannot even open it
     res = _run("privacy", "report", "-P", loc, user="mallory")
     assert res.exit_code == 1 and "not a member" in res.output
