@@ -27,14 +27,12 @@ class Pseudonyms:
 
         if value is None or value != value:  # None or NaN
             return None
-        return prefix + pseudonym(str(value), self.salt)[1:]  # "s_..." -> "<prefix>_..."
+        return pseudonym(str(value), self.salt, prefix=prefix + "_")
 
-    def attributes(self, attributes: dict | None, subject: str | None) -> dict:
-        """Attributes with any value equal to the subject id pseudonymised too."""
-        out = dict(attributes or {})
-        if subject is not None:
-            out = {k: self("s", v) if v == subject else v for k, v in out.items()}
-        return out
+    def attributes(self, attributes: dict | None, subjects: set[str]) -> dict:
+        """Attributes with any value that is a subject id (``metaid``, an owner...) pseudonymised too."""
+        return {k: self("s", v) if isinstance(v, str) and v in subjects else v
+                for k, v in dict(attributes or {}).items()}
 
 
 def anonymized_keys(paths: pd.Series) -> dict[int, str]:
@@ -50,8 +48,8 @@ def images_folder(out: Path, format: str, images: bool | str | Path) -> Path:
 
 
 def write_images(project, imgs: pd.DataFrame, keys: dict[int, str], folder: Path, *, faces: bool,
-                 strip: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Write each image as ``folder/keys[id]``; verify hashes first; return counts.
+                 strip: bool = True, summary: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Write each image as ``folder/keys[id]``; verify hashes first; return counts (also to ``summary``).
 
     With ``faces``, faces are detected and blurred; with ``strip`` (or ``faces``) the file
     is re-encoded from its pixels, so no metadata survives. A file that changed since
@@ -91,5 +89,6 @@ def write_images(project, imgs: pd.DataFrame, keys: dict[int, str], folder: Path
              "images_with_metadata_removed": int(sum(r[1] for r in results)),
              "faces": bool(faces), "metadata_stripped": bool(faces or strip),
              "detector": "OpenCV Haar cascades (frontal + profile)" if faces else None}
-    (folder / "anonymization.json").write_text(json.dumps(stats, indent=2))
+    if summary is not None:
+        summary.write_text(json.dumps(stats, indent=2))
     return stats

@@ -297,7 +297,7 @@ class InterchangeMixin:
         --------
         ``project.export("out/coco.json", format="coco", anonymize="faces", strip_metadata=True,
         recipient="partner lab")`` writes ``out/coco.json`` and ``out/images/``, with faces
-        blurred and metadata removed, and ``out/images/anonymization.json`` saying how many.
+        blurred and metadata removed, and ``out/coco.json.images.json`` saying how many.
         """
         from labkit.formats import Dataset, ImageRecord, ObjectRecord, get_writer
         from labkit.store.export_images import Pseudonyms, anonymized_keys, images_folder, write_images
@@ -318,10 +318,11 @@ class InterchangeMixin:
         anon = anonymize is not None
         keys = anonymized_keys(imgs["path"]) if anon else _image_keys(imgs["path"])
         names = Pseudonyms(salt) if anon else None
+        everyone = set(self.images(include_withdrawn=True)["subject"].dropna()) if anon else set()
         subj = (lambda s: names("s", s)) if anon else (lambda s: s)
         ds = Dataset(
             images=[ImageRecord(key=keys[i], width=int(r.width), height=int(r.height),
-                                attributes=names.attributes(r.attributes, r.subject) if anon else dict(r.attributes or {}),
+                                attributes=names.attributes(r.attributes, everyone) if anon else dict(r.attributes or {}),
                                 subject=subj(r.subject), where=f"image {i}")
                     for i, r in imgs.iterrows()],
             objects=[ObjectRecord(image_key=keys[r.task], kind=r.kind, label=r.label, geometry=r.geometry,
@@ -334,7 +335,7 @@ class InterchangeMixin:
         if images is not False or anon or strip_metadata:
             folder = images_folder(out, format, images)
             stats = write_images(self, imgs, keys, folder, faces=anon, strip=bool(strip_metadata or anon),
-                                 progress=progress)
+                                 summary=out.parent / f"{out.name}.images.json", progress=progress)
         writer(ds, out, **options)
         self._write(lambda conn: self._audit(
             conn, "export", format=format, path=str(out), annotations=len(ds.objects), images=len(ds.images),
