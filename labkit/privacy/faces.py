@@ -143,7 +143,13 @@ def blur_regions(image: np.ndarray, boxes: np.ndarray, *, margin: float = 0.25, 
 
     out = np.array(image, copy=True)
     h, w = out.shape[:2]
-    for x0, y0, x1, y1 in np.reshape(np.asarray(boxes, float), (-1, 4)):
+    boxes = np.reshape(np.asarray(boxes, float), (-1, 4))
+    bad = [b.tolist() for b in boxes if not (b[2] > b[0] and b[3] > b[1]) or b[0] >= w or b[1] >= h
+           or b[2] <= 0 or b[3] <= 0]
+    if bad:  # a silently skipped box would leave a face visible
+        raise ValueError(f"boxes {bad[:5]} are empty or outside the {w}x{h} image; boxes are XYXY pixels "
+                         "(x0, y0, x1, y1), not XYWH")
+    for x0, y0, x1, y1 in boxes:
         mx, my = margin * (x1 - x0), margin * (y1 - y0)
         a0, b0 = int(max(0, np.floor(x0 - mx))), int(max(0, np.floor(y0 - my)))
         a1, b1 = int(min(w, np.ceil(x1 + mx))), int(min(h, np.ceil(y1 + my)))

@@ -8,7 +8,7 @@ import numpy as np
 
 _GPS_IFD = 0x8825
 _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
-            ".webp": "WEBP", ".gif": "PNG"}
+            ".webp": "WEBP", ".gif": "GIF"}
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -30,7 +30,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                                                "transparency", "jfif", "jfif_version", "jfif_unit",
                                                "jfif_density", "progressive", "progression", "adobe",
                                                "adobe_transform", "interlace", "aspect", "srgb"))
-    return {"exif_tags": len(exif), "gps": gps, "xmp": bool(info.get("xmp") or info.get("XML:com.adobe.xmp")),
+    gps_tags = len(exif.get_ifd(_GPS_IFD)) if exif else 0
+    xmp = bool(info.get("xmp") or info.get("XML:com.adobe.xmp"))
+    return {"exif_tags": len(exif) + gps_tags, "gps": gps, "xmp": xmp,
             "icc": bool(info.get("icc_profile")), "text": text}
 
 
@@ -54,10 +56,13 @@ def save_clean(image: np.ndarray, path: str | Path, *, format: str | None = None
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"expected an (H, W[, 3]) uint8 image, got {image.dtype} of shape {image.shape}")
-    fmt = format or _FORMATS.get(path.suffix.lower())
-    if fmt is None:
+    fmt = (format or _FORMATS.get(path.suffix.lower(), "")).upper()
+    fmt = "JPEG" if fmt == "JPG" else fmt
+    if not fmt:
         raise ValueError(f"cannot tell the image format of {path.name!r}; use one of {sorted(_FORMATS)} "
                          "or pass format=")
+    if fmt == "JPEG" and image.ndim == 3 and image.shape[2] != 3:
+        raise ValueError(f"JPEG holds RGB or gray, not {image.shape[2]} channels; write {path.stem}.png instead")
     kwargs = {"quality": 95} if fmt == "JPEG" else {}
     Image.fromarray(image).save(path, format=fmt, **kwargs)
     return path

@@ -21,16 +21,17 @@ def pseudonym(value: str, salt: str | bytes, *, prefix: str = "s_", digits: int 
 
     Examples
     --------
-    >>> pseudonym("017", "salt-a") == pseudonym("017", "salt-a")
+    >>> salt = "a-salt-of-16-chars-or-more"
+    >>> pseudonym("017", salt) == pseudonym("017", salt)
     True
-    >>> pseudonym("017", "salt-a") == pseudonym("017", "salt-b")
+    >>> pseudonym("017", salt) == pseudonym("017", salt + "!")
     False
-    >>> pseudonym("017", "salt-a")
-    's_c393331bc8ccfdd4'
+    >>> pseudonym("017", salt)
+    's_efadf85f4db91047'
     """
     if not isinstance(value, str):
         raise TypeError(f"pseudonym() takes a str id, got {type(value).__name__}")
     key = salt.encode() if isinstance(salt, str) else bytes(salt)
-    if not key:
-        raise ValueError("the salt is empty; use labkit.privacy.new_salt()")
+    if len(key) < 16:  # a short salt can be guessed along with the ids
+        raise ValueError(f"the salt has {len(key)} bytes; use at least 16 (labkit.privacy.new_salt() gives 64)")
     return prefix + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:digits]

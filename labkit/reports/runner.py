@@ -211,7 +211,10 @@ def run_report(name: str | Path, *, project: str | Path, out_dir: str | Path, pa
     if "project" in given:
         raise ReportParameterError("pass the project as run_report(..., project=...), not in params")
     values = coerce_parameters(declared, given, from_strings=from_strings, report=report)
-    values["project"], password = _without_password(project) if is_url(project) else (str(Path(project).resolve()), None)
+    if is_url(project):
+        values["project"], password = _without_password(project)
+    else:
+        values["project"], password = str(Path(project).resolve()), None
     with _pgpassword(password):  # the kernel inherits it; the notebook and records never see it
         return _run(path, report, values, out_dir, kernel_name, timeout, workdir)
 

@@ -322,7 +322,8 @@ class InterchangeMixin:
         subj = (lambda s: names("s", s)) if anon else (lambda s: s)
         ds = Dataset(
             images=[ImageRecord(key=keys[i], width=int(r.width), height=int(r.height),
-                                attributes=names.attributes(r.attributes, everyone) if anon else dict(r.attributes or {}),
+                                attributes=(names.attributes(r.attributes, everyone) if anon
+                                            else dict(r.attributes or {})),
                                 subject=subj(r.subject), where=f"image {i}")
                     for i, r in imgs.iterrows()],
             objects=[ObjectRecord(image_key=keys[r.task], kind=r.kind, label=r.label, geometry=r.geometry,

@@ -92,3 +92,20 @@ def test_pseudonyms():
     assert all(n.startswith("s_") and len(n) == 18 for n in names)
     with pytest.raises(ValueError, match="salt"):
         pseudonym("017", "")
+
+
+def test_bad_boxes_and_formats_are_errors_not_silent_leaks(tmp_path):
+    from labkit.privacy import blur_regions
+
+    img = skimage.data.astronaut()
+    with pytest.raises(ValueError, match="XYXY"):
+        blur_regions(img, [[177, 67, 93, 93]])  # XYWH by mistake: x1 < x0
+    with pytest.raises(ValueError, match="outside"):
+        blur_regions(img, [[600, 10, 700, 90]])
+    with pytest.raises(ValueError, match="channels"):
+        save_clean(np.zeros((4, 4, 4), np.uint8), tmp_path / "x.jpg")
+    with pytest.raises(ValueError, match="16"):
+        pseudonym("017", "short")
+    out = save_clean(img, tmp_path / "x.gif")
+    with Image.open(out) as im:
+        assert im.format == "GIF"
