@@ -104,7 +104,11 @@ def build_demo(out: str | Path, *, n_digits: int = 300, seed: int = 0, force: bo
         p.add_annotator(s.name, simulated=True)
     digit_ids = p.add_images(digit_files, split="digits", attributes={"source": "sklearn.datasets.load_digits"},
                              progress=progress)
+    # The astronaut photograph shows a person (Eileen Collins, NASA, public domain): she is
+    # registered as a data subject, so the privacy report and anonymised export have one.
     photo_ids = p.add_images(photo_files, split="photos", attributes={"source": "skimage.data"},
+                             subject=["nasa-astronaut" if name == "astronaut" else None for name, _ in PHOTOS],
+                             consent="given", purpose="labkit demo (public-domain NASA photograph)",
                              progress=progress)
     p.add_annotations([dict(image=i, kind="label", label=str(y), annotator="sklearn-digits",
                             source="import:sklearn-digits") for i, y in zip(digit_ids, digit_labels)])

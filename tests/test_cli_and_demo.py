@@ -87,3 +87,12 @@ def test_demo_cli(tmp_path):
     assert res.exit_code == 0, res.output
     assert "simulated" in res.output and "accuracy" in res.output
     assert Project.open(tmp_path / "d").info()["images"] == 24
+
+
+def test_demo_registers_the_person_in_its_photos(tmp_path):
+    from labkit.demo import build_demo
+
+    p = build_demo(tmp_path / "d", n_digits=20, progress=False)
+    subjects = p.subjects()
+    assert list(subjects.index) == ["nasa-astronaut"] and subjects.loc["nasa-astronaut", "images"] == 1
+    assert subjects.loc["nasa-astronaut", "consent"] == "given"
