@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -148,4 +149,37 @@ def test_migrate_v1_project(tmp_path, image_files):
     q = Project.open(loc, user="founder")
     assert q.role == "admin" and q.subjects().loc["p1", "consent"] == "unknown"
     assert len(q.annotations()) == 1 and len(q.images()) == 5
+    q.close()
+
+
+@pytest.mark.postgres
+def test_migrate_v1_project_on_postgresql(pg_url, tmp_path, image_files):
+    from labkit.store.migrate import migrate
+
+    p = Project.create(pg_url, classes=["cat"], user="founder", workdir=tmp_path / "w")
+    p.add_annotator("ana")
+    p.add_images(image_files, subject="p1")
+    with p._engine.begin() as conn:  # back to what schema 1 had: no RLS, subjects, logins or creator row
+        for t, policies in {"annotations": ("lk_read", "lk_insert", "lk_update"),
+                            "annotation_history": ("lk_read", "lk_insert"),
+                            "assignments": ("lk_read", "lk_update"), "images": ("lk_read", "lk_update"),
+                            "audit_log": ("lk_read", "lk_insert")}.items():
+            conn.exec_driver_sql(f"ALTER TABLE {t} DISABLE ROW LEVEL SECURITY")
+            for name in (*policies, "lk_admin"):
+                conn.exec_driver_sql(f"DROP POLICY {name} ON {t}")
+        for fn in ("labkit_me", "labkit_role", "labkit_name"):
+            conn.exec_driver_sql(f"DROP FUNCTION {fn}()")
+        conn.exec_driver_sql("DROP TABLE subjects")
+        conn.exec_driver_sql("ALTER TABLE images DROP COLUMN consent")
+        conn.exec_driver_sql("ALTER TABLE annotators DROP COLUMN db_user")
+        conn.exec_driver_sql("DELETE FROM annotators WHERE role = 'admin'")
+        conn.exec_driver_sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    p.close()
+    with pytest.raises(Exception, match="labkit migrate"):
+        Project.open(pg_url, workdir=tmp_path / "w")
+    steps = migrate(pg_url)
+    assert any("row-level security" in s for s in steps) and any("founder" in s for s in steps)
+    q = Project.open(pg_url, workdir=tmp_path / "w")
+    assert q.user == "founder" and q.role == "admin" and q.subjects().loc["p1", "consent"] == "unknown"
+    q.add_annotator("ben", role="annotator", password="pw-ben-migrated", db_user=f"ben_{uuid.uuid4().hex[:6]}")
     q.close()
