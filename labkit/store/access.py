@@ -69,9 +69,9 @@ class AccessMixin:
         raise AccessDenied(f"{self.user!r} may not {message}", actor=self.user, action=action,
                            details=details)
 
-    def _require(self, conn, action: str, *roles: str, what: str | None = None):
-        """The actor's row, if its role is one of ``roles``; otherwise AccessDenied."""
-        me = self._actor(conn)
+    def _require(self, conn, action: str, *roles: str, what: str | None = None, me=None):
+        """The actor's row (``me``, if already read), if its role is one of ``roles``; otherwise AccessDenied."""
+        me = me if me is not None else self._actor(conn)
         if me.role not in roles:
             need = " or ".join(roles)
             self._deny(action, f"{what or action.replace('_', ' ')}: that needs the {need} role "
@@ -94,9 +94,11 @@ class AccessMixin:
         return set(conn.execute(sa.select(a.c.image_id).where(
             a.c.annotator_id == annotator_id, a.c.image_id.in_(ids))).scalars()) if ids else set()
 
-    def _check_annotation_writes(self, conn, action: str, owners: list[int], images: list[int]):
-        """An annotator writes only its own annotations, on images assigned to it."""
-        me = self._require(conn, action, "admin", "annotator", what="change annotations")
+    def _check_annotation_writes(self, conn, action: str, owners: list[int], images: list[int], *,
+                                 by: str | None = None):
+        """An annotator writes only its own annotations, on images assigned to it, as itself (``by``)."""
+        me = self._check_by(conn, action, by)
+        self._require(conn, action, "admin", "annotator", what="change annotations", me=me)
         if me.role == "admin":
             return me
         others = sorted({o for o in owners if o != me.id})
@@ -138,13 +140,11 @@ class AccessMixin:
 
     def _log_denied(self, exc: AccessDenied) -> None:
         from labkit.store.engine import write_transaction
-        from labkit.store.project import now
 
         try:
             with write_transaction(self._engine) as conn:
-                conn.execute(sa.insert(S.audit_log).values(
-                    at=now(), actor=exc.actor, action="denied", target=exc.action, target_id=None,
-                    details={"reason": str(exc), **_jsonable(exc.details)}))
+                self._audit(conn, "denied", target=exc.action, actor=exc.actor, reason=str(exc),
+                            **_jsonable(exc.details))
         except sa.exc.DBAPIError:  # a login without even INSERT on the log: the error still surfaces
             pass
 

@@ -152,8 +152,7 @@ class AnnotationsMixin:
         """
         def fn(conn):
             row = self._current(conn, annotation)
-            self._check_by(conn, "update_annotation", by)
-            self._check_annotation_writes(conn, "update_annotation", [row.annotator_id], [row.image_id])
+            self._check_annotation_writes(conn, "update_annotation", [row.annotator_id], [row.image_id], by=by)
             if row.deleted_at is not None:
                 raise ValueError(f"annotation {annotation} is deleted; restore it first")
             class_ids = self._class_ids(conn)
@@ -184,9 +183,8 @@ class AnnotationsMixin:
 
     def _flip_deleted(self, conn, annotation: int, *, by: str, deleted: bool):
         row = self._current(conn, annotation)
-        self._check_by(conn, "delete_annotation" if deleted else "restore_annotation", by)
         self._check_annotation_writes(conn, "delete_annotation" if deleted else "restore_annotation",
-                                      [row.annotator_id], [row.image_id])
+                                      [row.annotator_id], [row.image_id], by=by)
         if (row.deleted_at is not None) == deleted:
             raise ValueError(f"annotation {annotation} is {'already' if deleted else 'not'} deleted")
         self._snapshot(conn, row, change="delete" if deleted else "restore", by=by)
@@ -217,9 +215,8 @@ class AnnotationsMixin:
         def fn(conn):
             class_ids = self._class_ids(conn)
             rows = [self._prepare_annotation(conn, class_ids=class_ids, **r) for r in add]
-            self._check_by(conn, action, by)
             self._check_annotation_writes(conn, action, [r["annotator_id"] for r in rows],
-                                          [r["image_id"] for r in rows])
+                                          [r["image_id"] for r in rows], by=by)
             for aid in delete:
                 self._flip_deleted(conn, aid, by=by, deleted=True)
             for aid in restore:

@@ -8,6 +8,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from labkit.store import schema as S
+from labkit.store.subjects import not_withdrawn
 
 
 class AssignmentsMixin:
@@ -148,8 +149,7 @@ class AssignmentsMixin:
                     self._deny("queue", f"read {annotator!r}'s queue: annotators see only their own")
                 return list(conn.execute(sa.select(a.c.image_id).join(S.images, S.images.c.id == a.c.image_id)
                                          .where(a.c.annotator_id == who.id, a.c.status == "pending",
-                                                sa.or_(S.images.c.consent.is_(None),
-                                                       S.images.c.consent != "withdrawn"))
+                                                not_withdrawn(S.images.c.consent))
                                          .order_by(a.c.id)).scalars())
         return self._guard(read)
 

@@ -18,17 +18,15 @@ from labkit.store.access import AccessDenied, AccessMixin
 from labkit.store.annotations import AnnotationsMixin
 from labkit.store.assignments import AssignmentsMixin
 from labkit.store.engine import create_engine, is_url, make_url, retrying, safe_location, write_transaction
+from labkit.store.errors import ProjectError
 from labkit.store.images import ImageError, expand_paths, inspect_images, load_rgb, sha256_file
 from labkit.store.interchange import InterchangeMixin
-from labkit.store.subjects import SubjectsMixin
+from labkit.store.members import MembersMixin, pg_identity, unmapped_login
+from labkit.store.subjects import SubjectsMixin, not_withdrawn
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class ProjectError(ValueError):
-    """A project cannot be created, opened or changed as asked; the message says why."""
 
 
 def _default_user() -> str:
@@ -38,7 +36,7 @@ def _default_user() -> str:
         return "unknown"
 
 
-class Project(AccessMixin, AnnotationsMixin, AssignmentsMixin, InterchangeMixin, SubjectsMixin):
+class Project(AccessMixin, MembersMixin, AnnotationsMixin, AssignmentsMixin, InterchangeMixin, SubjectsMixin):
     """A labeling project: images, classes, annotators, assignments and annotations.
 
     A project is either a folder (``project.db``, SQLite in WAL mode, plus caches and
@@ -163,13 +161,10 @@ class Project(AccessMixin, AnnotationsMixin, AssignmentsMixin, InterchangeMixin,
             with engine.connect() as conn:
                 version = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).scalar()
         except sa.exc.ProgrammingError:  # PostgreSQL: a login with no grants on this project
-            version = None
             with engine.connect() as conn:
                 login = conn.exec_driver_sql("SELECT session_user").scalar()
             engine.dispose()
-            raise AccessDenied(f"the database login {login!r} is not a member of this project; an admin maps "
-                               f"it with project.add_annotator('name', role=..., db_user={login!r})",
-                               actor=login, action="open") from None
+            raise unmapped_login(login, login) from None
         if version != S.SCHEMA_VERSION:
             engine.dispose()
             if isinstance(version, int) and version < S.SCHEMA_VERSION:
@@ -179,7 +174,7 @@ class Project(AccessMixin, AnnotationsMixin, AssignmentsMixin, InterchangeMixin,
             raise ProjectError(f"project schema version {version}, but this labkit ({__version__}) reads "
                                f"version {S.SCHEMA_VERSION}; install the labkit that created it")
         try:
-            user = _pg_identity(engine, user) if engine.dialect.name == "postgresql" else user or _default_user()
+            user = pg_identity(engine, user) if engine.dialect.name == "postgresql" else user or _default_user()
             proj = cls(engine, location, root, user)
             with engine.connect() as conn:
                 proj._actor(conn)
@@ -275,108 +270,6 @@ class Project(AccessMixin, AnnotationsMixin, AssignmentsMixin, InterchangeMixin,
     def _class_ids(self, conn) -> dict[str, int]:
         return dict(conn.execute(sa.select(S.classes.c.name, S.classes.c.id)).all())
 
-    # ---------------------------------------------------------------- annotators --
-    def add_annotator(self, name: str, *, role: str = "annotator", simulated: bool = False,
-                      password: str | None = None, db_user: str | None = None) -> int:
-        """Register a person (or a simulated annotator) and return its id. Admins only.
-
-        Parameters
-        ----------
-        role : {"admin", "annotator", "viewer"}
-            What the person may do; see :mod:`labkit.store.access`.
-        simulated : bool
-            True for a program standing in for a person (demos, tests). Its annotations
-            are recorded with ``source="simulated"`` so they are never mistaken for human work.
-        password : str, optional
-            PostgreSQL only: create the person's own database login (``db_user``, default
-            ``name``) with this password. They then open the project with
-            ``postgresql://<db_user>:<password>@host/db`` and the database enforces their role.
-        db_user : str, optional
-            PostgreSQL only: the login to map to this person. Without ``password`` it must
-            already exist on the server (one login for several projects).
-        """
-        if not isinstance(name, str) or not name.strip():
-            raise ProjectError(f"annotator name must be a non-empty string, got {name!r}")
-        if role not in S.ROLES:
-            raise ProjectError(f"unknown role {role!r}; expected one of {S.ROLES}")
-        login = db_user or (name if password is not None else None)
-        if login is not None and self.backend != "postgresql":
-            raise ProjectError("password= and db_user= are for PostgreSQL projects; a folder (SQLite) project "
-                               "is protected by the folder's file permissions")
-        if login is not None and simulated:
-            raise ProjectError("a simulated annotator cannot have a database login")
-
-        def fn(conn):
-            self._require_admin(conn, "add_annotator", "add people to the project")
-            if conn.execute(sa.select(S.annotators.c.id).where(S.annotators.c.name == name)).first():
-                raise ProjectError(f"annotator {name!r} already exists")
-            if login is not None:
-                self._pg_login(conn, login, password, role)
-            aid = conn.execute(sa.insert(S.annotators).values(
-                name=name, role=role, simulated=bool(simulated), created_at=now(),
-                db_user=login)).inserted_primary_key[0]
-            self._audit(conn, "add_annotator", target="annotators", target_id=aid, name=name, role=role,
-                        simulated=bool(simulated), db_user=login)
-            return aid
-        return self._write(fn)
-
-    def _pg_login(self, conn, login: str, password: str | None, role: str) -> None:
-        from labkit.store import pg_access
-
-        if conn.execute(sa.select(S.annotators.c.name).where(S.annotators.c.db_user == login)).first():
-            raise ProjectError(f"the database login {login!r} is already mapped to a member of this project")
-        if pg_access.role_exists(conn, login):
-            if password is not None:
-                raise ProjectError(f"the database login {login!r} already exists on this server; pass "
-                                   "password=None to give that login access, or db_user='...' for a new one")
-        elif password is None:
-            raise ProjectError(f"there is no database login {login!r}; pass password=... to create it")
-        else:
-            pg_access.create_login(conn, login, password)
-        pg_access.grant(conn, login, role)
-
-    def set_role(self, name: str, role: str) -> None:
-        """Change a member's role (admins only); on PostgreSQL their grants change with it."""
-        if role not in S.ROLES:
-            raise ProjectError(f"unknown role {role!r}; expected one of {S.ROLES}")
-
-        def fn(conn):
-            me = self._require_admin(conn, "set_role", "change roles")
-            row = self._annotator_row(conn, name)
-            admins = conn.execute(sa.select(sa.func.count()).select_from(S.annotators).where(
-                S.annotators.c.role == "admin")).scalar()
-            if row.role == "admin" and role != "admin" and admins == 1:
-                raise ProjectError(f"{name!r} is the project's only admin; make someone else admin first")
-            conn.execute(sa.update(S.annotators).where(S.annotators.c.id == row.id).values(role=role))
-            if row.db_user and self.backend == "postgresql":
-                from labkit.store import pg_access
-
-                pg_access.grant(conn, row.db_user, role)
-            self._audit(conn, "set_role", target="annotators", target_id=row.id, actor=me.name,
-                        name=name, before=row.role, after=role)
-        self._write(fn)
-
-    def set_blind(self, blind: bool = True) -> None:
-        """Blind mode (default on): annotators see only their own annotations (admins only)."""
-        def fn(conn):
-            self._require_admin(conn, "set_blind", "change blind mode")
-            conn.execute(sa.delete(S.meta).where(S.meta.c.key == "blind"))
-            conn.execute(sa.insert(S.meta).values(key="blind", value=bool(blind)))
-            self._audit(conn, "set_blind", target="project", blind=bool(blind))
-        self._write(fn)
-
-    def annotators(self) -> pd.DataFrame:
-        """Annotators indexed by name: id, role, simulated, created_at, db_user."""
-        return self._read(sa.select(S.annotators).order_by(S.annotators.c.id)).set_index("name")
-
-    def _annotator_row(self, conn, name: str):
-        row = conn.execute(sa.select(S.annotators).where(S.annotators.c.name == name)).first()
-        if row is None:
-            known = list(conn.execute(sa.select(S.annotators.c.name)).scalars())
-            raise ProjectError(f"unknown annotator {name!r}; known: {known[:20]}. "
-                               f"Register it first with project.add_annotator({name!r})")
-        return row
-
     # ------------------------------------------------------------------- images --
     def add_images(self, paths_or_folder: str | Path | Iterable[str | Path], *, split: str | None = None,
                    subject: str | Sequence[str | None] | None = None,
@@ -460,7 +353,7 @@ class Project(AccessMixin, AnnotationsMixin, AssignmentsMixin, InterchangeMixin,
         if subject is not None:
             stmt = stmt.where(S.images.c.subject == subject)
         if not include_withdrawn:
-            stmt = stmt.where(_not_withdrawn(S.images.c.consent))
+            stmt = stmt.where(not_withdrawn(S.images.c.consent))
 
         def fn():
             with self._engine.connect() as conn:
@@ -496,9 +389,7 @@ class Project(AccessMixin, AnnotationsMixin, AssignmentsMixin, InterchangeMixin,
 
         def fn(conn):
             row = self._image_row(conn, image)
-            me = self._check_by(conn, "set_image_attributes", by)
-            if me.role != "admin":
-                self._check_annotation_writes(conn, "set_image_attributes", [me.id], [row.id])
+            self._check_annotation_writes(conn, "set_image_attributes", [], [row.id], by=by)
             old = dict(row.attributes or {})
             new = {**old, **attributes}
             new = {k: v for k, v in new.items() if v is not None}
@@ -601,28 +492,6 @@ def _per_image(value, n: int, what: str, one_type) -> list:
         raise ProjectError(f"{what} has {len(values)} entries for {n} images; give one value for all "
                            "images or exactly one per image")
     return values
-
-
-def _not_withdrawn(consent_column):
-    return sa.or_(consent_column.is_(None), consent_column != "withdrawn")
-
-
-def _pg_identity(engine: sa.Engine, user: str | None) -> str:
-    """The member a PostgreSQL login is mapped to (``annotators.db_user``)."""
-    with engine.connect() as conn:
-        login = conn.exec_driver_sql("SELECT session_user").scalar()
-        try:
-            row = conn.execute(sa.select(S.annotators.c.name).where(S.annotators.c.db_user == login)).first()
-        except sa.exc.ProgrammingError:  # no SELECT grant at all: not a member
-            row = None
-    if row is None:
-        raise AccessDenied(f"the database login {login!r} is not a member of this project; an admin maps it "
-                           f"with project.add_annotator('name', role=..., db_user={login!r}) (or password=... "
-                           "for a new login)", actor=user or login, action="open")
-    if user is not None and user != row.name:
-        raise AccessDenied(f"on PostgreSQL you act as your database login: {login!r} is member {row.name!r}, "
-                           f"not {user!r}; connect with {user!r}'s own credentials", actor=row.name, action="open")
-    return row.name
 
 
 def _workdir_for(url: sa.URL, workdir: str | Path | None) -> Path:

@@ -23,6 +23,11 @@ from labkit.store import schema as S
 ERASED = "<erased>"
 
 
+def not_withdrawn(consent_column):
+    """SQL condition: the image's subject has not withdrawn consent (or it has no subject)."""
+    return sa.or_(consent_column.is_(None), consent_column != "withdrawn")
+
+
 @dataclass
 class Erasure:
     """What :meth:`Project.forget_subject` removed (counts only: no personal data).
