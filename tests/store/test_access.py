@@ -101,7 +101,7 @@ WRITES = {  # every write path of the store, as a viewer would call it
 
 @pytest.mark.parametrize("action", sorted(WRITES))
 def test_viewer_cannot_write(team, action, tmp_path):
-    from .helpers import write_image
+    from tests.conftest import write_image
 
     team.extra = write_image(tmp_path / "extra.png", seed=99)
     team.coco = tmp_path / "c.json"

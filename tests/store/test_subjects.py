@@ -56,7 +56,7 @@ def test_withdrawn_subject_is_kept_but_not_processed(people, tmp_path):
         with pytest.raises(AccessDenied, match="withdrew consent"):
             ana.add_annotation(image=3, kind="label", label="dog", annotator="ana")
         ana.close()
-    from .helpers import write_image
+    from tests.conftest import write_image
 
     with pytest.raises(ValueError, match="withdrew consent"):  # no new images of them either
         people.add_images([write_image(tmp_path / "x.png", seed=7)], subject="p2")
