@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.adjudication import adjudicate, undo_adjudication
+from labkit.services.adjudication import adjudicate, undo_adjudication
 from tests.store.helpers import snapshot
 
 
@@ -29,3 +29,13 @@ def test_decide_replace_undo(project):
     assert project.annotations().loc[[a, b]].drop(columns=["updated_at"]).equals(originals)
     log = project.audit_log()
     assert log["action"].tolist()[-3:] == ["adjudicate", "adjudicate", "undo_adjudication"]
+
+
+def test_a_simulated_annotator_cannot_hold_decisions(project):
+    """Adjudication and consensus share one rule: a decision is a person's, never a simulated annotator's."""
+    project.add_annotation(image=1, kind="box", label="cat", annotator="ana", geometry=[1, 1, 10, 10])
+    project.add_annotator("robot", simulated=True)
+    state = snapshot(project)
+    with pytest.raises(ValueError, match="'robot' is simulated, so it cannot hold consensus annotations"):
+        adjudicate(project, 1, kind="box", choose="ana", by="boss", annotator="robot")
+    assert snapshot(project) == state

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from labkit._version import __version__
-from labkit.consensus import add_gold, annotator_table, gold_answers, gold_queue, write_consensus
 from labkit.geometry import decode_rle, encode_rle
+from labkit.services import add_gold, annotator_table, gold_answers, gold_queue, write_consensus
 
 LABELS = {  # image -> (ana, ben, cy)
     1: ("cat", "cat", "dog"), 2: ("dog", "dog", "dog"), 3: ("bird", "cat", "bird"),

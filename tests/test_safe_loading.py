@@ -418,7 +418,7 @@ def test_code_in_a_string_parameter_stays_a_string(echo_report, tmp_path):
     """Through the CLI and papermill into the kernel: each value arrives as the same text, unrun."""
     from click.testing import CliRunner
 
-    from labkit.cli_report import report
+    from labkit.cli.report import report
 
     markers = [tmp_path / f"M{i}" for i in range(3)]
     values = {
@@ -441,7 +441,7 @@ def test_code_in_a_string_parameter_stays_a_string(echo_report, tmp_path):
 def test_text_for_an_int_parameter_is_rejected_before_anything_runs(echo_report, tmp_path, value):
     from click.testing import CliRunner
 
-    from labkit.cli_report import report
+    from labkit.cli.report import report
 
     out = tmp_path / "out"
     r = CliRunner().invoke(report, ["echo", "--project", str(echo_report), "--out", str(out),

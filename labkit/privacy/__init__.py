@@ -2,7 +2,7 @@
 
 OpenCV and Pillow load on first use, so importing this package costs nothing.
 """
-from labkit._lazy import lazy_exports
+from labkit._util.lazy import lazy_exports
 
 __all__ = ["detect_faces", "blur_regions", "anonymize_image", "save_clean", "read_metadata",
            "pseudonym", "new_salt"]

@@ -30,7 +30,7 @@ def _cascade(name: str):
 
     cache = _local.__dict__.setdefault("cascades", {})
     if name not in cache:
-        path = cv2.data.haarcascades + name
+        path = cv2.data.haarcascades + name  # type: ignore[attr-defined]  # cv2.data is set at import
         c = cv2.CascadeClassifier(path)
         if c.empty():
             raise FileNotFoundError(f"OpenCV's face detector {path} is missing or unreadable; reinstall "

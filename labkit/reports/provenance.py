@@ -2,24 +2,12 @@
 the hashes of the data it read (the project database and the images' content hashes)."""
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _digest_rows(rows) -> str:
-    h = hashlib.sha256()
-    for r in rows:
-        h.update(json.dumps(r, default=str, sort_keys=True).encode())
-        h.update(b"\n")
-    return h.hexdigest()
+from labkit._util.hashing import sha256_file, sha256_rows
+from labkit._util.versions import package_versions
 
 
 def data_fingerprint(location: str | Path) -> dict[str, Any]:
@@ -31,9 +19,8 @@ def data_fingerprint(location: str | Path) -> dict[str, Any]:
       image content hashes pinned at import (the audit re-hashes the files themselves);
     - ``annotations``: how many live ones, and a sha256 over (id, version, deleted).
     """
-    from labkit.store import Project
+    from labkit.services.project import Project
     from labkit.store.engine import is_url, safe_location
-    from labkit.store.images import sha256_file
 
     out: dict[str, Any] = {"project": safe_location(location)}
     if not is_url(location):
@@ -47,22 +34,13 @@ def data_fingerprint(location: str | Path) -> dict[str, Any]:
     finally:
         p.close()
     out["images"] = {"count": int(len(images)),
-                     "sha256_of_hashes": _digest_rows(zip(images.index.tolist(), images["path"], images["sha256"]))}
+                     "sha256_of_hashes": sha256_rows(zip(images.index.tolist(), images["path"], images["sha256"]))}
     out["annotations"] = {"count": int((~ann["deleted"]).sum()),
-                          "sha256_of_versions": _digest_rows(zip(ann.index.tolist(), ann["version"],
+                          "sha256_of_versions": sha256_rows(zip(ann.index.tolist(), ann["version"],
                                                                  ann["deleted"]))}
     return out
 
 
 def environment() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    from labkit._version import __version__
-
-    out = {"labkit": __version__, "python": platform.python_version()}
-    for pkg in ("papermill", "nbconvert", "pandas", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:  # pragma: no cover
-            out[pkg] = None
-    return out
+    versions = package_versions("papermill", "nbconvert", "pandas", "numpy")
+    return {"labkit": versions.pop("labkit"), "python": platform.python_version(), **versions}

@@ -12,7 +12,7 @@ papermill in ``out_dir`` and writes there:
 - ``NAME.json``: the record: labkit's version, parameters, data hashes, times, status.
 
 Each run is registered in the project (``<project>/reports/index.jsonl``, see
-:mod:`labkit.reports.registry`) with the files it wrote, so that the reports showing a
+:mod:`labkit.services.report_registry`) with the files it wrote, so that the reports showing a
 data subject's images can be withdrawn when the subject is erased.
 """
 from __future__ import annotations
@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .provenance import data_fingerprint, environment, utc_now
+from labkit._util.clock import utc_iso
+
+from .provenance import data_fingerprint, environment
 from .render import render_html
 
 __all__ = ["ReportError", "ReportParameterError", "ReportResult", "list_reports", "notebooks_dir",
@@ -156,7 +158,8 @@ def coerce_parameters(declared: dict[str, dict], params: dict[str, Any], *, from
         kind = declared[key]["type"]
         try:
             if from_strings and isinstance(value, str) and kind in ("int", "float", "bool"):
-                value = {"int": int, "float": float, "bool": _bool}[kind](value)
+                parse: dict[str, Any] = {"int": int, "float": float, "bool": _bool}
+                value = parse[kind](value)
             if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             ok = kind == "any" and (value is None or isinstance(value, (str, int, float, bool, list, dict))) \
@@ -191,7 +194,7 @@ def run_report(name: str | Path, *, project: str | Path, out_dir: str | Path, pa
         Values are text from a command line: convert them to each parameter's type.
     workdir : path, optional
         For a PostgreSQL project opened with ``Project.open(url, workdir=...)``: its local
-        folder, where the run is registered (see :mod:`labkit.reports.registry`).
+        folder, where the run is registered (see :mod:`labkit.services.report_registry`).
 
     Raises
     ------
@@ -212,7 +215,7 @@ def run_report(name: str | Path, *, project: str | Path, out_dir: str | Path, pa
         raise ReportParameterError("pass the project as run_report(..., project=...), not in params")
     values = coerce_parameters(declared, given, from_strings=from_strings, report=report)
     if is_url(project):
-        values["project"], password = _without_password(project)
+        values["project"], password = _without_password(str(project))
     else:
         values["project"], password = str(Path(project).resolve()), None
     with _pgpassword(password):  # the kernel inherits it; the notebook and records never see it
@@ -243,7 +246,7 @@ def _without_password(url: str) -> tuple[str, str | None]:
     return u.set(password=None).render_as_string(hide_password=False), u.password
 
 
-def _run(path: Path, report: str, values: dict, out_dir, kernel_name, timeout, workdir) -> "ReportResult":
+def _run(path: Path, report: str, values: dict, out_dir, kernel_name, timeout, workdir) -> ReportResult:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -256,7 +259,7 @@ def _run(path: Path, report: str, values: dict, out_dir, kernel_name, timeout, w
     nb_out, html_out, rec_out = out / f"{report}.ipynb", out / f"{report}.html", out / f"{report}.json"
     before = _listing(out)
     record: dict[str, Any] = {"report": report, "notebook_source": str(path), "parameters": values,
-                              "environment": environment(), "started_at": utc_now(),
+                              "environment": environment(), "started_at": utc_iso(),
                               "sidecar_name": rec_out.name, "title": values.get("title") or report}
     record["data"] = data_fingerprint(values["project"])
     error = None
@@ -266,7 +269,7 @@ def _run(path: Path, report: str, values: dict, out_dir, kernel_name, timeout, w
                             progress_bar=False, log_output=False, execution_timeout=timeout)
     except PapermillExecutionError as exc:
         error = exc
-    record["finished_at"] = utc_now()
+    record["finished_at"] = utc_iso()
     record["status"] = "failed" if error else "ok"
     if error is not None:
         record["error"] = {"cell": error.exec_count, "name": error.ename, "message": error.evalue}
@@ -300,13 +303,12 @@ def _register(location: str, workdir, entry: dict) -> None:
     """Record the run in the project's report registry; warn, never fail the report, when impossible."""
     import sqlalchemy as sa
 
+    from labkit.services.report_registry import register
     from labkit.store.engine import is_url
-
-    from .registry import register
 
     try:
         if is_url(location):
-            from labkit.store import Project
+            from labkit.services.project import Project
 
             p = Project.open(location, workdir=workdir)
             try:
@@ -315,7 +317,7 @@ def _register(location: str, workdir, entry: dict) -> None:
                 p.close()
             entry["project"] = sa.make_url(location).render_as_string(hide_password=True)
         else:
-            root = entry["project"] = location
+            root, entry["project"] = Path(location), location
         register(root, entry)
     except Exception as exc:  # the report itself is done; erasure must know it was not registered
         why = (str(exc).splitlines() or [""])[0]

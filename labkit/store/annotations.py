@@ -5,11 +5,20 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from labkit._util.checks import check_json
+from labkit._util.clock import utc_now
+from labkit.geometry import KINDS, normalize_geometry
 from labkit.store import schema as S
+from labkit.store.classes import ClassRepository
+from labkit.store.context import StoreContext
+from labkit.store.engine import inserted_id
+from labkit.store.images import ImageRepository
+from labkit.store.members import MemberRepository
+
+__all__ = ["AnnotationRepository"]
 
 _EXPAND = {  # geometry columns added when annotations() is asked for a single kind
     "box": ("x0", "y0", "x1", "y1"),
@@ -23,33 +32,35 @@ def _check_source(source: str) -> str:
     raise ValueError(f"unknown source {source!r}; expected one of {S.SOURCES} or 'import:<format>'")
 
 
-def _check_json(value: Any, what: str) -> Any:
-    import json
+class AnnotationRepository:
+    """Annotations (table ``annotations``) with their history (``annotation_history``).
 
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} must be JSON-serialisable (plain dicts, lists, str, finite numbers): {exc}") from None
-    return value
+    Depends on the images (sizes, for geometry checks), the members (who annotates) and
+    the classes of the same project.
+    """
 
+    def __init__(self, ctx: StoreContext, images: ImageRepository, members: MemberRepository,
+                 classes: ClassRepository):
+        self._ctx, self._images, self._members, self._classes = ctx, images, members, classes
 
-class AnnotationsMixin:
-    """Annotation methods of :class:`labkit.Project`."""
-
-    def _prepare_annotation(self, conn, *, image, kind, label, annotator, geometry=None, score=None,
-                            source=None, provenance=None, class_ids=None, image_row=None,
-                            annotator_row=None) -> dict:
+    def prepare(self, conn: sa.Connection, *, image: Any, kind: str, label: str, annotator: str | None,
+                geometry: Any = None, score: float | None = None, source: str | None = None,
+                provenance: Mapping[str, Any] | None = None, class_ids: Mapping[str, int] | None = None,
+                image_row: Any = None, annotator_row: Any = None) -> dict:
         """Validate one annotation against the project; return the row to insert."""
-        from labkit.geometry import KINDS, normalize_geometry
-
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
-        class_ids = class_ids if class_ids is not None else self._class_ids(conn)
+        class_ids = class_ids if class_ids is not None else self._classes.ids(conn)
         if label not in class_ids:
             raise ValueError(f"unknown class {label!r}; the project's classes are {list(class_ids)[:30]}. "
                              "Add it with project.add_classes([...]) if it is new")
-        img = image_row if image_row is not None else self._image_row(conn, image)
-        who = annotator_row if annotator_row is not None else self._annotator_row(conn, annotator)
+        img = image_row if image_row is not None else self._images.row(conn, image)
+        if annotator_row is not None:
+            who = annotator_row
+        elif annotator is None:
+            raise ValueError("an annotation needs annotator= (the registered annotator who made it)")
+        else:
+            who = self._members.row(conn, annotator)
         if source is None:
             source = "simulated" if who.simulated else "human"
         _check_source(source)
@@ -67,11 +78,11 @@ class AnnotationsMixin:
             score = float(score)
             if not math.isfinite(score):
                 raise ValueError(f"score must be a finite number or None, got {score}")
-        provenance = dict(_check_json(provenance or {}, "provenance"))
+        provenance = dict(check_json(provenance or {}, "provenance"))
         return {"image_id": img.id, "annotator_id": who.id, "kind": kind, "class_id": class_ids[label],
                 "geometry": geom, "score": score, "source": source, "provenance": provenance}
 
-    def add_annotation(self, *, image: int | str, kind: str, label: str, annotator: str,
+    def add(self, *, image: int | str, kind: str, label: str, annotator: str,
                        geometry: Any = None, score: float | None = None, source: str | None = None,
                        provenance: Mapping[str, Any] | None = None) -> int:
         """Store one annotation and return its id.
@@ -96,39 +107,41 @@ class AnnotationsMixin:
         provenance : dict, optional
             Free-form record of how it was made (SAM prompts, model id, time spent, ...).
         """
-        return self.add_annotations([dict(image=image, kind=kind, label=label, annotator=annotator,
+        return self.add_many([dict(image=image, kind=kind, label=label, annotator=annotator,
                                           geometry=geometry, score=score, source=source,
                                           provenance=provenance)])[0]
 
-    def add_annotations(self, records: Iterable[Mapping[str, Any]]) -> list[int]:
+    def add_many(self, records: Iterable[Mapping[str, Any]]) -> list[int]:
         """Store many annotations in one transaction (all or none); return their ids."""
         records = list(records)
 
         def fn(conn):
-            class_ids = self._class_ids(conn)
-            t = self._now()
+            class_ids = self._classes.ids(conn)
+            t = utc_now()
             rows = []
             for i, r in enumerate(records):
                 try:
-                    rows.append(self._prepare_annotation(conn, class_ids=class_ids, **r))
+                    rows.append(self.prepare(conn, class_ids=class_ids, **r))
                 except (ValueError, TypeError) as exc:
                     where = f"record {i}: " if len(records) > 1 else ""
                     raise type(exc)(f"{where}{exc}; nothing was stored") from exc
-            self._check_annotation_writes(conn, "add_annotations", [r["annotator_id"] for r in rows],
+            self._ctx.policy.check_annotation_writes(conn, "add_annotations", [r["annotator_id"] for r in rows],
                                           [r["image_id"] for r in rows])
-            ids = [conn.execute(sa.insert(S.annotations).values(
-                **row, version=1, created_at=t, updated_at=t)).inserted_primary_key[0] for row in rows]
-            self._audit(conn, "add_annotations", target="annotations", count=len(ids),
+            ids = [inserted_id(conn.execute(sa.insert(S.annotations).values(
+                **row, version=1, created_at=t, updated_at=t))) for row in rows]
+            self._ctx.audit(conn, "add_annotations", target="annotations", count=len(ids),
                         first_id=ids[0] if ids else None,
                         actor=records[0]["annotator"] if len({r["annotator"] for r in records}) == 1 else None)
             return ids
-        return self._write(fn) if records else []
+        return self._ctx.write(fn) if records else []
 
-    @staticmethod
-    def _now():
-        from labkit.store.project import now
-
-        return now()
+    def insert_rows(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert checked annotation rows (``image_id``, ``annotator_id``, ``kind``, ``class_id``,
+        ``geometry``, ``score``, ``source``, ``provenance``) as version 1, in one statement."""
+        if rows:
+            t = utc_now()
+            conn.execute(sa.insert(S.annotations), [{**r, "version": 1, "created_at": t, "updated_at": t}
+                                                    for r in rows])
 
     def _current(self, conn, annotation: int):
         row = conn.execute(sa.select(S.annotations).where(S.annotations.c.id == int(annotation))).first()
@@ -140,9 +153,9 @@ class AnnotationsMixin:
         conn.execute(sa.insert(S.annotation_history).values(
             annotation_id=row.id, version=row.version, class_id=row.class_id, geometry=row.geometry,
             score=row.score, provenance=row.provenance, deleted_at=row.deleted_at,
-            valid_from=row.updated_at, valid_to=self._now(), change=change, changed_by=by))
+            valid_from=row.updated_at, valid_to=utc_now(), change=change, changed_by=by))
 
-    def update_annotation(self, annotation: int, *, by: str, label: str | None = None,
+    def update(self, annotation: int, *, by: str, label: str | None = None,
                           geometry: Any = None, score: float | None = None,
                           provenance: Mapping[str, Any] | None = None) -> int:
         """Change an annotation's class, geometry, score or provenance; return the new version.
@@ -152,13 +165,14 @@ class AnnotationsMixin:
         """
         def fn(conn):
             row = self._current(conn, annotation)
-            self._check_annotation_writes(conn, "update_annotation", [row.annotator_id], [row.image_id], by=by)
+            self._ctx.policy.check_annotation_writes(conn, "update_annotation", [row.annotator_id], [row.image_id],
+                                                     by=by)
             if row.deleted_at is not None:
                 raise ValueError(f"annotation {annotation} is deleted; restore it first")
-            class_ids = self._class_ids(conn)
+            class_ids = self._classes.ids(conn)
             names = {v: k for k, v in class_ids.items()}
             who = conn.execute(sa.select(S.annotators).where(S.annotators.c.id == row.annotator_id)).first()
-            new = self._prepare_annotation(
+            new = self.prepare(
                 conn, image=row.image_id, kind=row.kind, label=label if label is not None else names[row.class_id],
                 annotator=None, annotator_row=who,
                 geometry=geometry if geometry is not None else row.geometry,
@@ -167,28 +181,28 @@ class AnnotationsMixin:
             self._snapshot(conn, row, change="update", by=by)
             conn.execute(sa.update(S.annotations).where(S.annotations.c.id == row.id).values(
                 class_id=new["class_id"], geometry=new["geometry"], score=new["score"],
-                provenance=new["provenance"], version=row.version + 1, updated_at=self._now()))
-            self._audit(conn, "update_annotation", target="annotations", target_id=row.id, actor=by,
+                provenance=new["provenance"], version=row.version + 1, updated_at=utc_now()))
+            self._ctx.audit(conn, "update_annotation", target="annotations", target_id=row.id, actor=by,
                         version=row.version + 1)
             return row.version + 1
-        return self._write(fn)
+        return self._ctx.write(fn)
 
-    def delete_annotation(self, annotation: int, *, by: str) -> None:
+    def delete(self, annotation: int, *, by: str) -> None:
         """Soft-delete: hidden from :meth:`annotations`, kept in history, restorable."""
         self._set_deleted(annotation, by=by, deleted=True)
 
-    def restore_annotation(self, annotation: int, *, by: str) -> None:
+    def restore(self, annotation: int, *, by: str) -> None:
         """Undo :meth:`delete_annotation`."""
         self._set_deleted(annotation, by=by, deleted=False)
 
     def _flip_deleted(self, conn, annotation: int, *, by: str, deleted: bool):
         row = self._current(conn, annotation)
-        self._check_annotation_writes(conn, "delete_annotation" if deleted else "restore_annotation",
+        self._ctx.policy.check_annotation_writes(conn, "delete_annotation" if deleted else "restore_annotation",
                                       [row.annotator_id], [row.image_id], by=by)
         if (row.deleted_at is not None) == deleted:
             raise ValueError(f"annotation {annotation} is {'already' if deleted else 'not'} deleted")
         self._snapshot(conn, row, change="delete" if deleted else "restore", by=by)
-        t = self._now()
+        t = utc_now()
         conn.execute(sa.update(S.annotations).where(S.annotations.c.id == row.id).values(
             deleted_at=t if deleted else None, version=row.version + 1, updated_at=t))
         return row
@@ -196,11 +210,11 @@ class AnnotationsMixin:
     def _set_deleted(self, annotation: int, *, by: str, deleted: bool) -> None:
         def fn(conn):
             row = self._flip_deleted(conn, annotation, by=by, deleted=deleted)
-            self._audit(conn, "delete_annotation" if deleted else "restore_annotation",
+            self._ctx.audit(conn, "delete_annotation" if deleted else "restore_annotation",
                         target="annotations", target_id=row.id, actor=by)
-        self._write(fn)
+        self._ctx.write(fn)
 
-    def replace_annotations(self, delete: Iterable[int], add: Iterable[Mapping[str, Any]], *, by: str,
+    def replace(self, delete: Iterable[int], add: Iterable[Mapping[str, Any]], *, by: str,
                             restore: Iterable[int] = (), action: str = "replace_annotations",
                             **details: Any) -> list[int]:
         """Soft-delete ``delete``, restore ``restore`` and store ``add``, in one transaction.
@@ -213,37 +227,37 @@ class AnnotationsMixin:
         delete, add, restore = [int(i) for i in delete], list(add), [int(i) for i in restore]
 
         def fn(conn):
-            class_ids = self._class_ids(conn)
-            rows = [self._prepare_annotation(conn, class_ids=class_ids, **r) for r in add]
-            self._check_annotation_writes(conn, action, [r["annotator_id"] for r in rows],
+            class_ids = self._classes.ids(conn)
+            rows = [self.prepare(conn, class_ids=class_ids, **r) for r in add]
+            self._ctx.policy.check_annotation_writes(conn, action, [r["annotator_id"] for r in rows],
                                           [r["image_id"] for r in rows], by=by)
             for aid in delete:
                 self._flip_deleted(conn, aid, by=by, deleted=True)
             for aid in restore:
                 self._flip_deleted(conn, aid, by=by, deleted=False)
-            t = self._now()
-            ids = [conn.execute(sa.insert(S.annotations).values(
-                **row, version=1, created_at=t, updated_at=t)).inserted_primary_key[0] for row in rows]
-            self._audit(conn, action, target="annotations", actor=by, count=len(ids),
+            t = utc_now()
+            ids = [inserted_id(conn.execute(sa.insert(S.annotations).values(
+                **row, version=1, created_at=t, updated_at=t))) for row in rows]
+            self._ctx.audit(conn, action, target="annotations", actor=by, count=len(ids),
                         first_id=ids[0] if ids else None, replaced=delete, restored=restore, **details)
             return ids
-        return self._write(fn)
+        return self._ctx.write(fn)
 
-    def annotation_history(self, annotation: int) -> pd.DataFrame:
+    def history(self, annotation: int) -> pd.DataFrame:
         """Every version of one annotation, oldest first; the last row is the current state."""
         h = S.annotation_history
 
         def read():
-            with self._engine.connect() as conn:
+            with self._ctx.connect() as conn:
                 cur = self._current(conn, annotation)
-                me = self._actor(conn)
-                if me.role == "annotator" and cur.annotator_id != me.id and self._blind(conn):
-                    self._deny("annotation_history", f"read annotation {cur.id}: in blind mode annotators "
+                me = self._ctx.policy.actor(conn)
+                if me.role == "annotator" and cur.annotator_id != me.id and self._ctx.policy.blind(conn):
+                    self._ctx.policy.deny("annotation_history", f"read annotation {cur.id}: in blind mode annotators "
                                                      "see only their own work")
-                names = {v: k for k, v in self._class_ids(conn).items()}
+                names = {v: k for k, v in self._classes.ids(conn).items()}
                 old = conn.execute(sa.select(h).where(h.c.annotation_id == cur.id).order_by(h.c.version)).all()
             return cur, names, old
-        cur, names, old = self._guard(read)
+        cur, names, old = self._ctx.guard(read)
         rows = [{"version": r.version, "label": names.get(r.class_id), "geometry": r.geometry, "score": r.score,
                  "provenance": r.provenance, "deleted": r.deleted_at is not None, "valid_from": r.valid_from,
                  "valid_to": r.valid_to, "superseded_by": r.change, "changed_by": r.changed_by} for r in old]
@@ -252,7 +266,7 @@ class AnnotationsMixin:
                      "valid_from": cur.updated_at, "valid_to": None, "superseded_by": None, "changed_by": None})
         return pd.DataFrame(rows).set_index("version")
 
-    def annotations(self, *, kind: str | None = None, image: int | None = None, annotator: str | None = None,
+    def table(self, *, kind: str | None = None, image: int | None = None, annotator: str | None = None,
                     source: str | None = None, label: str | None = None,
                     include_deleted: bool = False, include_withdrawn: bool = False) -> pd.DataFrame:
         """Annotations in the long layout: one row per object, indexed by annotation id.
@@ -290,11 +304,12 @@ class AnnotationsMixin:
             stmt = stmt.where(a.c.image_id.not_in(sa.select(S.images.c.id).where(S.images.c.consent == "withdrawn")))
 
         def read():
-            with self._engine.connect() as conn:
-                me = self._actor(conn)
-                q = stmt.where(a.c.annotator_id == me.id) if me.role == "annotator" and self._blind(conn) else stmt
-                return self._read(q, conn)
-        df = self._guard(read)
+            with self._ctx.connect() as conn:
+                me = self._ctx.policy.actor(conn)
+                blind = me.role == "annotator" and self._ctx.policy.blind(conn)
+                q = stmt.where(a.c.annotator_id == me.id) if blind else stmt
+                return self._ctx.read_frame(q, conn)
+        df = self._ctx.guard(read)
         df["deleted"] = df.pop("deleted_at").notna()
         df = df.set_index("annotation")
         if kind in _EXPAND:

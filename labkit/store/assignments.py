@@ -3,16 +3,24 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
+from labkit._util.clock import utc_now
 from labkit.store import schema as S
-from labkit.store.subjects import not_withdrawn
+from labkit.store.context import StoreContext
+from labkit.store.members import MemberRepository
+
+__all__ = ["AssignmentRepository"]
 
 
-class AssignmentsMixin:
-    """Assignment methods of :class:`labkit.Project`."""
+class AssignmentRepository:
+    """Who should label which image (table ``assignments``): queues, submissions, progress."""
+
+    def __init__(self, ctx: StoreContext, members: MemberRepository):
+        self._ctx, self._members = ctx, members
 
     def assign(self, images: Sequence[int] | None, annotators: Sequence[str], *, overlap: int = 1) -> pd.DataFrame:
         """Give each image to ``overlap`` different annotators, keeping workloads balanced.
@@ -42,11 +50,11 @@ class AssignmentsMixin:
         if overlap > len(annotators):
             raise ValueError(f"overlap={overlap} needs at least {overlap} annotators; got {len(annotators)}: "
                              f"{annotators}")
-        a, w = S.assignments, S.annotators
+        a = S.assignments
 
-        def fn(conn):
-            self._require_admin(conn, "assign", "assign images")
-            rows = {n: self._annotator_row(conn, n) for n in annotators}
+        def fn(conn: sa.Connection) -> Any:
+            self._ctx.policy.require_admin(conn, "assign", "assign images")
+            rows = {n: self._members.row(conn, n) for n in annotators}
             viewers = [n for n, r in rows.items() if r.role == "viewer"]
             if viewers:
                 raise ValueError(f"viewers cannot be assigned images: {viewers}")
@@ -76,7 +84,7 @@ class AssignmentsMixin:
             tick = 0
             heap = [(load[n], order[n], n) for n in annotators]
             heapq.heapify(heap)
-            new, t = [], self._now()
+            new, t = [], utc_now()
             for img in dict.fromkeys(ids):
                 need = overlap - len(have.get(img, ()))
                 taken, skipped = [], []
@@ -97,11 +105,11 @@ class AssignmentsMixin:
                     heapq.heappush(heap, item)
             if new:
                 conn.execute(sa.insert(a), new)
-            self._audit(conn, "assign", target="assignments", count=len(new), overlap=overlap,
+            self._ctx.audit(conn, "assign", target="assignments", count=len(new), overlap=overlap,
                         annotators=annotators)
             return pd.DataFrame({"image": [r["image_id"] for r in new],
                                  "annotator": [by_id[r["annotator_id"]] for r in new]})
-        return self._write(fn)
+        return self._ctx.write(fn)
 
     def requeue(self, images, annotator: str, *, reason: str = "") -> int:
         """Put images (back) in ``annotator``'s queue: assign them, or reopen done/skipped ones.
@@ -112,9 +120,9 @@ class AssignmentsMixin:
         ids = list(dict.fromkeys(int(i) for i in images))
         a = S.assignments
 
-        def fn(conn):
-            self._require_admin(conn, "requeue", "requeue images")
-            who = self._annotator_row(conn, annotator)
+        def fn(conn: sa.Connection) -> Any:
+            self._ctx.policy.require_admin(conn, "requeue", "requeue images")
+            who = self._members.row(conn, annotator)
             if who.role == "viewer":
                 raise ValueError(f"{annotator!r} is a viewer; viewers cannot be given images")
             known = set(conn.execute(sa.select(S.images.c.id).where(S.images.c.id.in_(ids))).scalars())
@@ -123,7 +131,7 @@ class AssignmentsMixin:
                 raise ValueError(f"no such images: {missing[:20]}; nothing was queued")
             have = dict(conn.execute(sa.select(a.c.image_id, a.c.status).where(
                 a.c.annotator_id == who.id, a.c.image_id.in_(ids))).all())
-            t = self._now()
+            t = utc_now()
             new = [{"image_id": i, "annotator_id": who.id, "status": "pending", "assigned_at": t}
                    for i in ids if i not in have]
             if new:
@@ -132,26 +140,26 @@ class AssignmentsMixin:
             if reopen:
                 conn.execute(sa.update(a).where(a.c.annotator_id == who.id, a.c.image_id.in_(reopen))
                              .values(status="pending", done_at=None))
-            self._audit(conn, "requeue", target="assignments", annotator=annotator, images=ids[:1000],
+            self._ctx.audit(conn, "requeue", target="assignments", annotator=annotator, images=ids[:1000],
                         count=len(new) + len(reopen), reason=reason)
             return len(new) + len(reopen)
-        return self._write(fn)
+        return self._ctx.write(fn)
 
     def queue(self, annotator: str) -> list[int]:
         """Image ids still to do for ``annotator``, in the order they were assigned."""
         a = S.assignments
 
         def read():
-            with self._engine.connect() as conn:
-                who = self._annotator_row(conn, annotator)
-                me = self._actor(conn)
+            with self._ctx.connect() as conn:
+                who = self._members.row(conn, annotator)
+                me = self._ctx.policy.actor(conn)
                 if me.role == "annotator" and me.id != who.id:
-                    self._deny("queue", f"read {annotator!r}'s queue: annotators see only their own")
+                    self._ctx.policy.deny("queue", f"read {annotator!r}'s queue: annotators see only their own")
                 return list(conn.execute(sa.select(a.c.image_id).join(S.images, S.images.c.id == a.c.image_id)
                                          .where(a.c.annotator_id == who.id, a.c.status == "pending",
-                                                not_withdrawn(S.images.c.consent))
+                                                S.not_withdrawn(S.images.c.consent))
                                          .order_by(a.c.id)).scalars())
-        return self._guard(read)
+        return self._ctx.guard(read)
 
     def submit(self, image: int, *, annotator: str, status: str = "done") -> None:
         """Mark an assigned image as ``done`` (or ``skipped``) for ``annotator``."""
@@ -159,16 +167,16 @@ class AssignmentsMixin:
             raise ValueError(f"status must be 'done', 'skipped' or 'pending', got {status!r}")
         a = S.assignments
 
-        def fn(conn):
-            self._check_by(conn, "submit", annotator)
-            who = self._annotator_row(conn, annotator)
-            self._require(conn, "submit", "admin", "annotator", what="submit work")
+        def fn(conn: sa.Connection) -> Any:
+            self._ctx.policy.check_by(conn, "submit", annotator)
+            who = self._members.row(conn, annotator)
+            self._ctx.policy.require(conn, "submit", "admin", "annotator", what="submit work")
             res = conn.execute(sa.update(a).where(a.c.image_id == int(image), a.c.annotator_id == who.id)
-                               .values(status=status, done_at=None if status == "pending" else self._now()))
+                               .values(status=status, done_at=None if status == "pending" else utc_now()))
             if res.rowcount == 0:
                 raise ValueError(f"image {image} is not assigned to {annotator!r}; see project.queue({annotator!r})")
-            self._audit(conn, "submit", target="images", target_id=int(image), actor=annotator, status=status)
-        self._write(fn)
+            self._ctx.audit(conn, "submit", target="images", target_id=int(image), actor=annotator, status=status)
+        self._ctx.write(fn)
 
     def progress(self, *, by: str = "annotator") -> pd.DataFrame:
         """Done / total per annotator (``by="annotator"``) or per image (``by="image"``).
@@ -179,7 +187,7 @@ class AssignmentsMixin:
             raise ValueError(f"by must be 'annotator' or 'image', got {by!r}")
         a, w = S.assignments, S.annotators
         key = w.c.name.label("annotator") if by == "annotator" else a.c.image_id.label("image")
-        df = self._read(sa.select(key, a.c.status).join(w, a.c.annotator_id == w.c.id))
+        df = self._ctx.read_frame(sa.select(key, a.c.status).join(w, a.c.annotator_id == w.c.id))
         cols = ["assigned", "done", "skipped", "pending", "fraction_done"]
         if df.empty:
             return pd.DataFrame(columns=cols).rename_axis(by)

@@ -68,6 +68,14 @@ def create_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
+def inserted_id(result: sa.CursorResult) -> int:
+    """The primary key of the one row an ``INSERT`` statement added."""
+    key = result.inserted_primary_key
+    if key is None or key[0] is None:
+        raise RuntimeError("the INSERT returned no primary key")
+    return int(key[0])
+
+
 def _is_transient(exc: sa.exc.OperationalError) -> bool:
     msg = str(exc.orig).lower()
     return any(s in msg for s in ("database is locked", "database is busy",

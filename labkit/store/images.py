@@ -1,94 +1,274 @@
-"""Reading, hashing and validating image files before they enter a project."""
+"""Images: added by path and pinned by content hash; read only through the audited readers.
+
+Every image's bytes are hashed (sha256) when it enters the project, so a changed or
+missing file is detected, never silently used. Programs read images in one of two ways,
+both checked against the reader's role and both written to the audit log, so the
+privacy report's "who accessed what" is complete:
+
+- :meth:`ImageRepository.read`: one image as an array (labeling, embedding);
+- :meth:`ImageRepository.files`: the verified files of many images, for bulk readers
+  that decode them elsewhere (pool training and scoring in worker processes, the
+  audit's file checks). One audit entry per call names the purpose and the images.
+"""
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
+import sqlalchemy as sa
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+from labkit._util.checks import check_json
+from labkit._util.clock import utc_now
+from labkit._util.hashing import sha256_file
+from labkit.store import schema as S
+from labkit.store.context import StoreContext
+from labkit.store.engine import inserted_id
+from labkit.store.errors import ImageError, ProjectError
+from labkit.store.files import ImageInfo, expand_paths, inspect_images, load_rgb
+from labkit.store.subjects import SubjectRepository
 
-
-class ImageError(ValueError):
-    """One or more image files cannot be used; the message lists each with its problem."""
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    path: Path
-    sha256: str
-    width: int
-    height: int
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+__all__ = ["ImageRepository"]
 
 
-def expand_paths(paths_or_folder: str | Path | Iterable[str | Path]) -> list[Path]:
-    """A folder becomes its image files (recursive, sorted); files are kept as given."""
-    if isinstance(paths_or_folder, (str, Path)):
-        p = Path(paths_or_folder)
-        if p.is_dir():
-            found = sorted(q for q in p.rglob("*")
-                           if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()
-                           and not any(part.startswith(".") for part in q.relative_to(p).parts))
-            if not found:
-                raise ImageError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found under {p}")
-            return found
-        return [p]
-    return [Path(q) for q in paths_or_folder]
+class ImageRepository:
+    """The project's images (table ``images``) and the audited ways to read them."""
+
+    def __init__(self, ctx: StoreContext, subjects: SubjectRepository):
+        self._ctx = ctx
+        self._subjects = subjects
+
+    def add(self, paths_or_folder: str | Path | Iterable[str | Path], *, split: str | None = None,
+            subject: str | Sequence[str | None] | None = None,
+            attributes: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+            consent: str = "unknown", purpose: str | None = None, progress: bool = True) -> list[int]:
+        """Add image files; return their new ids in input order. Admins only.
+
+        Every file is decoded and hashed first; if any is missing, unreadable, corrupt or
+        already in the project, an :class:`~labkit.ImageError` lists them all and nothing
+        is added.
+
+        Parameters
+        ----------
+        paths_or_folder : path, folder or iterable of paths
+            A folder is searched recursively for image files (sorted by path).
+        split : str, optional
+            e.g. ``"train"``, ``"val"``, ``"test"``.
+        subject : str or sequence of str, optional
+            The data subject (person) each image shows: one for all, or one per image
+            (for example the AI-Hub ``metaid``). New subjects are registered with
+            ``consent`` and ``purpose``; see ``project.subjects()``.
+        attributes : dict or sequence of dict, optional
+            Image attributes (e.g. ``{"inst": "S", "image": "rgb"}``): one for all, or one per image.
+        consent : {"given", "unknown"}
+            Consent status recorded for new subjects (existing ones keep theirs; a subject
+            who withdrew consent cannot be given new images).
+        purpose : str, optional
+            What the subjects' data may be used for, recorded with new subjects.
+        progress : bool, default True
+            Show a progress bar while files are read (50 files or more).
+        """
+        paths = expand_paths(paths_or_folder)
+        n = len(paths)
+        subjects = _per_image(subject, n, "subject", str)
+        attrs = _per_image(attributes, n, "attributes", Mapping)
+        stored = [self._ctx.stored_path(p) for p in paths]
+        dup_in_call = sorted({s for s in stored if stored.count(s) > 1})
+        if dup_in_call:
+            raise ImageError(f"these paths are given more than once; nothing was added: {dup_in_call[:20]}")
+        infos = inspect_images(paths, progress=progress)
+
+        def fn(conn: sa.Connection) -> list[int]:
+            self._ctx.policy.require_admin(conn, "add_images", "add images")
+            consents = self._subjects.register(conn, subjects, consent=consent, purpose=purpose)
+            existing = set(conn.execute(sa.select(S.images.c.path).where(S.images.c.path.in_(stored))).scalars())
+            if existing:
+                raise ImageError(f"{len(existing)} image(s) are already in the project; nothing was added "
+                                 f"(pass only new files): {sorted(existing)[:20]}")
+            ids = self.insert(conn, infos, split=split, subjects=subjects, attributes=attrs, consents=consents)
+            self._ctx.audit(conn, "add_images", target="images", count=len(ids),
+                            first_id=ids[0] if ids else None, split=split)
+            return ids
+        return self._ctx.write(fn)
+
+    def table(self, *, split: str | None = None, subject: str | None = None,
+              include_withdrawn: bool = False) -> pd.DataFrame:
+        """Images indexed by id (``image``): path, sha256, width, height, split, subject,
+        attributes, added_at, consent.
+
+        Images whose subject withdrew consent are left out (so training, scoring,
+        assignment and export skip them) unless ``include_withdrawn``. Annotators see
+        only the images assigned to them, without subject ids.
+        """
+        stmt = sa.select(S.images).order_by(S.images.c.id)
+        if split is not None:
+            stmt = stmt.where(S.images.c.split == split)
+        if subject is not None:
+            stmt = stmt.where(S.images.c.subject == subject)
+        if not include_withdrawn:
+            stmt = stmt.where(S.not_withdrawn(S.images.c.consent))
+
+        def fn() -> pd.DataFrame:
+            with self._ctx.connect() as conn:
+                me = self._ctx.policy.actor(conn)
+                q = stmt
+                if me.role == "annotator":
+                    q = q.where(S.images.c.id.in_(sa.select(S.assignments.c.image_id).where(
+                        S.assignments.c.annotator_id == me.id)))
+                df = self._ctx.read_frame(q, conn).rename(columns={"id": "image"}).set_index("image")
+            if me.role == "annotator":
+                df["subject"] = None
+            return df
+        return self._ctx.guard(fn)
+
+    def set_attributes(self, image: int | str | Path, attributes: Mapping[str, Any], *, by: str) -> dict:
+        """Merge ``attributes`` into an image's attributes (``None`` removes a key); return the result.
+
+        The change is written to the audit log with the previous values, so it can be undone.
+        """
+        check_json(dict(attributes), "attributes")
+
+        def fn(conn: sa.Connection) -> dict:
+            row = self.row(conn, image)
+            self._ctx.policy.check_annotation_writes(conn, "set_image_attributes", [], [row.id], by=by)
+            old = dict(row.attributes or {})
+            new = {k: v for k, v in {**old, **attributes}.items() if v is not None}
+            conn.execute(sa.update(S.images).where(S.images.c.id == row.id).values(attributes=new))
+            self._ctx.audit(conn, "set_image_attributes", target="images", target_id=row.id, actor=by,
+                            before={k: old.get(k) for k in attributes}, after=dict(attributes))
+            return new
+        return self._ctx.write(fn)
+
+    def path(self, image: int | str | Path) -> Path:
+        """Absolute path of an image file."""
+        with self._ctx.connect() as conn:
+            return self._ctx.resolve(self.row(conn, image).path)
+
+    # ----------------------------------------------------------- the readers --
+    def read(self, image: int | str | Path, *, verify: bool = True) -> np.ndarray:
+        """The image as ``(H, W, 3)`` uint8 RGB; with ``verify``, its bytes must match the stored hash.
+
+        Annotators read only images assigned to them; nobody but an admin reads an image
+        whose subject withdrew consent. The first read of each image by this project
+        object is written to the audit log (who read what, for the privacy report).
+        """
+        def check() -> Any:
+            with self._ctx.connect() as conn:
+                row = self.row(conn, image)
+                self._ctx.policy.check_image_reads(conn, "read_image", [row])
+            return row
+        row = self._ctx.guard(check)
+        self._ctx.log_access("read_image", row.id)
+        path = self._ctx.resolve(row.path)
+        if not path.exists():
+            raise ImageError(f"image {row.id} is missing: {path} (moved or deleted since import)")
+        if verify and sha256_file(path) != row.sha256:
+            raise ImageError(f"image {row.id} changed since import: {path} no longer matches its "
+                             "sha256; restore the original file or re-import it")
+        return load_rgb(path)
+
+    def files(self, images: Sequence[int] | None = None, *, purpose: str) -> pd.DataFrame:
+        """The files of ``images`` for a program that reads them in bulk, logged as one access.
+
+        For readers that decode images elsewhere (DataLoader workers, thread pools): pool
+        training and scoring, the audit's file checks. The same rules as :meth:`read`
+        apply to every image; one audit entry (``read_images``) records the purpose and
+        the image ids. The caller checks each file's bytes against ``sha256`` as it reads.
+
+        Parameters
+        ----------
+        images : sequence of int, optional
+            Image ids (default: every image :meth:`table` shows the reader).
+        purpose : str
+            Why they are read, for the privacy report (e.g. ``"pool training"``).
+
+        Returns
+        -------
+        DataFrame
+            Indexed by image id, in the order given: ``path`` (absolute ``Path``),
+            ``sha256`` (recorded at import), ``width``, ``height``.
+        """
+        if not isinstance(purpose, str) or not purpose.strip():
+            raise ValueError(f"purpose is {purpose!r}; say why the images are read (e.g. 'pool training')")
+        if images is None:
+            table = self.table()
+            ids = [int(i) for i in table.index]
+        else:
+            ids = [int(i) for i in images]
+
+        def check() -> list[Any]:
+            with self._ctx.connect() as conn:
+                rows = {r.id: r for r in conn.execute(sa.select(S.images).where(S.images.c.id.in_(ids)))}
+                missing = [i for i in ids if i not in rows]
+                if missing:
+                    raise ProjectError(f"no images {missing[:20]} in the project; project.images() lists them")
+                self._ctx.policy.check_image_reads(conn, "read_images", list(rows.values()))
+            return [rows[i] for i in ids]
+        rows = self._ctx.guard(check)
+        if rows:
+            self._ctx.log_bulk_access("read_images", ids, purpose=purpose)
+        return pd.DataFrame({"path": [self._ctx.resolve(r.path) for r in rows],
+                             "sha256": [r.sha256 for r in rows], "width": [r.width for r in rows],
+                             "height": [r.height for r in rows]},
+                            index=pd.Index(ids, name="image", dtype=np.int64))
+
+    # ------------------------------------------------- inside a transaction --
+    def row(self, conn: sa.Connection, image: int | str | Path) -> Any:
+        """The ``images`` row of an id or path; ProjectError if there is none."""
+        if isinstance(image, (str, Path)):
+            row = conn.execute(sa.select(S.images).where(
+                S.images.c.path == self._ctx.stored_path(Path(image)))).first()
+        else:
+            row = conn.execute(sa.select(S.images).where(S.images.c.id == int(image))).first()
+        if row is None:
+            raise ProjectError(f"no image {image!r} in the project; ids and paths are listed by project.images()")
+        return row
+
+    def insert(self, conn: sa.Connection, infos: Sequence[ImageInfo], *, split: str | None,
+               subjects: Sequence[str | None], attributes: Sequence[Mapping[str, Any] | None],
+               consents: Mapping[str, str]) -> list[int]:
+        """Insert checked images (the caller checked rights and duplicates); return their ids."""
+        t = utc_now()
+        return [inserted_id(conn.execute(sa.insert(S.images).values(
+            path=self._ctx.stored_path(info.path), sha256=info.sha256, width=info.width, height=info.height,
+            split=split, subject=sub, attributes=dict(at or {}), added_at=t,
+            consent=consents.get(sub) if sub is not None else None)))
+            for info, sub, at in zip(infos, subjects, attributes)]
+
+    def all_rows(self, conn: sa.Connection) -> list[Any]:
+        """Every ``images`` row (for matching an import's file names), whatever :meth:`table` filters."""
+        return list(conn.execute(sa.select(S.images)).all())
+
+    def fill_in(self, conn: sa.Connection, row: Any, *, attributes: Mapping[str, Any] | None,
+                subject: str | None, consents: Mapping[str, str]) -> bool:
+        """Add attributes (and a subject) an import names to an image that lacks them; True if changed.
+
+        The image's own attribute values win; a subject is set only where it had none.
+        """
+        attrs = dict(row.attributes or {})
+        merged = {**dict(attributes or {}), **attrs}
+        new_subject = row.subject or subject
+        if merged == attrs and new_subject == row.subject:
+            return False
+        consent = row.consent if new_subject == row.subject or new_subject is None else consents.get(new_subject)
+        conn.execute(sa.update(S.images).where(S.images.c.id == row.id)
+                     .values(attributes=merged, subject=new_subject, consent=consent))
+        return True
+
+    def all_files(self, conn: sa.Connection) -> list[tuple[int, Path, str]]:
+        """``(id, absolute path, sha256)`` of every row, whatever filters :meth:`table` applies."""
+        img = S.images.c
+        rows = conn.execute(sa.select(img.id, img.path, img.sha256).order_by(img.id)).all()
+        return [(int(r.id), self._ctx.resolve(r.path), r.sha256) for r in rows]
 
 
-def _inspect(path: Path) -> ImageInfo | str:
-    """ImageInfo for a readable image, else the problem as text."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.exists():
-        return "file not found"
-    if not path.is_file():
-        return "not a regular file"
-    try:
-        with Image.open(path) as im:
-            im.verify()  # structure and checksums
-        with Image.open(path) as im:
-            im.load()  # full decode: catches truncated pixel data that verify() misses
-            width, height = im.size
-    except UnidentifiedImageError:
-        return "not an image PIL can identify (unknown or corrupt format)"
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"unreadable: {exc}"
-    if width <= 0 or height <= 0:
-        return f"empty image ({width}x{height})"
-    return ImageInfo(path=path, sha256=sha256_file(path), width=width, height=height)
-
-
-def inspect_images(paths: Sequence[Path], *, progress: bool = False) -> list[ImageInfo]:
-    """Validate and hash every file; raise one ImageError listing every bad file."""
-    from tqdm.auto import tqdm
-
-    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL and hashlib release the GIL
-        results = list(tqdm(pool.map(_inspect, paths), total=len(paths), desc="reading images",
-                            unit="img", disable=not progress or len(paths) < 50))
-    bad = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
-    if bad:
-        lines = "\n".join(f"  {p}: {why}" for p, why in bad[:50])
-        more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
-        raise ImageError(f"{len(bad)} of {len(paths)} image file(s) cannot be added; nothing was "
-                         f"added. Fix or remove them and call again:\n{lines}{more}")
-    return results  # type: ignore[return-value]
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image as an ``(H, W, 3)`` uint8 RGB array."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+def _per_image(value: Any, n: int, what: str, one_type: Any) -> list:
+    if value is None or isinstance(value, one_type):
+        return [value] * n
+    values = list(value)
+    if len(values) != n:
+        raise ProjectError(f"{what} has {len(values)} entries for {n} images; give one value for all "
+                           "images or exactly one per image")
+    return values

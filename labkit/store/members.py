@@ -1,25 +1,36 @@
 """Members of a project: people (and simulated annotators), their roles and logins."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pandas as pd
 import sqlalchemy as sa
 
+from labkit._util.clock import utc_now
+from labkit.store import pg_access
 from labkit.store import schema as S
-from labkit.store.access import AccessDenied
-from labkit.store.errors import ProjectError
+from labkit.store.context import StoreContext
+from labkit.store.engine import inserted_id
+from labkit.store.errors import AccessDenied, ProjectError
+
+__all__ = ["MemberRepository", "pg_identity", "unmapped_login"]
 
 
-class MembersMixin:
-    """Member methods of :class:`labkit.Project`."""
+class MemberRepository:
+    """People and programs who work on the project (table ``annotators``), and blind mode."""
 
-    def add_annotator(self, name: str, *, role: str = "annotator", simulated: bool = False,
-                      password: str | None = None, db_user: str | None = None) -> int:
+    def __init__(self, ctx: StoreContext):
+        self._ctx = ctx
+
+    def add(self, name: str, *, role: str = "annotator", simulated: bool = False,
+            password: str | None = None, db_user: str | None = None) -> int:
         """Register a person (or a simulated annotator) and return its id. Admins only.
 
         Parameters
         ----------
         role : {"admin", "annotator", "viewer"}
-            What the person may do; see :mod:`labkit.store.access`.
+            What the person may do; see :mod:`labkit.store.policy`.
         simulated : bool
             True for a program standing in for a person (demos, tests). Its annotations
             are recorded with ``source="simulated"`` so they are never mistaken for human work.
@@ -36,82 +47,104 @@ class MembersMixin:
         if role not in S.ROLES:
             raise ProjectError(f"unknown role {role!r}; expected one of {S.ROLES}")
         login = db_user or (name if password is not None else None)
-        if login is not None and self.backend != "postgresql":
+        if login is not None and self._ctx.backend != "postgresql":
             raise ProjectError("password= and db_user= are for PostgreSQL projects; a folder (SQLite) project "
                                "is protected by the folder's file permissions")
         if login is not None and simulated:
             raise ProjectError("a simulated annotator cannot have a database login")
 
-        def fn(conn):
-            self._require_admin(conn, "add_annotator", "add people to the project")
+        def fn(conn: sa.Connection) -> int:
+            self._ctx.policy.require_admin(conn, "add_annotator", "add people to the project")
             if conn.execute(sa.select(S.annotators.c.id).where(S.annotators.c.name == name)).first():
                 raise ProjectError(f"annotator {name!r} already exists")
             if login is not None:
-                self._pg_login(conn, login, password, role)
-            aid = conn.execute(sa.insert(S.annotators).values(
-                name=name, role=role, simulated=bool(simulated), created_at=self._now(),
-                db_user=login)).inserted_primary_key[0]
-            self._audit(conn, "add_annotator", target="annotators", target_id=aid, name=name, role=role,
-                        simulated=bool(simulated), db_user=login)
+                _pg_login(conn, login, password, role)
+            aid = inserted_id(conn.execute(sa.insert(S.annotators).values(
+                name=name, role=role, simulated=bool(simulated), created_at=utc_now(),
+                db_user=login)))
+            self._ctx.audit(conn, "add_annotator", target="annotators", target_id=aid, name=name, role=role,
+                            simulated=bool(simulated), db_user=login)
             return aid
-        return self._write(fn)
-
-    def _pg_login(self, conn, login: str, password: str | None, role: str) -> None:
-        from labkit.store import pg_access
-
-        if conn.execute(sa.select(S.annotators.c.name).where(S.annotators.c.db_user == login)).first():
-            raise ProjectError(f"the database login {login!r} is already mapped to a member of this project")
-        if pg_access.role_exists(conn, login):
-            if password is not None:
-                raise ProjectError(f"the database login {login!r} already exists on this server; pass "
-                                   "password=None to give that login access, or db_user='...' for a new one")
-        elif password is None:
-            raise ProjectError(f"there is no database login {login!r}; pass password=... to create it")
-        else:
-            pg_access.create_login(conn, login, password)
-        pg_access.grant(conn, login, role)
+        return self._ctx.write(fn)
 
     def set_role(self, name: str, role: str) -> None:
         """Change a member's role (admins only); on PostgreSQL their grants change with it."""
         if role not in S.ROLES:
             raise ProjectError(f"unknown role {role!r}; expected one of {S.ROLES}")
 
-        def fn(conn):
-            me = self._require_admin(conn, "set_role", "change roles")
-            row = self._annotator_row(conn, name)
+        def fn(conn: sa.Connection) -> None:
+            me = self._ctx.policy.require_admin(conn, "set_role", "change roles")
+            row = self.row(conn, name)
             admins = conn.execute(sa.select(sa.func.count()).select_from(S.annotators).where(
                 S.annotators.c.role == "admin")).scalar()
             if row.role == "admin" and role != "admin" and admins == 1:
                 raise ProjectError(f"{name!r} is the project's only admin; make someone else admin first")
             conn.execute(sa.update(S.annotators).where(S.annotators.c.id == row.id).values(role=role))
-            if row.db_user and self.backend == "postgresql":
-                from labkit.store import pg_access
-
+            if row.db_user and self._ctx.backend == "postgresql":
                 pg_access.grant(conn, row.db_user, role)
-            self._audit(conn, "set_role", target="annotators", target_id=row.id, actor=me.name,
-                        name=name, before=row.role, after=role)
-        self._write(fn)
+            self._ctx.audit(conn, "set_role", target="annotators", target_id=row.id, actor=me.name,
+                            name=name, before=row.role, after=role)
+        self._ctx.write(fn)
 
     def set_blind(self, blind: bool = True) -> None:
         """Blind mode (default on): annotators see only their own annotations (admins only)."""
-        def fn(conn):
-            self._require_admin(conn, "set_blind", "change blind mode")
+        def fn(conn: sa.Connection) -> None:
+            self._ctx.policy.require_admin(conn, "set_blind", "change blind mode")
             conn.execute(sa.delete(S.meta).where(S.meta.c.key == "blind"))
             conn.execute(sa.insert(S.meta).values(key="blind", value=bool(blind)))
-            self._audit(conn, "set_blind", target="project", blind=bool(blind))
-        self._write(fn)
+            self._ctx.audit(conn, "set_blind", target="project", blind=bool(blind))
+        self._ctx.write(fn)
 
-    def annotators(self) -> pd.DataFrame:
+    def table(self) -> pd.DataFrame:
         """Annotators indexed by name: id, role, simulated, created_at, db_user."""
-        return self._read(sa.select(S.annotators).order_by(S.annotators.c.id)).set_index("name")
+        return self._ctx.read_frame(sa.select(S.annotators).order_by(S.annotators.c.id)).set_index("name")
 
-    def _annotator_row(self, conn, name: str):
+    def whoami(self) -> dict[str, Any]:
+        """The acting user: ``name``, ``role`` and (PostgreSQL) ``db_user``."""
+        with self._ctx.connect() as conn:
+            row = self._ctx.policy.actor(conn)
+        return {"name": row.name, "role": row.role, "db_user": row.db_user}
+
+    # ------------------------------------------------- inside a transaction --
+    def row(self, conn: sa.Connection, name: str) -> Any:
+        """The ``annotators`` row of ``name``; ProjectError naming the known ones if there is none."""
         row = conn.execute(sa.select(S.annotators).where(S.annotators.c.name == name)).first()
         if row is None:
             known = list(conn.execute(sa.select(S.annotators.c.name)).scalars())
             raise ProjectError(f"unknown annotator {name!r}; known: {known[:20]}. "
                                f"Register it first with project.add_annotator({name!r})")
         return row
+
+    def ensure(self, conn: sa.Connection, names: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+        """Ids of ``names``, registering missing ones as (human) annotators; and which were new.
+
+        For imports, whose annotators are named by the file; the caller checked the rights.
+        """
+        ids: dict[str, int] = {}
+        added: list[str] = []
+        for n in names:
+            found = conn.execute(sa.select(S.annotators.c.id).where(S.annotators.c.name == n)).scalar()
+            if found is None:
+                found = inserted_id(conn.execute(sa.insert(S.annotators).values(
+                    name=n, role="annotator", simulated=False, created_at=utc_now())))
+                added.append(n)
+            ids[n] = int(found)
+        return ids, added
+
+
+def _pg_login(conn: sa.Connection, login: str, password: str | None, role: str) -> None:
+    """Create (or map an existing) PostgreSQL login for a new member and grant it ``role``."""
+    if conn.execute(sa.select(S.annotators.c.name).where(S.annotators.c.db_user == login)).first():
+        raise ProjectError(f"the database login {login!r} is already mapped to a member of this project")
+    if pg_access.role_exists(conn, login):
+        if password is not None:
+            raise ProjectError(f"the database login {login!r} already exists on this server; pass "
+                               "password=None to give that login access, or db_user='...' for a new one")
+    elif password is None:
+        raise ProjectError(f"there is no database login {login!r}; pass password=... to create it")
+    else:
+        pg_access.create_login(conn, login, password)
+    pg_access.grant(conn, login, role)
 
 
 def unmapped_login(login: str, actor: str) -> AccessDenied:
@@ -124,7 +157,7 @@ def unmapped_login(login: str, actor: str) -> AccessDenied:
 def pg_identity(engine: sa.Engine, user: str | None) -> str:
     """The member a PostgreSQL login is mapped to (``annotators.db_user``)."""
     with engine.connect() as conn:
-        login = conn.exec_driver_sql("SELECT session_user").scalar()
+        login = conn.exec_driver_sql("SELECT session_user").scalar_one()
         try:
             row = conn.execute(sa.select(S.annotators.c.name).where(S.annotators.c.db_user == login)).first()
         except sa.exc.ProgrammingError:  # no SELECT grant at all: not a member

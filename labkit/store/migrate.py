@@ -1,13 +1,13 @@
 """Upgrade a project's schema in place (``labkit migrate``); a folder project is backed up first."""
 from __future__ import annotations
 
-import shutil
 import sqlite3
-from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from labkit._util.clock import utc_now, utc_stamp
+from labkit.store import pg_access
 from labkit.store import schema as S
 from labkit.store.engine import create_engine, is_url, make_url, write_transaction
 
@@ -42,7 +42,7 @@ def migrate(location: str | Path, *, backup: bool = True) -> list[str]:
 
 
 def _backup(db: Path, version: int) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = utc_stamp()
     out = db.with_name(f"{db.name}.v{version}.{stamp}.bak")
     src, dst = sqlite3.connect(db), sqlite3.connect(out)
     try:
@@ -60,7 +60,7 @@ def _v1_to_v2(conn) -> list[str]:
     conn.exec_driver_sql("ALTER TABLE images ADD COLUMN consent VARCHAR(16)")
     conn.exec_driver_sql("CREATE INDEX ix_images_consent ON images (consent)")
     S.subjects.create(conn)
-    t = datetime.now(timezone.utc)
+    t = utc_now()
     names = [s for s in conn.execute(sa.select(S.images.c.subject).distinct()).scalars() if s is not None]
     if names:
         conn.execute(sa.insert(S.subjects), [{"subject": s, "consent": "unknown", "created_at": t} for s in names])
@@ -74,8 +74,6 @@ def _v1_to_v2(conn) -> list[str]:
         conn.execute(sa.insert(S.annotators).values(name=creator, role="admin", simulated=False, created_at=t))
         steps.append(f"made the project's creator {creator!r} an admin member")
     if conn.dialect.name == "postgresql":
-        from labkit.store import pg_access
-
         pg_access.install(conn)
         login = conn.exec_driver_sql("SELECT session_user").scalar()
         conn.execute(sa.update(S.annotators).where(S.annotators.c.name == creator).values(db_user=login))

@@ -36,7 +36,7 @@ _ASSIGNED = ("EXISTS (SELECT 1 FROM assignments s WHERE s.image_id = {t}.image_i
 _NOT_WITHDRAWN = ("NOT EXISTS (SELECT 1 FROM images i WHERE i.id = {t}.image_id "
                   "AND i.consent = 'withdrawn')")
 
-_POLICIES = {
+_POLICIES: dict[str, list[tuple[str, str, str | None, str | None]]] = {
     # table: [(name, command, USING, WITH CHECK)]
     "annotations": [
         ("lk_read", "SELECT", "true", None),
@@ -69,7 +69,7 @@ _POLICIES = {
 
 def install(conn: sa.Connection) -> None:
     """Create the lookup functions and row-level security policies (at project creation)."""
-    schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+    schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
     conn.exec_driver_sql(_FUNCTIONS.format(schema=_ident(schema)))
     for fn in ("labkit_me()", "labkit_role()", "labkit_name()"):
         conn.exec_driver_sql(f"REVOKE ALL ON FUNCTION {fn} FROM PUBLIC")
@@ -100,8 +100,8 @@ def create_login(conn: sa.Connection, login: str, password: str) -> None:
 def grant(conn: sa.Connection, login: str, role: str) -> None:
     """Give ``login`` exactly the privileges of ``role`` on this project's tables."""
     who = _ident(login)
-    schema = _ident(conn.exec_driver_sql("SELECT current_schema()").scalar())
-    db = _ident(conn.exec_driver_sql("SELECT current_database()").scalar())
+    schema = _ident(conn.exec_driver_sql("SELECT current_schema()").scalar_one())
+    db = _ident(conn.exec_driver_sql("SELECT current_database()").scalar_one())
     conn.exec_driver_sql(f"GRANT CONNECT ON DATABASE {db} TO {who}")
     conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {who}")
     revoke(conn, login)

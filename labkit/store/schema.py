@@ -2,7 +2,7 @@
 
 Bump ``SCHEMA_VERSION`` with every change and say in ``Project.open`` how to migrate.
 """
-from __future__ import annotations
+# no `from __future__ import annotations`: it binds the name `annotations`, the table below
 
 import sqlalchemy as sa
 
@@ -125,3 +125,8 @@ audit_log = sa.Table(
     sa.Column("target_id", sa.Integer, nullable=True),
     sa.Column("details", sa.JSON, nullable=False),
 )
+
+
+def not_withdrawn(consent_column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """SQL condition: the image's subject has not withdrawn consent (or it has no subject)."""
+    return sa.or_(consent_column.is_(None), consent_column != "withdrawn")

@@ -1,7 +1,7 @@
 """Jupyter widgets: thin views over labkit's library calls (ipywidgets, anywidget, jupyter-bbox-widget)."""
 from __future__ import annotations
 
-from labkit._lazy import lazy_exports
+from labkit._util.lazy import lazy_exports
 
 __all__ = ["AgreementDashboard", "DifficultyExplorer", "Labeler", "LabelSession"]
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -11,13 +12,13 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 CANDIDATE = (0, 229, 255)  # the pending mask, in cyan: distinct from every class colour
 
 
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
+def rgb(hex_colour: str) -> tuple[int, int, int]:
     h = hex_colour.lstrip("#")
     return tuple(int(h[i:i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
 
 
 def class_colour(classes: list[str], label: str) -> tuple[int, int, int]:
-    return _rgb(PALETTE[classes.index(label) % len(PALETTE)] if label in classes else "#7f7f7f")
+    return rgb(PALETTE[classes.index(label) % len(PALETTE)] if label in classes else "#7f7f7f")
 
 
 def _blend(out: np.ndarray, mask: np.ndarray, colour, alpha: float) -> None:
@@ -33,7 +34,7 @@ def _edge(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
-def compose(image: np.ndarray, objects: Iterable[dict[str, Any]] = (), *, classes: list[str] = (),
+def compose(image: np.ndarray, objects: Iterable[dict[str, Any]] = (), *, classes: Sequence[str] = (),
             candidate: np.ndarray | None = None, prompts: Iterable[dict] = (), selected: int | None = None,
             fmt: str = "jpeg", fit: int | None = None) -> bytes:
     """Encode ``image`` with overlays as JPEG/PNG bytes.
@@ -73,7 +74,7 @@ def compose(image: np.ndarray, objects: Iterable[dict[str, Any]] = (), *, classe
     if fit and max(im.size) != fit:  # thumbnails: resize first, then draw outlines at the new scale
         f = fit / max(im.size)
         im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))),
-                       Image.NEAREST if f > 1 else Image.BILINEAR)  # enlarge small images crisply
+                       Image.Resampling.NEAREST if f > 1 else Image.Resampling.BILINEAR)  # enlarge small images crisply
         objects = [_scaled(o, f) for o in objects]
     d = ImageDraw.Draw(im)
     w = max(1, round(max(im.size) / 400))
@@ -120,7 +121,8 @@ def _scaled(o: dict, f: float) -> dict:
     elif k in ("polygon", "point"):
         sc = lambda ring: [[x * f, y * f] for x, y in ring]  # noqa: E731
         if "parts" in g:
-            g = {"parts": [{"points": sc(p["points"]), **({"holes": [sc(h) for h in p["holes"]]} if p.get("holes") else {})}
+            g = {"parts": [{"points": sc(p["points"]),
+                            **({"holes": [sc(h) for h in p["holes"]]} if p.get("holes") else {})}
                            for p in g["parts"]]}
         else:
             g = {"points": sc(g["points"]), **({"holes": [sc(h) for h in g["holes"]]} if g.get("holes") else {})}

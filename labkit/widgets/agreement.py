@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import html
 import logging
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 import pandas as pd
 
 from labkit.widgets._common import safe_action
-from labkit.widgets._render import PALETTE, _rgb, compose
+from labkit.widgets._render import PALETTE, compose, rgb
+
+if TYPE_CHECKING:
+    from labkit.services.project import Project
 
 log = logging.getLogger("labkit.agreement")
 CONSENSUS = "consensus"
@@ -34,7 +38,8 @@ class AgreementDashboard(w.VBox):
         AgreementDashboard(Project.open("demo_project"), adjudicator="demo-admin")
     """
 
-    def __init__(self, project, *, adjudicator: str | None = None, kind: str = "label", gallery_size: int = 12):
+    def __init__(self, project: Project, *, adjudicator: str | None = None, kind: str = "label",
+                 gallery_size: int = 12):
         self.project = project
         self.adjudicator = adjudicator or project.user
         self.gallery_size = gallery_size
@@ -94,7 +99,7 @@ class AgreementDashboard(w.VBox):
         return df
 
     def _colours(self, workers) -> dict:
-        return {wk: _rgb(PALETTE[i % len(PALETTE)]) for i, wk in enumerate(sorted(workers))}
+        return {wk: rgb(PALETTE[i % len(PALETTE)]) for i, wk in enumerate(sorted(workers))}
 
     # --------------------------------------------------------------- display --
     def refresh(self, *, reset_workers: bool = True) -> None:
@@ -144,7 +149,8 @@ class AgreementDashboard(w.VBox):
                     _show(plots.iou_distribution(pairs))
         rows.append(("Images with 2+ annotators", str(long.groupby("task")["worker"].nunique().ge(2).sum())))
         self.numbers.value = "<table>" + "".join(
-            f"<tr><td style='padding-right:1em'>{html.escape(k)}</td><td><b>{v}</b></td></tr>" for k, v in rows) + "</table>"
+            f"<tr><td style='padding-right:1em'>{html.escape(k)}</td><td><b>{v}</b></td></tr>"
+            for k, v in rows) + "</table>"
         self.scores = disagreement_by_task(df, kind=self.kind.value) if len(df) else pd.DataFrame()
         self._fill_gallery(df)
 
@@ -211,7 +217,7 @@ class AgreementDashboard(w.VBox):
     # -------------------------------------------------------------- decisions --
     def decide(self) -> None:
         """Store the chosen answer as the image's final annotation."""
-        from labkit.adjudication import adjudicate
+        from labkit.services.adjudication import adjudicate
 
         if self.image_id is None or self.choice.value is None:
             raise ValueError("open an image from the gallery and choose an answer first")
@@ -225,7 +231,7 @@ class AgreementDashboard(w.VBox):
 
     def undo(self) -> None:
         """Reverse the last decision made here."""
-        from labkit.adjudication import undo_adjudication
+        from labkit.services.adjudication import undo_adjudication
 
         if not self.decisions:
             raise ValueError("no decision to undo")

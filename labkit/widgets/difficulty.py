@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import logging
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 import numpy as np
@@ -10,6 +11,9 @@ import pandas as pd
 
 from labkit.widgets._common import safe_action
 from labkit.widgets._render import compose
+
+if TYPE_CHECKING:
+    from labkit.services.project import Project
 
 log = logging.getLogger("labkit.difficulty")
 
@@ -38,7 +42,7 @@ class DifficultyExplorer(w.VBox):
         DifficultyExplorer(difficulty_table(probs, y, sample_ids=ids), project, labels=given)
     """
 
-    def __init__(self, table: pd.DataFrame, project, *, labels: pd.Series | None = None, probs=None,
+    def __init__(self, table: pd.DataFrame, project: Project, *, labels: pd.Series | None = None, probs=None,
                  classes=None, gallery_size: int = 12):
         if not len(table):
             raise ValueError("the difficulty table is empty; score some images first (labkit.quality.difficulty_table)")
@@ -79,9 +83,13 @@ class DifficultyExplorer(w.VBox):
         self.add_class("labkit-difficulty")
         for widget in (self.cls, self.sort, self.c_range, self.x_range):
             widget.observe(self._safe(lambda _: self.refresh()), "value")
-        self.select_all.on_click(self._safe(lambda _: [setattr(cb, "value", True) for cb in self._checks.values()]))
+        self.select_all.on_click(self._safe(lambda _: self._check_all()))
         self.send_btn.on_click(self._safe(lambda _: self.send_to_relabel()))
         self.refresh()
+
+    def _check_all(self) -> None:
+        for cb in self._checks.values():
+            cb.value = True
 
     def _safe(self, fn):
         return safe_action(self.status, log)(fn)

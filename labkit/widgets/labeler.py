@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 from jupyter_bbox_widget import BBoxWidget
@@ -17,6 +18,9 @@ from labkit.widgets._canvas import PromptCanvas
 from labkit.widgets._common import safe_action
 from labkit.widgets._render import compose
 from labkit.widgets.session import LabelSession
+
+if TYPE_CHECKING:
+    from labkit.services.project import Project
 
 log = logging.getLogger("labkit.labeler")
 
@@ -62,7 +66,7 @@ class Labeler(w.VBox):
         Labeler(Project.open("demo_project"), annotator="demo-admin")
     """
 
-    def __init__(self, project, *, annotator: str, segmenter=None, queue=None, blind: bool | None = None,
+    def __init__(self, project: Project, *, annotator: str, segmenter=None, queue=None, blind: bool | None = None,
                  prefetch: bool = True):
         self.session = s = LabelSession(project, annotator=annotator, segmenter=segmenter, queue=queue,
                                         blind=blind, prefetch=prefetch)
@@ -318,7 +322,8 @@ class Labeler(w.VBox):
             self.bbox.image_bytes = data
         else:
             self.canvas.image = data
-        self.objects.options = [(f"#{i} {r['label']} · {r['kind']} · {r['worker']}", int(i)) for i, r in objs.iterrows()]
+        listed = zip(objs.index, objs["label"], objs["kind"], objs["worker"])
+        self.objects.options = [(f"#{i} {label} · {kind} · {worker}", int(i)) for i, label, kind, worker in listed]
         if s.candidates is None:
             self.candidates.options = []
         else:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from labkit.services.project import Project
 
 log = logging.getLogger("labkit.labeler")
 
@@ -41,6 +44,13 @@ class _Action:
     old: str | None = None
     new: str | None = None
 
+    @property
+    def target(self) -> int:
+        """The annotation an accept, delete or relabel acted on."""
+        if self.annotation is None:
+            raise RuntimeError(f"a {self.kind!r} step without its annotation cannot be undone")
+        return self.annotation
+
 
 class LabelSession:
     """One annotator labeling a queue of images of a project.
@@ -64,7 +74,7 @@ class LabelSession:
         embeddings, i.e. SAM), into the project's embedding cache.
     """
 
-    def __init__(self, project, *, annotator: str, segmenter: Any = None, queue=None,
+    def __init__(self, project: Project, *, annotator: str, segmenter: Any = None, queue=None,
                  blind: bool | None = None, prefetch: bool = True):
         self.project = project
         self.annotator = annotator
@@ -103,7 +113,11 @@ class LabelSession:
     @property
     def segmenter(self):
         if self._segmenter is None or isinstance(self._segmenter, str):
-            from labkit.models import default_segmenter, load_segmenter, project_cache_dir
+            from labkit.models import (
+                default_segmenter,
+                load_segmenter,
+                project_cache_dir,
+            )
 
             cache = project_cache_dir(self.project)
             self._segmenter = (load_segmenter(self._segmenter, cache_dir=cache) if self._segmenter
@@ -353,14 +367,14 @@ class LabelSession:
             del self.prompts[max(i for i, p in enumerate(self.prompts) if p is a.prompt)]
             self._predict()
         elif a.kind == "accept":
-            self.project.delete_annotation(a.annotation, by=self.annotator)
+            self.project.delete_annotation(a.target, by=self.annotator)
             if a.prompts:  # bring back the prompts, to fix and accept again
                 self.prompts = list(a.prompts)
                 self._predict()
         elif a.kind == "delete":
-            self.project.restore_annotation(a.annotation, by=self.annotator)
+            self.project.restore_annotation(a.target, by=self.annotator)
         elif a.kind == "relabel":
-            self.project.update_annotation(a.annotation, by=self.annotator, label=a.old)
+            self.project.update_annotation(a.target, by=self.annotator, label=a.old)
         self._redo.append(a)
         return a.kind
 
@@ -370,15 +384,16 @@ class LabelSession:
             return None
         a = self._redo.pop()
         if a.kind == "prompt":
-            self.prompts.append(a.prompt)
+            if a.prompt is not None:
+                self.prompts.append(a.prompt)
             self._predict()
         elif a.kind == "accept":
-            self.project.restore_annotation(a.annotation, by=self.annotator)
+            self.project.restore_annotation(a.target, by=self.annotator)
             self._clear_prompts()
         elif a.kind == "delete":
-            self.project.delete_annotation(a.annotation, by=self.annotator)
+            self.project.delete_annotation(a.target, by=self.annotator)
         elif a.kind == "relabel":
-            self.project.update_annotation(a.annotation, by=self.annotator, label=a.new)
+            self.project.update_annotation(a.target, by=self.annotator, label=a.new)
         self._undo.append(a)
         return a.kind
 

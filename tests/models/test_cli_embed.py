@@ -7,7 +7,7 @@ from tests.models.conftest import TEST_SEGMENTER
 
 
 def test_embed_is_resumable(seg_project, registered_tiny, tmp_path):
-    from labkit.cli_embed import embed
+    from labkit.cli.embed import embed
 
     args = ["--project", str(seg_project.root), "--segmenter", TEST_SEGMENTER]
     res = CliRunner().invoke(embed, args, catch_exceptions=False)
@@ -32,7 +32,7 @@ def test_embed_is_resumable(seg_project, registered_tiny, tmp_path):
 
 
 def test_embed_reports_problems(seg_project, registered_tiny, tmp_path, monkeypatch):
-    from labkit.cli_embed import embed
+    from labkit.cli.embed import embed
 
     monkeypatch.delenv("LABKIT_SAM_CHECKPOINT", raising=False)
     res = CliRunner().invoke(embed, ["--project", str(seg_project.root)])

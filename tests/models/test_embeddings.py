@@ -112,7 +112,9 @@ def test_atomic_save_leaves_no_temporary_files(tmp_path, monkeypatch):
         cache.save("def", np.ones((1, 4, 2, 2)))
     assert "def" not in cache
     assert sorted(p.name for p in (tmp_path / "m").rglob("*") if p.is_file()) == ["abc.npy"]
-    stale = tmp_path / "m" / "ab" / ".x.1.2.tmp"
+    from labkit._util.atomic import temp_name
+
+    stale = temp_name(tmp_path / "m" / "ab" / "x.npy")  # left by a write that died
     stale.write_bytes(b"x")
     assert cache.remove_stale_tmp(older_than_s=-1) == 1
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labkit._util.atomic import temp_name
 from labkit.models.embeddings import EmbeddingCache, forget_keys, project_cache_dir, project_image
 
 
@@ -28,9 +29,9 @@ def test_forget_removes_every_model_entry_and_keeps_the_rest(seg_project, tiny_s
         assert seg.encoder_calls == 4
     gone, kept = [keys[1], keys[3]], [keys[2], keys[4]]
     # an interrupted write of a forgotten key, one of a kept key, and a file that is no entry
-    stray = cache_dir / "tiny-a" / gone[0][:2] / f".{gone[0]}.123.456.tmp"
+    stray = temp_name(cache_dir / "tiny-a" / gone[0][:2] / f"{gone[0]}.npy")
     stray.write_bytes(b"partial")
-    other_tmp = cache_dir / "tiny-b" / kept[0][:2] / f".{kept[0]}.123.456.tmp"
+    other_tmp = temp_name(cache_dir / "tiny-b" / kept[0][:2] / f"{kept[0]}.npy")
     other_tmp.write_bytes(b"partial")
     (cache_dir / "onnx").mkdir()
     (cache_dir / "onnx" / "tiny-a.onnx").write_bytes(b"graph")

@@ -66,7 +66,8 @@ def test_imports_stay_light():
     import subprocess
     import sys
 
-    code = ("import sys, labkit.models, labkit.cli_embed; from labkit.models import load_segmenter, Prefetcher, replay; "
+    code = ("import sys, labkit.models, labkit.cli.embed; "
+            "from labkit.models import load_segmenter, Prefetcher, replay; "
             "heavy = [m for m in ('torch', 'segment_anything', 'cv2', 'onnxruntime') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from labkit.cli_pool import issues, pool
+from labkit.cli.pool import issues, pool
 from labkit.models.pool import _torch as T
 
 from .conftest import TINY

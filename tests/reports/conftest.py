@@ -26,7 +26,7 @@ def filled_sheet(audit_dir):
     from labkit import Project
     from labkit.quality.acceptance import load_contract
     from labkit.reports.audit import delivered_labels
-    from labkit.reports.inspection import fill_sheet, plan_inspection, write_sheet
+    from labkit.reports.audit.inspection import fill_sheet, plan_inspection, write_sheet
 
     p = Project.open(audit_dir / "proj")
     plan = plan_inspection(p.images().index, load_contract(audit_dir / "contract.toml"))

@@ -48,7 +48,6 @@ def truth() -> dict[int, str]:
 def build(root: Path):
     """Create the fixture project in ``root/proj``; return the open Project."""
     from labkit import Project
-    from labkit.geometry import encode_rle
 
     root = Path(root)
     img_dir = root / "images"

@@ -6,9 +6,9 @@ import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import fixture_project
 import pytest
 
-import fixture_project
 from labkit.reports import forget_reports, register, registered, run_report
 from labkit.reports.render import external_resources
 

@@ -8,7 +8,6 @@ import pytest
 import sqlalchemy as sa
 
 from labkit import AccessDenied, Project
-from labkit.store import schema as S
 
 from .helpers import snapshot
 
@@ -123,7 +122,7 @@ def test_viewer_reads(team):
     assert len(eve.images()) == 5 and eve.images()["subject"].notna().all()
     assert list(eve.annotations().index) == [team.ben_box]
     assert eve.read_image(4).shape == (30, 40, 3)
-    assert eve.role == "viewer"
+    assert eve.whoami()["role"] == "viewer"
 
 
 def test_annotator_writes_only_its_own_on_assigned_images(team):
@@ -189,7 +188,7 @@ def test_reads_are_logged_once_per_image(team):
 
 def test_non_member_cannot_open(team):
     if team.pg:  # a valid login on the server that no admin mapped to a member
-        with team.admin._engine.begin() as conn:
+        with team.admin.store.ctx.engine.begin() as conn:
             conn.exec_driver_sql(f"CREATE ROLE mallory_{team.tag} LOGIN PASSWORD 'pw-mallory-{team.tag}'")
         with pytest.raises(AccessDenied, match="not a member"):
             Project.open(team.url("mallory"), workdir=team.workdir)

@@ -46,7 +46,7 @@ def test_two_processes_add_500_each(location, tmp_path, image_files):
         time.sleep(0.01)
     (barrier / "go").touch()  # ...then both start writing at once
     outs = [proc.communicate(timeout=280) for proc in procs]
-    for proc, (out, err) in zip(procs, outs):
+    for proc, (_, err) in zip(procs, outs):
         assert proc.returncode == 0, err
         assert "locked" not in err
     df = p.annotations()

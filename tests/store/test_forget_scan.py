@@ -48,7 +48,7 @@ def _scan_tables(project: Project, needles: list[bytes]) -> list[str]:
     """Every row of every table as text (PostgreSQL: the database files are the server's)."""
     texts = [n.decode("utf-32-le") if len(n) % 4 == 0 and b"\0" in n else n.decode() for n in needles]
     hits = []
-    with project._engine.connect() as conn:
+    with project.store.ctx.engine.connect() as conn:
         for t in S.metadata.sorted_tables:
             for row in conn.execute(sa.select(t)):
                 text = repr(tuple(row))

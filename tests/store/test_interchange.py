@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labkit import Project
+from labkit import ImportProblem, Project
 from labkit.formats import FormatError
 from labkit.geometry import decode_rle, encode_rle, geometry_to_mask
-from labkit.store import ImportProblem
 from tests.store.helpers import snapshot
 
 DATA = Path(__file__).parents[1] / "formats" / "data"
@@ -81,7 +80,8 @@ def test_coco_import_then_export_loads_in_pycocotools(project, tmp_path):
            annotations=[{"id": 1, "image_id": 10, "category_id": 1, "bbox": [0, 0, 1, 1]}]), ImportProblem,
      "nowhere.png.*not in the project"),
     (_coco(categories=[{"id": 1, "name": "cow"}], annotations=[
-        {"id": 1, "image_id": 10, "category_id": 1, "bbox": [0, 0, 1, 1]}]), ImportProblem, "unknown classes \\['cow'\\]"),
+        {"id": 1, "image_id": 10, "category_id": 1, "bbox": [0, 0, 1, 1]}]),
+     ImportProblem, "unknown classes \\['cow'\\]"),
     (_coco(annotations=[{"id": 1, "image_id": 10, "category_id": 1, "bbox": [30, 0, 20, 5]}]), ImportProblem,
      "annotations\\[0\\].*outside"),
     (_coco(images=[{"id": 10, "file_name": "img_0.png", "width": 640, "height": 480}], annotations=[]),
@@ -167,7 +167,8 @@ def test_labelstudio_annotators_come_from_the_file(project, tmp_path):
 def _populate(p):
     mask = _mask()
     p.add_annotation(image=1, kind="box", label="cat", annotator="ana", geometry=[1, 2, 11, 10])
-    p.add_annotation(image=1, kind="polygon", label="dog", annotator="ana", geometry=[[2, 2], [20, 2], [20, 20], [2, 20]])
+    p.add_annotation(image=1, kind="polygon", label="dog", annotator="ana",
+                     geometry=[[2, 2], [20, 2], [20, 20], [2, 20]])
     p.add_annotation(image=2, kind="mask", label="bird", annotator="ana", geometry=mask)
     p.add_annotation(image=2, kind="ellipse", label="cat", annotator="ana",
                      geometry={"cx": 20, "cy": 15, "rx": 6, "ry": 4, "angle": 0})
@@ -177,7 +178,7 @@ def _populate(p):
 
 def _objects(p):
     df = p.annotations()
-    return sorted(((int(r.task), r.kind, r.label, json.dumps(r.geometry, sort_keys=True)) for r in df.itertuples()))
+    return sorted((int(r.task), r.kind, r.label, json.dumps(r.geometry, sort_keys=True)) for r in df.itertuples())
 
 
 @pytest.mark.parametrize("fmt, kinds, options", [

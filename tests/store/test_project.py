@@ -5,11 +5,10 @@ import hashlib
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from PIL import Image
 
 from labkit import ImageError, Project, ProjectError
-from labkit.geometry import GeometryError, decode_rle, encode_rle
+from labkit.geometry import GeometryError, decode_rle
 from tests.store.helpers import snapshot
 
 
@@ -27,7 +26,7 @@ def test_create_open_roundtrip(location, tmp_path):
 
 def test_sqlite_is_wal(tmp_path):
     p = Project.create(tmp_path / "p", classes=["a"])
-    with p._engine.connect() as conn:
+    with p.store.ctx.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert (tmp_path / "p" / "project.db").exists()
 
@@ -56,7 +55,8 @@ def test_add_images_records_hash_and_size(project, image_files):
 def test_add_images_folder_split_subject_attributes(location, tmp_path):
     from tests.conftest import write_image
 
-    files = [write_image(tmp_path / "f" / "sub" / f"{c}.png", seed=i) for i, c in enumerate("cab")]
+    for i, c in enumerate("cab"):
+        write_image(tmp_path / "f" / "sub" / f"{c}.png", seed=i)
     p = Project.create(location, classes=["x"], workdir=tmp_path / "w")
     ids = p.add_images(tmp_path / "f", split="train", subject=["s1", "s2", "s3"],
                        attributes={"inst": "S"})
@@ -105,6 +105,12 @@ def test_annotators_and_roles(project):
         project.add_annotator("x", role="owner")
     with pytest.raises(ProjectError, match="already exists"):
         project.add_annotator("ana")
+
+
+def test_role_is_read_with_whoami_and_the_old_property_warns(project):
+    assert project.whoami()["role"] == "admin"
+    with pytest.warns(DeprecationWarning, match=r"use project.whoami\(\)\['role'\]"):
+        assert project.role == "admin"
 
 
 def test_every_kind_roundtrips(project):

@@ -78,7 +78,7 @@ def test_retention_and_privacy_report(people):
     assert people.retention() is None
     people.set_retention(30, by=people.user)
     assert people.retention() == 30
-    with people._engine.begin() as conn:  # p1's images were collected 45 days ago
+    with people.store.ctx.engine.begin() as conn:  # p1's images were collected 45 days ago
         conn.execute(sa.update(S.images).where(S.images.c.subject == "p1")
                      .values(added_at=datetime.now(timezone.utc) - timedelta(days=45)))
     people.withdraw_consent("p3", by=people.user)
@@ -147,7 +147,7 @@ def test_migrate_v1_project(tmp_path, image_files):
     assert "backed up" in res.output and "founder" in res.output
     assert list(loc.glob("project.db.v1.*.bak"))
     q = Project.open(loc, user="founder")
-    assert q.role == "admin" and q.subjects().loc["p1", "consent"] == "unknown"
+    assert q.whoami()["role"] == "admin" and q.subjects().loc["p1", "consent"] == "unknown"
     assert len(q.annotations()) == 1 and len(q.images()) == 5
     q.close()
 
@@ -159,7 +159,7 @@ def test_migrate_v1_project_on_postgresql(pg_url, tmp_path, image_files):
     p = Project.create(pg_url, classes=["cat"], user="founder", workdir=tmp_path / "w")
     p.add_annotator("ana")
     p.add_images(image_files, subject="p1")
-    with p._engine.begin() as conn:  # back to what schema 1 had: no RLS, subjects, logins or creator row
+    with p.store.ctx.engine.begin() as conn:  # back to what schema 1 had: no RLS, subjects, logins or creator row
         for t, policies in {"annotations": ("lk_read", "lk_insert", "lk_update"),
                             "annotation_history": ("lk_read", "lk_insert"),
                             "assignments": ("lk_read", "lk_update"), "images": ("lk_read", "lk_update"),
@@ -180,6 +180,6 @@ def test_migrate_v1_project_on_postgresql(pg_url, tmp_path, image_files):
     steps = migrate(pg_url)
     assert any("row-level security" in s for s in steps) and any("founder" in s for s in steps)
     q = Project.open(pg_url, workdir=tmp_path / "w")
-    assert q.user == "founder" and q.role == "admin" and q.subjects().loc["p1", "consent"] == "unknown"
+    assert q.user == "founder" and q.whoami()["role"] == "admin" and q.subjects().loc["p1", "consent"] == "unknown"
     q.add_annotator("ben", role="annotator", password="pw-ben-migrated", db_user=f"ben_{uuid.uuid4().hex[:6]}")
     q.close()

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from labkit import Project
-from labkit.cli_verify import verify
+from labkit.cli.verify import verify
+from labkit.services.verify import COLUMNS, verify_project
 from labkit.store.images import sha256_file
-from labkit.store.verify import COLUMNS, verify_project
 from tests.conftest import write_image
 from tests.store.helpers import snapshot
 

@@ -1,0 +1,64 @@
+"""``labkit verify``: re-hash a project's files; exit 1 if any changed, is missing or unreadable."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from labkit.cli._common import PROJECT, open_project
+
+#: Exit codes: 0 every file matches; 1 a file changed, is missing or unreadable; 2 cannot verify.
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+
+
+class CannotVerify(click.ClickException):
+    """The project cannot be opened, so nothing was checked (exit status 2)."""
+
+    exit_code = EXIT_ERROR
+
+
+_SHOWN = ["status", "kind", "image", "member", "path", "expected", "actual", "error"]
+
+
+@click.command("verify")
+@PROJECT
+@click.option("--all", "show_all", is_flag=True, help="List every file checked, not only the problems.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (summary and files).")
+def verify(project, show_all, as_json):
+    """Re-hash every image and trained-pool weight file and compare with the recorded sha256.
+
+    Prints the files that changed, are missing or cannot be read, then a summary.
+    Exit status: 0 when every file matches, 1 when any does not (use it to gate CI),
+    2 when the project cannot be opened.
+    """
+    from labkit.services.verify import verify_project
+
+    p = open_project(project, error=CannotVerify)
+    try:
+        report = verify_project(p)
+    finally:
+        p.close()
+    summary = report.attrs["summary"]
+    shown = report if show_all else report[report["status"] != "ok"]
+    if as_json:
+        files = json.loads(shown.to_json(orient="records", date_format="iso"))
+        click.echo(json.dumps({"project": str(project), "summary": summary, "files": files}, indent=2))
+    else:
+        if len(shown):
+            table = shown.assign(expected=shown["expected_sha256"].str[:12],
+                                 actual=shown["actual_sha256"].str[:12])[_SHOWN]
+            table = table[[c for c in _SHOWN if c in ("status", "kind", "path") or table[c].notna().any()]]
+            click.echo(table.astype(object).where(table.notna(), "-").to_string(index=False))
+        click.echo(_summary_line(report))
+    ctx = click.get_current_context()
+    ctx.exit(EXIT_OK if summary["ok"] == len(report) else EXIT_MISMATCH)
+
+
+def _summary_line(report) -> str:
+    s = report.attrs["summary"]
+    kinds = report["kind"].value_counts()
+    what = f"{kinds.get('image', 0)} images, {kinds.get('pool_weights', 0)} pool weight files"
+    if s["ok"] == len(report):
+        return f"OK: all {len(report)} files match their recorded sha256 ({what})"
+    bad = ", ".join(f"{s[k]} {k}" for k in ("changed", "missing", "unreadable") if s[k])
+    return f"FAILED: {bad}; {s['ok']} of {len(report)} files match ({what})"

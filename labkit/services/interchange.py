@@ -1,0 +1,348 @@
+"""Import and export of annotation files, through the readers/writers of ``labkit.formats``.
+
+An import validates everything against the project first (images present, sizes equal,
+classes known, geometry in bounds) and then writes images, annotators and annotations
+in one transaction: it lands whole or not at all.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import sqlalchemy as sa
+
+from labkit.geometry import normalize_geometry
+from labkit.services.export_images import (
+    Pseudonyms,
+    anonymized_keys,
+    images_folder,
+    write_images,
+)
+from labkit.store import schema as S
+from labkit.store.errors import ImageError
+from labkit.store.files import inspect_images
+from labkit.store.protocol import StoredProject
+
+__all__ = ["ImportProblem", "ImportSummary", "export", "import_annotations"]
+
+_MAX_PROBLEMS = 30
+
+
+class ImportProblem(ValueError):
+    """An annotation file does not fit the project; nothing was imported."""
+
+
+@dataclass
+class ImportSummary:
+    """What an import added."""
+    images_added: int = 0
+    annotations_added: int = 0
+    annotators_added: list[str] = field(default_factory=list)
+    images_updated: int = 0
+
+    def __str__(self) -> str:
+        return (f"{self.annotations_added} annotations, {self.images_added} new images, "
+                f"{self.images_updated} images with new attributes, "
+                f"{len(self.annotators_added)} new annotators")
+
+
+def _fail(path, problems: list[str]) -> None:
+    more = f"\n  ... and {len(problems) - _MAX_PROBLEMS} more" if len(problems) > _MAX_PROBLEMS else ""
+    raise ImportProblem(f"cannot import {path}: {len(problems)} problem(s); the project is unchanged:\n  "
+                        + "\n  ".join(problems[:_MAX_PROBLEMS]) + more)
+
+
+class _ImageIndex:
+    """Match a file's image keys to project images: exact stored path, path suffix, basename."""
+
+    def __init__(self, rows: list[Any]):
+        self.by_path = {r.path: r for r in rows}
+        self.by_name: dict[str, list] = {}
+        for r in rows:
+            self.by_name.setdefault(PurePosixPath(r.path).name, []).append(r)
+
+    def find(self, key: str):
+        key = key.replace("\\", "/")
+        if key in self.by_path:
+            return self.by_path[key], None
+        cands = self.by_name.get(PurePosixPath(key).name, [])
+        if len(cands) > 1:
+            suffix = [r for r in cands if r.path.endswith("/" + key.lstrip("./")) or r.path == key]
+            if len(suffix) == 1:
+                return suffix[0], None
+            return None, f"matches {len(cands)} project images by file name ({[r.path for r in cands][:3]}); " \
+                         "use paths in the file that tell them apart"
+        return (cands[0], None) if cands else (None, None)
+
+
+def import_annotations(project: StoredProject, path: str | Path, *, format: str, annotator: str | None = None,
+                       images_dir: str | Path | None = None, add_classes: bool = False,
+                       source: str | None = None, **reader_options: Any) -> ImportSummary:
+    """Import an annotation file made by another tool, in one transaction.
+
+    Parameters
+    ----------
+    path : path
+        The file (or folder, for per-image formats such as ``aihub``).
+    format : str
+        One of :func:`labkit.formats.list_formats` with a reader.
+    annotator : str, optional
+        Who the annotations are attributed to (created as an ``annotator`` if new).
+        Required unless the file names its annotators (Label Studio's ``completed_by``),
+        which then become annotators named ``"<format>:<id>"``.
+    images_dir : path, optional
+        Where to find images the file mentions that are not yet in the project; they
+        are added in the same transaction. Without it, such images are an error.
+    add_classes : bool
+        Add classes the project does not have yet, instead of failing.
+    source : str, optional
+        Provenance source (default ``"import:<format>"``).
+    **reader_options
+        Passed to the format's reader. Readers that need image sizes (YOLO) get the
+        project's own, keyed by file name, unless ``image_sizes`` is given.
+
+    Raises
+    ------
+    labkit.formats.FormatError
+        The file itself is malformed (truncated, missing keys, bad records).
+    ImportProblem
+        The file does not fit the project (missing images, size mismatch, unknown
+        classes, geometry out of bounds). The message lists every problem.
+    """
+    from labkit.formats import get_reader
+
+    store, policy = project.store, project.store.ctx.policy
+    path = Path(path)
+    store.ctx.require("import_annotations", "admin", what="import annotations")
+    reader = get_reader(format)
+    if "image_sizes" in inspect.signature(reader).parameters and "image_sizes" not in reader_options:
+        imgs = project.images()
+        reader_options["image_sizes"] = {PurePosixPath(p).name: (int(w), int(h)) for p, w, h in
+                                         zip(imgs["path"], imgs["width"], imgs["height"])}
+    ds = reader(path, **reader_options)
+    source = source or f"import:{format}"
+    problems: list[str] = []
+
+    with store.ctx.connect() as conn:
+        index = _ImageIndex(store.images.all_rows(conn))
+        class_ids = store.classes.ids(conn)
+        known_annotators = {r.name: r for r in conn.execute(sa.select(S.annotators))}
+
+    # 1. images: match, or find on disk under images_dir
+    matched: dict[str, Any] = {}
+    to_add: dict[str, Path] = {}
+    for rec in ds.images:
+        row, why = index.find(rec.key)
+        if why:
+            problems.append(f"{rec.where or rec.key}: image {rec.key!r} {why}")
+        elif row is not None:
+            matched[rec.key] = row
+            if rec.width and rec.height and (rec.width, rec.height) != (row.width, row.height):
+                problems.append(f"{rec.where or rec.key}: image {rec.key!r} is {rec.width}x{rec.height} in the "
+                                f"file but {row.width}x{row.height} in the project (a different image?)")
+        elif images_dir is not None:
+            cand = Path(images_dir) / rec.key
+            cand = cand if cand.exists() else Path(images_dir) / PurePosixPath(rec.key.replace("\\", "/")).name
+            if cand.exists():
+                to_add[rec.key] = cand
+            else:
+                problems.append(f"{rec.where or rec.key}: image {rec.key!r} is neither in the project nor in "
+                                f"{images_dir}")
+        else:
+            problems.append(f"{rec.where or rec.key}: image {rec.key!r} is not in the project; add it first "
+                            "(project.add_images) or pass images_dir=")
+    new_infos = {}
+    if to_add and not problems:
+        try:
+            new_infos = dict(zip(to_add, inspect_images(list(to_add.values()))))
+        except ImageError as exc:
+            problems.append(str(exc))
+    records = {rec.key: rec for rec in ds.images}
+    sizes = {k: (r.width, r.height) for k, r in matched.items()}
+    sizes.update({k: (i.width, i.height) for k, i in new_infos.items()})
+    for k, info in new_infos.items():
+        rec = records[k]
+        if rec.width and rec.height and (rec.width, rec.height) != (info.width, info.height):
+            problems.append(f"{rec.where or k}: image {k!r} is {rec.width}x{rec.height} in the file but "
+                            f"{info.width}x{info.height} on disk")
+
+    # 2. classes
+    unknown = [c for c in dict.fromkeys([o.label for o in ds.objects] + list(ds.classes))
+               if c not in class_ids]
+    used_unknown = sorted({o.label for o in ds.objects} - set(class_ids))
+    if used_unknown and not add_classes:
+        problems.append(f"unknown classes {used_unknown[:20]} (project has {list(class_ids)[:20]}); "
+                        "add them with project.add_classes([...]) or pass add_classes=True")
+    new_classes = [c for c in unknown if c in {o.label for o in ds.objects}] if add_classes else []
+
+    # 3. annotators
+    if annotator is None and any(o.worker is None for o in ds.objects):
+        problems.append(f"the {format} file does not name an annotator for every annotation; "
+                        "pass annotator='name'")
+    worker_names = [annotator] if annotator else sorted({f"{format}:{o.worker}" for o in ds.objects})
+    simulated = [n for n in worker_names if n in known_annotators and known_annotators[n].simulated]
+    if simulated:
+        problems.append(f"annotators {simulated} are simulated; imported annotations are real work")
+
+    # 4. objects: geometry against the image size
+    prepared = []
+    for o in ds.objects:
+        where = o.where or o.image_key
+        if o.image_key not in sizes:
+            if o.image_key not in records:
+                problems.append(f"{where}: refers to image {o.image_key!r}, which the file does not list")
+            continue
+        w, h = sizes[o.image_key]
+        try:
+            geom = None if o.kind == "label" else normalize_geometry(o.kind, o.geometry, width=w, height=h)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        prepared.append((o, geom))
+    if problems:
+        _fail(path, problems)
+
+    def fn(conn: sa.Connection) -> ImportSummary:
+        policy.require_admin(conn, "import_annotations", "import annotations")
+        summary = ImportSummary()
+        consents = store.subjects.register(
+            conn, [records[k].subject for k in new_infos]
+            + [records[k].subject for k, r in matched.items() if r.subject is None], consent="unknown",
+            purpose=None)
+        store.classes.append(conn, new_classes)
+        cids = store.classes.ids(conn)
+        aids, summary.annotators_added = store.members.ensure(conn, worker_names)
+        new_ids = store.images.insert(conn, list(new_infos.values()), split=None,
+                                      subjects=[records[k].subject for k in new_infos],
+                                      attributes=[records[k].attributes for k in new_infos], consents=consents)
+        image_ids = {**{k: r.id for k, r in matched.items()}, **dict(zip(new_infos, new_ids))}
+        summary.images_added = len(new_ids)
+        for k, row in matched.items():  # fill in attributes/subject the file adds
+            rec = records[k]
+            summary.images_updated += store.images.fill_in(conn, row, attributes=rec.attributes,
+                                                           subject=rec.subject, consents=consents)
+        rows = []
+        for o, geom in prepared:
+            who = annotator or f"{format}:{o.worker}"
+            rows.append({"image_id": image_ids[o.image_key], "annotator_id": aids[who], "kind": o.kind,
+                         "class_id": cids[o.label], "geometry": geom, "score": o.score, "source": source,
+                         "provenance": {**dict(o.provenance or {}), "import": {"format": format,
+                                                                                "file": str(path)}}})
+        store.annotations.insert_rows(conn, rows)
+        summary.annotations_added = len(rows)
+        store.ctx.audit(conn, "import_annotations", target="annotations", format=format, file=str(path),
+                        annotations=len(rows), images_added=summary.images_added,
+                        annotators_added=summary.annotators_added, classes_added=new_classes)
+        return summary
+    return store.ctx.write(fn)
+
+def export(project: StoredProject, path: str | Path, *, format: str, kinds: list[str] | None = None,
+           annotators: list[str] | None = None, include_simulated: bool = True,
+           images: bool | str | Path = False, anonymize: str | None = None,
+           strip_metadata: bool = False, salt: str | None = None, recipient: str | None = None,
+           progress: bool = True, **options: Any) -> Path:
+    """Write the project's current (not deleted) annotations in another tool's format.
+
+    Images whose subject withdrew consent are never exported. Admins only; every
+    export is recorded in the audit log (with ``recipient``) for the privacy report.
+
+    Parameters
+    ----------
+    path : path
+        Output file or folder (per the format).
+    format : str
+        One of :func:`labkit.formats.list_formats` with a writer.
+    kinds, annotators : list of str, optional
+        Restrict what is exported.
+    include_simulated : bool
+        Export simulated annotators' work too (default True; it stays marked in provenance).
+    images : bool or path
+        Also write the image files: to this folder, or (``True``) to ``images/`` next
+        to the annotation file (inside it, for folder formats).
+    anonymize : {None, "faces"}
+        ``"faces"``: detect faces (OpenCV's Haar cascades, frontal and profile) and
+        blur them in every exported image; replace subject ids and annotator names
+        by salted pseudonyms, image file names by neutral ones, and drop provenance
+        (which can hold paths and hashes of the originals). Implies ``images`` and
+        ``strip_metadata``.
+    strip_metadata : bool
+        Write images from their decoded pixels only: no EXIF (GPS, camera, time), XMP,
+        ICC or text chunks. Implies ``images``.
+    salt : str, optional
+        Pseudonym salt. Default: a new random one per export, never stored, so two
+        exports cannot be linked; pass the same salt to make them linkable.
+    recipient : str, optional
+        Who receives the data, for the audit log (seed 003: recipients are named).
+    **options
+        Passed to the writer (e.g. ``task="segment"`` for YOLO).
+
+    Examples
+    --------
+    ``project.export("out/coco.json", format="coco", anonymize="faces", strip_metadata=True,
+    recipient="partner lab")`` writes ``out/coco.json`` and ``out/images/``, with faces
+    blurred and metadata removed, and ``out/coco.json.images.json`` saying how many.
+    """
+    from labkit.formats import Dataset, ImageRecord, ObjectRecord, get_writer
+
+    if anonymize not in (None, "faces"):
+        raise ValueError(f"anonymize must be None or 'faces', got {anonymize!r}")
+    writer = get_writer(format)
+    project.store.ctx.require("export", "admin", what="export data")
+    imgs = project.images()
+    ann = project.annotations()
+    if kinds is not None:
+        ann = ann[ann["kind"].isin(kinds)]
+    if annotators is not None:
+        ann = ann[ann["worker"].isin(annotators)]
+    if not include_simulated:
+        ann = ann[~ann["simulated"]]
+    out = Path(path)
+    anon = anonymize is not None
+    keys = anonymized_keys(imgs["path"]) if anon else _image_keys(imgs["path"])
+    names = Pseudonyms(salt) if anon else None
+    everyone = set(project.images(include_withdrawn=True)["subject"].dropna()) if anon else set()
+
+    def subj(s: Any) -> Any:
+        return names("s", s) if names is not None else s
+
+    def worker(w: str) -> str:
+        return names("a", w) if names is not None else w
+
+    def attributes(a: Any) -> dict:
+        return names.attributes(a, everyone) if names is not None else dict(a or {})
+    ds = Dataset(
+        images=[ImageRecord(key=keys[i], width=int(r.width), height=int(r.height),
+                            attributes=attributes(r.attributes),
+                            subject=subj(r.subject), where=f"image {i}")
+                for i, r in imgs.iterrows()],
+        objects=[ObjectRecord(image_key=keys[r.task], kind=r.kind, label=r.label, geometry=r.geometry,
+                              score=None if r.score != r.score else r.score,
+                              worker=worker(r.worker),
+                              provenance={} if anon else dict(r.provenance or {}), where=f"annotation {aid}")
+                 for aid, r in ann.iterrows()],
+        classes=project.classes())
+    stats = None
+    if images is not False or anon or strip_metadata:
+        folder = images_folder(out, format, images)
+        files = project.image_files(list(imgs.index), purpose=f"export ({format})")
+        stats = write_images(files, keys, folder, faces=anon, strip=bool(strip_metadata or anon),
+                             summary=out.parent / f"{out.name}.images.json", progress=progress)
+    writer(ds, out, **options)
+    project.store.ctx.write(lambda conn: project.store.ctx.audit(
+        conn, "export", format=format, path=str(out), annotations=len(ds.objects), images=len(ds.images),
+        anonymize=anonymize, strip_metadata=bool(strip_metadata or anon), recipient=recipient,
+        image_files=None if stats is None else stats.get("images"),
+        faces_blurred=None if stats is None else stats.get("faces_blurred")))
+    return out
+
+
+def _image_keys(paths) -> dict[int, str]:
+    """File names when unique, else paths relative to the images' common folder."""
+    names = {i: PurePosixPath(p).name for i, p in paths.items()}
+    if len(set(names.values())) == len(names):
+        return names
+    common = os.path.commonpath([str(p) for p in paths.values]) if len(paths) else ""
+    return {i: PurePosixPath(os.path.relpath(p, common) if common else p).as_posix() for i, p in paths.items()}

@@ -1,0 +1,177 @@
+"""Tamper evidence: re-hash every file a project depends on and compare with what was recorded.
+
+Two kinds of file are checked against the sha256 recorded when they entered the project:
+
+- ``"image"``: every row of the ``images`` table (read directly, so no image escapes the
+  check through a filter of :meth:`Project.images`), hashed at import;
+- ``"pool_weights"``: the weight files of every trained model pool,
+  ``<root>/pool/<name>/pool.json``, hashed when the pool was trained.
+
+A ``pool.json`` that cannot be read is itself reported (kind ``"pool_manifest"``).
+"""
+from __future__ import annotations
+
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from labkit._util.hashing import sha256_file
+from labkit.models.pool.manifest import pool_weight_files
+from labkit.store.protocol import StoredProject
+
+__all__ = ["STATUSES", "verify", "verify_project"]
+
+#: Every status :func:`verify_project` reports, best first.
+STATUSES = ("ok", "changed", "missing", "unreadable")
+COLUMNS = ["kind", "image", "pool", "member", "path", "status", "expected_sha256", "actual_sha256",
+           "size", "mtime", "error"]
+
+
+class _Target(NamedTuple):
+    kind: str
+    image: int | None
+    pool: str | None
+    member: str | None
+    path: Path
+    expected: str | None
+
+
+class _Found(NamedTuple):
+    status: str
+    actual: str | None
+    size: int | None
+    mtime: float | None
+    error: str | None
+
+
+def verify(project: StoredProject, *, progress: bool = True) -> pd.DataFrame:
+    """Re-hash every image file and trained model weight; one row per file with its status.
+
+    ``ok``, ``changed``, ``missing`` or ``unreadable`` against the hash recorded at
+    import; ``df.attrs["summary"]`` counts them. Admins and viewers. ``labkit verify
+    --project P`` prints the problems and exits 1 if there are any. See :func:`verify_project`.
+    """
+    project.store.ctx.require("verify", "admin", "viewer", what="verify the project's files")
+    return verify_project(project, progress=progress)
+
+
+def verify_project(project: StoredProject, *, progress: bool = True, workers: int = 4) -> pd.DataFrame:
+    """Re-hash every image and trained-pool weight file of ``project``; one row per file.
+
+    Parameters
+    ----------
+    project : labkit.Project
+    progress : bool, default True
+        Show a tqdm progress bar (for 50 files or more).
+    workers : int, default 4
+        Threads hashing files (hashlib releases the GIL while it hashes).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per file, images first (by id), then pool weights (by pool, member,
+        fold), with columns:
+
+        - ``kind``: ``"image"``, ``"pool_weights"`` or ``"pool_manifest"``;
+        - ``image``: the image id (``<NA>`` for pool files);
+        - ``pool``, ``member``: the pool's folder name and member name (``None`` for images);
+        - ``path``: the absolute path checked;
+        - ``status``: ``"ok"`` (same bytes), ``"changed"`` (other bytes), ``"missing"``
+          (no file) or ``"unreadable"`` (a file that cannot be read, not a regular
+          file, or a ``pool.json`` that cannot be parsed);
+        - ``expected_sha256``, ``actual_sha256``: recorded and current hashes (actual is
+          ``None`` unless the file was read);
+        - ``size`` (bytes) and ``mtime`` (UTC) of the file as found, ``<NA>``/``NaT`` if missing;
+        - ``error``: why a file is unreadable, else ``None``.
+
+        Text columns are ``object`` dtype, with ``None`` where there is no value.
+
+        ``df.attrs["summary"]`` counts the rows per status (every status, zeros included).
+        Nothing in the project is changed.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from labkit import Project
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> for name in ("a", "b"):
+    ...     Image.fromarray(np.full((8, 8, 3), ord(name), np.uint8)).save(tmp / f"{name}.png")
+    >>> p = Project.create(tmp / "proj", classes=["cat", "dog"])
+    >>> p.add_images([tmp / "a.png", tmp / "b.png"], progress=False)
+    [1, 2]
+    >>> (tmp / "b.png").unlink()
+    >>> report = verify_project(p, progress=False)
+    >>> report[["kind", "image", "status"]]
+        kind  image   status
+    0  image      1       ok
+    1  image      2  missing
+    >>> report.attrs["summary"]
+    {'ok': 1, 'changed': 0, 'missing': 1, 'unreadable': 0}
+    >>> p.close()
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers is {workers!r}; expected a positive integer (threads hashing files)")
+    if not hasattr(project, "store") or not hasattr(project.store, "images"):
+        raise TypeError(f"project is a {type(project).__name__}; expected a labkit.Project "
+                        "(Project.open(location))")
+    targets = _image_targets(project)
+    pool_targets, manifest_rows = _pool_targets(Path(project.root))
+    targets += pool_targets
+    found = _check_all(targets, progress=progress, workers=workers)
+    rows = [(t.kind, t.image, t.pool, t.member, str(t.path), f.status, t.expected, f.actual, f.size,
+             f.mtime, f.error) for t, f in zip(targets, found)]
+    # object columns, so "no value" is None in text columns (pandas' str dtype would make it NaN)
+    df = pd.DataFrame(rows + manifest_rows, columns=COLUMNS, dtype=object)
+    df["image"] = df["image"].astype("Int64")
+    df["size"] = df["size"].astype("Int64")
+    df["mtime"] = pd.to_datetime(df["mtime"].astype("float64"), unit="s", utc=True)
+    counts = df["status"].value_counts()
+    df.attrs["summary"] = {s: int(counts.get(s, 0)) for s in STATUSES}
+    return df
+
+
+def _image_targets(project: StoredProject) -> list[_Target]:
+    with project.store.ctx.connect() as conn:
+        rows = project.store.images.all_files(conn)
+    return [_Target("image", image, None, None, path, sha256) for image, path, sha256 in rows]
+
+
+def _pool_targets(root: Path) -> tuple[list[_Target], list[tuple]]:
+    """Weight files listed by every ``pool/*/pool.json``; unreadable manifests as finished rows."""
+    files, bad = pool_weight_files(root)
+    targets = [_Target("pool_weights", None, f.pool, f.member, f.path, f.sha256) for f in files]
+    rows = [("pool_manifest", None, b.pool, None, str(b.manifest), "unreadable", None, None, None, None, b.error)
+            for b in bad]
+    return targets, rows
+
+
+def _check_all(targets: list[_Target], *, progress: bool, workers: int) -> list[_Found]:
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(tqdm(pool.map(_check, targets), total=len(targets), desc="verifying files",
+                         unit="file", disable=not progress or len(targets) < 50))
+
+
+def _check(target: _Target) -> _Found:
+    try:
+        st = os.stat(target.path)
+    except (FileNotFoundError, NotADirectoryError):
+        return _Found("missing", None, None, None, None)
+    except OSError as exc:
+        return _Found("unreadable", None, None, None, f"{type(exc).__name__}: {exc.strerror or exc}")
+    if not stat.S_ISREG(st.st_mode):
+        return _Found("unreadable", None, None, st.st_mtime, "not a regular file")
+    try:
+        actual = sha256_file(target.path)
+    except (FileNotFoundError, NotADirectoryError):  # deleted since the stat
+        return _Found("missing", None, None, None, None)
+    except OSError as exc:
+        return _Found("unreadable", None, st.st_size, st.st_mtime, f"{type(exc).__name__}: {exc.strerror or exc}")
+    return _Found("ok" if actual == target.expected else "changed", actual, st.st_size, st.st_mtime, None)

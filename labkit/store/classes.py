@@ -1,0 +1,64 @@
+"""The taxonomy: class names in display order."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from labkit.store import schema as S
+from labkit.store.context import StoreContext
+from labkit.store.errors import ProjectError
+
+__all__ = ["ClassRepository", "check_class_names"]
+
+
+class ClassRepository:
+    """The project's classes (table ``classes``)."""
+
+    def __init__(self, ctx: StoreContext):
+        self._ctx = ctx
+
+    def names(self) -> list[str]:
+        """Class names in display order."""
+        with self._ctx.connect() as conn:
+            return list(conn.execute(sa.select(S.classes.c.name).order_by(S.classes.c.position)).scalars())
+
+    def add(self, names: Sequence[str]) -> None:
+        """Append classes to the taxonomy (existing names are an error). Admins only."""
+        names = check_class_names(names)
+
+        def fn(conn: sa.Connection) -> None:
+            self._ctx.policy.require_admin(conn, "add_classes", "change the taxonomy")
+            have = self.ids(conn)
+            dup = [n for n in names if n in have]
+            if dup:
+                raise ProjectError(f"classes already in the project: {dup}")
+            self.append(conn, names)
+            self._ctx.audit(conn, "add_classes", target="classes", classes=list(names))
+        self._ctx.write(fn)
+
+    # ------------------------------------------------- inside a transaction --
+    def ids(self, conn: sa.Connection) -> dict[str, int]:
+        """``{name: id}`` of every class."""
+        return dict(conn.execute(sa.select(S.classes.c.name, S.classes.c.id)).all())
+
+    def append(self, conn: sa.Connection, names: Sequence[str]) -> None:
+        """Insert new classes after the last one (the caller checked names and rights)."""
+        if not names:
+            return
+        start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(S.classes.c.position), -1))).scalar_one() + 1
+        conn.execute(sa.insert(S.classes), [{"name": n, "position": start + i} for i, n in enumerate(names)])
+
+
+def check_class_names(names: Sequence[str]) -> list[str]:
+    """``names`` as a list, if they are unique non-empty strings; else ProjectError."""
+    if isinstance(names, str) or not isinstance(names, Sequence) and not hasattr(names, "__iter__"):
+        raise ProjectError(f"classes must be a list of names, got {names!r}")
+    names = list(names)
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise ProjectError(f"class names must be non-empty strings; got {bad}")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ProjectError(f"class names must be unique; repeated: {dup}")
+    return names
