@@ -9,7 +9,7 @@ segment_anything nor OpenCV.
 """
 from __future__ import annotations
 
-from labkit._lazy import lazy_exports
+from labkit._util.lazy import lazy_exports
 
 _SEG = "labkit.models.segmenters"
 _LAZY = {

@@ -3,7 +3,8 @@
 One ``.npy`` file per (model id, image key) under ``<cache_dir>/<model_id>/<key[:2]>/``:
 float16, uncompressed (``np.savez_compressed`` saves ~7% and makes loads ~60x slower),
 written to a temporary file and renamed into place, so a reader never sees a partial
-entry and an interrupted write leaves nothing behind but a stray ``.tmp`` file.
+entry and an interrupted write leaves nothing behind but a stray temporary file
+(:mod:`labkit._util.atomic`).
 
 The *image key* is any stable content id. labkit uses the project's ``sha256`` of the
 image file (``project.images()["sha256"]``, see :func:`project_image`); for an array
@@ -25,14 +26,18 @@ import hashlib
 import logging
 import os
 import re
-import threading
 import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from labkit._util.atomic import atomic_path, temp_glob
+
+if TYPE_CHECKING:
+    from labkit.store.protocol import ProjectLike
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +60,15 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("labkit")) / "embeddings"
 
 
-def project_cache_dir(project: Any) -> Path:
+def project_cache_dir(project: ProjectLike | str | os.PathLike) -> Path:
     """The embedding cache inside a project's folder: ``<project.root>/cache/embeddings``.
 
-    Pass it as ``cache_dir`` to :func:`~labkit.models.load_segmenter` so the labeler, the
+    ``project`` is a project or its folder. Pass the result as ``cache_dir`` to
+    :func:`~labkit.models.load_segmenter` so the labeler, the
     :class:`~labkit.models.Prefetcher` and ``labkit embed`` share one cache.
     """
-    return Path(project.root) / "cache" / "embeddings"
+    root = project if isinstance(project, (str, os.PathLike)) else project.root
+    return Path(root) / "cache" / "embeddings"
 
 
 def image_key(image: np.ndarray) -> str:
@@ -75,11 +82,11 @@ def image_key(image: np.ndarray) -> str:
     """
     a = np.ascontiguousarray(image)
     h = hashlib.sha256(f"{a.shape}:{a.dtype.str}:".encode())
-    h.update(memoryview(a).cast("B"))
+    h.update(a.data.cast("B"))
     return h.hexdigest()
 
 
-def project_image(project: Any, image: int, *, sha256: str | None = None) -> tuple[np.ndarray, str]:
+def project_image(project: ProjectLike, image: int, *, sha256: str | None = None) -> tuple[np.ndarray, str]:
     """Read one project image and its cache key (the file's sha256 stored in the project).
 
     Parameters
@@ -156,7 +163,7 @@ class EmbeddingCache:
         """Keys of every stored entry (sorted)."""
         if not self.folder.is_dir():
             return []
-        return sorted(p.stem for p in self.folder.glob("*/*.npy"))
+        return sorted(p.stem for p in self.folder.glob("*/[!.]*.npy"))
 
     def load(self, key: str) -> np.ndarray | None:
         """The stored float16 embedding, or None when missing.
@@ -183,15 +190,8 @@ class EmbeddingCache:
         if self.shape is not None and arr.shape != self.shape:
             raise ValueError(f"embedding has shape {arr.shape}, but this cache holds {self.shape}")
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                np.save(f, arr, allow_pickle=False)
-            os.replace(tmp, path)  # atomic on POSIX and Windows
-        finally:
-            if tmp.exists():
-                tmp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            np.save(tmp, arr, allow_pickle=False)
         return path
 
     def remove_stale_tmp(self, older_than_s: float = _STALE_TMP_S) -> int:
@@ -200,7 +200,7 @@ class EmbeddingCache:
             return 0
         cutoff = time.time() - older_than_s
         n = 0
-        for p in self.folder.glob("*/.*.tmp"):
+        for p in self.folder.glob(f"*/{temp_glob()}"):
             try:
                 if p.stat().st_mtime < cutoff:
                     p.unlink()
@@ -219,7 +219,7 @@ def forget_keys(cache_dir: str | Path, keys: Iterable[str]) -> dict[str, int]:
     """Delete every cached embedding of ``keys``, under every model id: erasing images.
 
     Removes ``<cache_dir>/<model_id>/<key[:2]>/<key>.npy`` for each model folder, and the
-    temporary files of writes of those keys (``.<key>.<pid>.<thread>.tmp``), whatever
+    temporary files of writes of those keys (:func:`labkit._util.atomic.temp_glob`), whatever
     their age. Idempotent: keys with nothing cached count zero. Use it when images leave
     a project (right to erasure); the cache of a project is :func:`project_cache_dir`.
 
@@ -262,7 +262,7 @@ def forget_keys(cache_dir: str | Path, keys: Iterable[str]) -> dict[str, int]:
                 continue
             out["embedding_files_removed"] += _unlink(sub / f"{key}.npy")
             # keys are [0-9A-Za-z_.+-]: nothing in them is a glob pattern
-            for tmp in sub.glob(f".{key}.*.tmp"):
+            for tmp in sub.glob(temp_glob(f"{key}.npy")):
                 out["tmp_files_removed"] += _unlink(tmp)
     return out
 

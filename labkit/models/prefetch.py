@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from labkit.models._background import Cancelled, lower_priority
+from labkit.store.protocol import ProjectLike
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Prefetcher:
             seg.set_image(image, key=key)      # later images come from the cache
     """
 
-    def __init__(self, segmenter: Any, project: Any, queue_ids: Iterable[int] = (), *, threads: int = 1,
+    def __init__(self, segmenter: Any, project: ProjectLike, queue_ids: Iterable[int] = (), *, threads: int = 1,
                  nice: int = 19):
         self.segmenter = segmenter
         self.project = project
@@ -66,6 +67,7 @@ class Prefetcher:
         self._hashes: dict[int, str] = {}
         self._stop = False
         self._paused = False
+        self._held = False
         self._thread: threading.Thread | None = None
         self.current: int | None = None
         self.done: list[int] = []
@@ -86,7 +88,7 @@ class Prefetcher:
             self._queue = deque(ids)
             self._cond.notify_all()
 
-    def start(self) -> "Prefetcher":
+    def start(self) -> Prefetcher:
         """Start the worker thread (once)."""
         if self._thread is not None:
             return self
@@ -128,6 +130,18 @@ class Prefetcher:
             return self._cond.wait_for(lambda: (not self._queue and self.current is None) or self._stop,
                                        timeout)
 
+    def wait_held(self, timeout: float | None = None) -> bool:
+        """Block until the worker holds for a :meth:`pause`; False on timeout (or once stopped).
+
+        Held means it waits either at a yield point of the image it is encoding or, with
+        images pending, before taking the next one. Until :meth:`resume` it then encodes
+        nothing, so a caller (or a test) knows that the pause took effect, e.g. before
+        inspecting :attr:`pending` or changing the queue.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._held or self._stop, timeout)
+            return self._held and not self._stop
+
     @property
     def pending(self) -> list[int]:
         with self._cond:
@@ -137,7 +151,7 @@ class Prefetcher:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def __enter__(self) -> "Prefetcher":
+    def __enter__(self) -> Prefetcher:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -155,6 +169,18 @@ class Prefetcher:
 
         return torch.get_num_threads()
 
+    def _set_held(self, held: bool) -> None:
+        """Record (under ``_cond``) whether the worker is holding for a pause, for :meth:`wait_held`."""
+        if held != self._held:
+            self._held = held
+            self._cond.notify_all()
+
+    def _may_take(self) -> bool:
+        """The worker's wait condition (under ``_cond``): stop, or an image to take and no pause."""
+        go = bool(self._stop or (self._queue and not self._paused))
+        self._set_held(not go and bool(self._queue))
+        return go
+
     def _check(self) -> None:
         """Runs at each yield point of the encoder: honour pause and stop.
 
@@ -165,7 +191,9 @@ class Prefetcher:
             awaited = getattr(self.segmenter, "is_awaited", lambda k: False)
             with self._cond:
                 while self._paused and not self._stop and not (key and awaited(key)):
+                    self._set_held(True)
                     self._cond.wait(0.05)
+                self._set_held(False)
         if self._stop:
             raise Cancelled("prefetcher stopped")
 
@@ -180,7 +208,7 @@ class Prefetcher:
             ready.set()
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stop or (self._queue and not self._paused))
+                self._cond.wait_for(self._may_take)
                 if self._stop:
                     self.current = None
                     self._cond.notify_all()

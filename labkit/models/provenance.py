@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from labkit.models.segmenters.base import check_prompts
+from labkit.store.protocol import ProjectLike
 
 
 def make_provenance(segmenter: Any, *, box: Any = None, points: Any = None, point_labels: Any = None,
@@ -52,7 +53,7 @@ def make_provenance(segmenter: Any, *, box: Any = None, points: Any = None, poin
     prompts: list[dict[str, Any]] = []
     if b is not None:
         prompts.append({"box": [float(v) for v in b]})
-    if p is not None:
+    if p is not None and lab is not None:
         prompts += [{"point": [float(x), float(y)], "label": int(v)} for (x, y), v in zip(p, lab)]
     prov = {"segmenter": segmenter.name, "model_id": segmenter.model_id, "prompts": prompts,
             "multimask": bool(multimask), "multimask_index": int(multimask_index)}
@@ -88,7 +89,8 @@ def prompts_from_provenance(provenance: Mapping[str, Any] | str) -> dict[str, An
     return {"box": b, "points": p, "point_labels": lab, "multimask": bool(prov.get("multimask", True))}
 
 
-def replay(annotation: Any, *, project: Any = None, segmenter: Any = None, image: np.ndarray | None = None
+def replay(annotation: Any, *, project: ProjectLike | None = None, segmenter: Any = None,
+           image: np.ndarray | None = None
            ) -> np.ndarray:
     """Regenerate a model-made mask from the prompts in its provenance.
 

@@ -10,12 +10,17 @@ withdrawn, deletion when the purpose is met or on demand, access control and rec
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
-#: Audit actions that read personal data (images) or hand it out (exports).
-ACCESS_ACTIONS = ("read_image", "export")
+from labkit._util.clock import utc_now
+
+#: Audit actions that read personal data (images) or hand it out (exports). ``read_image``
+#: is one image read by a person's session; ``read_images`` one bulk read by a program
+#: (pool training and scoring, the audit), its images listed as id ranges in ``details``.
+ACCESS_ACTIONS = ("read_image", "read_images", "export")
 
 
 def past_retention(subjects: pd.DataFrame, days: int | None, *, now: datetime | None = None) -> pd.DataFrame:
@@ -43,14 +48,14 @@ def past_retention(subjects: pd.DataFrame, days: int | None, *, now: datetime | 
     >>> t0 = pd.Timestamp("2026-01-01", tz="UTC")
     >>> s = pd.DataFrame({"first_added": [t0, t0 + pd.Timedelta(days=40)], "created_at": [t0, t0],
     ...                   "images": [3, 1], "consent": ["given", "given"]}, index=["p1", "p2"])
-    >>> past_retention(s, 30, now=datetime(2026, 2, 15, tzinfo=timezone.utc))[["images", "days_over"]]
+    >>> past_retention(s, 30, now=pd.Timestamp("2026-02-15", tz="UTC"))[["images", "days_over"]]
          images  days_over
     p1        3         15
     """
     cols = ["images", "consent", "collected", "expired_on", "days_over"]
     if days is None or subjects.empty:
         return pd.DataFrame(columns=cols)
-    now = pd.Timestamp(now or datetime.now(timezone.utc))
+    now = pd.Timestamp(now or utc_now())
     collected = _utc(subjects["first_added"]).fillna(_utc(subjects["created_at"]))
     expired = collected + timedelta(days=int(days))
     out = pd.DataFrame({"images": subjects["images"], "consent": subjects["consent"], "collected": collected,
@@ -59,29 +64,64 @@ def past_retention(subjects: pd.DataFrame, days: int | None, *, now: datetime | 
 
 
 def access_summary(audit: pd.DataFrame, roles: pd.Series | None = None) -> pd.DataFrame:
-    """Who accessed what: per person and action, how many times, how many images, when.
+    """Who accessed what: per person and action, how many times, how many images, when, why.
 
     Parameters
     ----------
     audit : DataFrame
-        The audit log (``actor``, ``action``, ``target_id``, ``at``).
+        The audit log (``actor``, ``action``, ``target_id``, ``at``, ``details``). A bulk
+        read (``read_images``) names its images in ``details["images"]`` as inclusive
+        ``[first, last]`` id ranges and its reason in ``details["purpose"]``.
     roles : Series, optional
         Role per actor name, added as a column.
 
     Returns
     -------
     DataFrame
-        Indexed by (``actor``, ``action``): ``times``, ``images``, ``first``, ``last``
-        (and ``role``).
+        Indexed by (``actor``, ``action``): ``times``, ``images`` (distinct images),
+        ``first``, ``last``, ``purposes`` (the distinct purposes of bulk reads, ``"; "``
+        joined; empty for others) (and ``role``).
+
+    Examples
+    --------
+    >>> log = pd.DataFrame({"actor": ["ana", "ana", "bot"], "action": ["read_image", "read_image", "read_images"],
+    ...                     "target_id": [3, 3, None], "at": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"]),
+    ...                     "details": [{}, {}, {"images": [[1, 4], [9, 9]], "purpose": "pool training"}]})
+    >>> access_summary(log)[["times", "images", "purposes"]]
+                     times  images       purposes
+    actor action
+    ana   read_image      2       1
+    bot   read_images     1       5  pool training
     """
+    cols = ["times", "images", "first", "last", "purposes"]
     log = audit[audit["action"].isin(ACCESS_ACTIONS)]
     if log.empty:
-        return pd.DataFrame(columns=["times", "images", "first", "last"])
-    out = log.groupby(["actor", "action"]).agg(
-        times=("action", "size"), images=("target_id", "nunique"), first=("at", "min"), last=("at", "max"))
+        return pd.DataFrame(columns=cols)
+    details = log["details"] if "details" in log.columns else pd.Series([None] * len(log), index=log.index)
+    rows = []
+    for (actor, action), group in log.groupby(["actor", "action"], sort=True):
+        ids = _image_ids(group["target_id"], details.loc[group.index])
+        purposes = sorted({d["purpose"] for d in details.loc[group.index]
+                           if isinstance(d, dict) and isinstance(d.get("purpose"), str)})
+        rows.append({"actor": actor, "action": action, "times": len(group), "images": len(ids),
+                     "first": group["at"].min(), "last": group["at"].max(), "purposes": "; ".join(purposes)})
+    out = pd.DataFrame(rows).set_index(["actor", "action"])[cols]
     if roles is not None:
         out.insert(0, "role", [roles.get(a, "(not a member)") for a in out.index.get_level_values(0)])
     return out
+
+
+def _image_ids(target_ids: pd.Series, details: pd.Series) -> np.ndarray:
+    """Distinct image ids of a group of access entries: single targets plus bulk reads' id ranges."""
+    parts = [pd.to_numeric(target_ids, errors="coerce").dropna().to_numpy(np.int64)]
+    for d in details:
+        ranges = d.get("images") if isinstance(d, dict) else None
+        if isinstance(ranges, list) and ranges:
+            r = np.asarray(ranges, np.int64).reshape(-1, 2)
+            lengths = r[:, 1] - r[:, 0] + 1
+            starts = np.repeat(r[:, 0] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+            parts.append(starts + np.arange(lengths.sum()))
+    return np.unique(np.concatenate(parts))
 
 
 def _utc(values: pd.Series) -> pd.Series:

@@ -32,6 +32,10 @@ class _Without:
         table = self._project.images(**kw)
         return table[~table.index.isin(self._ids)]
 
+    def image_files(self, images=None, *, purpose):
+        ids = list(self.images().index) if images is None else images
+        return self._project.image_files(ids, purpose=purpose)
+
     def __getattr__(self, name):
         return getattr(self._project, name)
 

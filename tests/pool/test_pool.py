@@ -360,3 +360,19 @@ def test_parallel_jobs_train_the_same_models(project_copy):
     rng = torch.get_rng_state()
     ModelPool.train(project_copy, **{**small, "jobs": 1}, name="again")
     assert torch.equal(rng, torch.get_rng_state()), "training must not reseed the caller's RNG"
+
+
+def test_training_and_scoring_reads_are_in_the_privacy_log(digits, trained):
+    """The pool reads images only through the store's audited reader: who read what, and why, is on record."""
+    project = digits[0]
+    log = project.audit_log()
+    reads = log[log["action"] == "read_images"]
+    by_purpose = {d["purpose"]: d for d in reads["details"]}
+    assert {"pool training (default)", "pool scoring"} <= set(by_purpose)
+    every = project.images().index
+    assert by_purpose["pool scoring"]["count"] == len(every)
+    assert by_purpose["pool scoring"]["images"] == [[int(every.min()), int(every.max())]]
+    access = project.privacy_report().access
+    row = access.loc[(project.user, "read_images")]
+    assert row["images"] == len(every)
+    assert row["purposes"] == "pool scoring; pool training (default)"

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from .forget import forget_images, pools_trained_on_forgotten
 from .labels import project_difficulty, project_label_issues, reference_labels
-from .pool import DEFAULT_ARCHS, DEFAULT_FRACTIONS, ModelPool, PoolMember, PoolPredictions
+from .pool import (
+           DEFAULT_ARCHS,
+           DEFAULT_FRACTIONS,
+           ModelPool,
+           PoolMember,
+           PoolPredictions,
+)
 
 __all__ = ["DEFAULT_ARCHS", "DEFAULT_FRACTIONS", "ModelPool", "PoolMember", "PoolPredictions",
            "forget_images", "pools_trained_on_forgotten", "project_difficulty", "project_label_issues",

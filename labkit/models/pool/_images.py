@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labkit.store.protocol import ProjectLike
+
 
 @dataclass
 class ImageSet:
@@ -26,42 +28,27 @@ class ImageSet:
     keys: np.ndarray  # (N,) str, sha256 hex
     paths: list[Path] | None  # files, or None for arrays
     arrays: Sequence[np.ndarray] | None
-    project: Any = None
+    project: ProjectLike | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-def _is_project(obj: Any) -> bool:
-    return hasattr(obj, "images") and hasattr(obj, "read_image") and hasattr(obj, "root")
-
-
-def image_set(images: Any, *, verify: bool = True, progress: bool = False) -> ImageSet:
+def image_set(images: Any, *, verify: bool = True, progress: bool = False,
+              purpose: str = "pool scoring") -> ImageSet:
     """Describe ``images``: a :class:`labkit.Project`, a sequence of paths, or HWC uint8 arrays.
 
-    For a project, every file is hashed. A file whose bytes no longer match the sha256
-    recorded at import raises :class:`labkit.ImageError` (listing all of them) unless
-    ``verify=False``, which scores the current bytes under their own key.
+    A project's images are listed through its audited bulk reader
+    (:meth:`~labkit.store.ProjectLike.image_files`, logged with ``purpose``), so the
+    privacy report's "who read what" shows the pool's reads. Every file is hashed. A
+    file whose bytes no longer match the sha256 recorded at import raises
+    :class:`labkit.ImageError` (listing all of them) unless ``verify=False``, which
+    scores the current bytes under their own key.
     """
-    from labkit.store.images import ImageError
+    from labkit.store.errors import ImageError
 
-    if _is_project(images):
-        table = images.images()
-        paths = [images._resolve(p) for p in table["path"]]
-        keys = _hash_files(paths, progress=progress)
-        missing = [(i, p) for i, p, k in zip(table.index, paths, keys) if k is None]
-        if missing:
-            lines = "\n".join(f"  image {i}: {p}" for i, p in missing[:20])
-            raise ImageError(f"{len(missing)} image file(s) of the project are missing (moved or "
-                             f"deleted since import); restore them:\n{lines}")
-        changed = [(i, p) for i, p, k, h in zip(table.index, paths, keys, table["sha256"]) if k != h]
-        if changed and verify:
-            lines = "\n".join(f"  image {i}: {p}" for i, p in changed[:20])
-            raise ImageError(f"{len(changed)} image file(s) changed since import (their sha256 no "
-                             f"longer matches); restore or re-import them, or pass verify=False to "
-                             f"score the current bytes:\n{lines}")
-        return ImageSet(pd.Index(table.index, name="image"), np.array(keys, dtype="U64"), paths,
-                        None, images)
+    if isinstance(images, ProjectLike):
+        return project_files(images, None, verify=verify, progress=progress, purpose=purpose)
     if isinstance(images, (str, Path)):
         raise ValueError(f"images is a single path ({images!r}); pass a project, a list of image "
                          "paths, or a list of (H, W, 3) uint8 arrays")
@@ -97,10 +84,41 @@ def image_set(images: Any, *, verify: bool = True, progress: bool = False) -> Im
     return ImageSet(ids, np.array([image_key(a) for a in arrays], dtype="U64"), None, arrays)
 
 
+def project_files(project: ProjectLike, ids: Sequence[int] | None, *, purpose: str, verify: bool = True,
+                  progress: bool = False, rehash: bool = True) -> ImageSet:
+    """A project's images (``ids``, default all it shows the reader) read through its audited reader.
+
+    With ``rehash``, every file is hashed now: a missing file raises, and a changed one
+    raises unless ``verify=False`` (then it is keyed by its current bytes). Without, the
+    keys are the hashes recorded at import and :class:`ImageDataset` checks each file's
+    bytes against them as it reads.
+    """
+    from labkit.store.errors import ImageError
+
+    files = project.image_files(ids, purpose=purpose)
+    paths = list(files["path"])
+    recorded = files["sha256"].to_numpy().astype("U64")
+    if not rehash:
+        return ImageSet(files.index, recorded, paths, None, project)
+    keys = _hash_files(paths, progress=progress)
+    missing = [(i, p) for i, p, k in zip(files.index, paths, keys) if k is None]
+    if missing:
+        lines = "\n".join(f"  image {i}: {p}" for i, p in missing[:20])
+        raise ImageError(f"{len(missing)} image file(s) of the project are missing (moved or "
+                         f"deleted since import); restore them:\n{lines}")
+    changed = [(i, p) for i, p, k, h in zip(files.index, paths, keys, recorded) if k != h]
+    if changed and verify:
+        lines = "\n".join(f"  image {i}: {p}" for i, p in changed[:20])
+        raise ImageError(f"{len(changed)} image file(s) changed since import (their sha256 no "
+                         f"longer matches); restore or re-import them, or pass verify=False to "
+                         f"score the current bytes:\n{lines}")
+    return ImageSet(files.index, np.array(keys, dtype="U64"), paths, None, project)
+
+
 def _hash_files(paths: Sequence[Path], *, progress: bool) -> list[str | None]:
     from tqdm.auto import tqdm
 
-    from labkit.store.images import sha256_file
+    from labkit._util.hashing import sha256_file
 
     def one(p: Path) -> str | None:
         try:
@@ -120,7 +138,7 @@ class ImageDataset:
     is read: bytes that differ from the key raise, so a file changed mid-run is never used.
     """
 
-    def __init__(self, images: ImageSet, positions: Sequence[int], size: int):
+    def __init__(self, images: ImageSet, positions: Sequence[int] | np.ndarray, size: int):
         # only what workers need (a project's database engine does not pickle)
         self.paths, self.arrays, self.keys = images.paths, images.arrays, images.keys
         self.positions, self.size = list(positions), int(size)
@@ -140,18 +158,20 @@ class ImageDataset:
 
         from PIL import Image
 
-        from labkit.store.images import ImageError
+        from labkit.store.errors import ImageError
 
         if self.arrays is not None:
             im = Image.fromarray(self.arrays[i])
-        else:
+        elif self.paths is not None:
             path = self.paths[i]
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() != self.keys[i]:
                 raise ImageError(f"{path} changed while the pool was scoring it; run again")
             im = Image.open(io.BytesIO(data)).convert("RGB")
+        else:
+            raise ValueError("an ImageSet holds neither paths nor arrays")
         if im.size != (self.size, self.size):
-            im = im.resize((self.size, self.size), Image.BILINEAR)
+            im = im.resize((self.size, self.size), Image.Resampling.BILINEAR)
         return np.asarray(im, dtype=np.uint8)
 
 
@@ -161,7 +181,7 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers only decode; leave the cores to the models
 
 
-def batches(images: ImageSet, positions: Sequence[int], *, size: int, batch_size: int,
+def batches(images: ImageSet, positions: Sequence[int] | np.ndarray, *, size: int, batch_size: int,
             num_workers: int, pin_memory: bool = False):
     """Yield ``(positions (B,), uint8 tensor (B, 3, S, S))`` in order, decoded by DataLoader workers."""
     import torch
@@ -169,8 +189,9 @@ def batches(images: ImageSet, positions: Sequence[int], *, size: int, batch_size
 
     ds = ImageDataset(images, positions, size)
     # its own generator: a DataLoader otherwise draws its workers' seed from the caller's RNG
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=pin_memory, worker_init_fn=_worker_init if num_workers else None,
-                        generator=torch.Generator().manual_seed(0))
+    loader: Any = DataLoader(ds, batch_size=batch_size, shuffle=False,  # type: ignore[arg-type]  # map-style
+                             num_workers=num_workers, pin_memory=pin_memory,
+                             worker_init_fn=_worker_init if num_workers else None,
+                             generator=torch.Generator().manual_seed(0))
     for pos, x in loader:
         yield pos.numpy(), x

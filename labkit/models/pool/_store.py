@@ -17,26 +17,15 @@ image has a new hash and is scored again; its old entry is simply no longer used
 from __future__ import annotations
 
 import json
-import os
 import uuid
 import warnings
 import zipfile
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+from labkit._util.atomic import atomic_path, write_json
+from labkit._util.clock import utc_iso, utc_stamp
 
 
 class PredictionStore:
@@ -58,7 +47,7 @@ class PredictionStore:
         if not self.shards.is_dir():
             return probs, found, when
         where = {k: i for i, k in enumerate(keys)}  # a repeated key: its last position, filled below
-        for path in sorted(self.shards.glob("*.npz")):
+        for path in sorted(self.shards.glob("[!.]*.npz")):
             try:
                 with np.load(path, allow_pickle=False) as z:
                     skeys, sprobs = z["sha256"], z["probs"]
@@ -87,11 +76,9 @@ class PredictionStore:
     def add(self, keys: np.ndarray, probs: np.ndarray, meta: dict) -> str:
         """Save one shard atomically; return its time stamp."""
         self.shards.mkdir(parents=True, exist_ok=True)
-        meta = {**meta, "time": utc_now(), "n": int(len(keys))}
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        path = self.shards / f"{stamp}-{uuid.uuid4().hex[:8]}.npz"
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(tmp, sha256=np.asarray(keys, dtype="U64"), probs=probs.astype(np.float32),
-                 meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
+        meta = {**meta, "time": utc_iso(), "n": int(len(keys))}
+        path = self.shards / f"{utc_stamp(micro=True)}-{uuid.uuid4().hex[:8]}.npz"
+        with atomic_path(path) as tmp:
+            np.savez(tmp, sha256=np.asarray(keys, dtype="U64"), probs=probs.astype(np.float32),
+                     meta=np.array(json.dumps(meta)))
         return meta["time"]

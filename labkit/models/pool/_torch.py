@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
+from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+
+from labkit._util.atomic import write_bytes
 
 
 def pick_device(device: Any = None):
@@ -247,7 +249,4 @@ def save_state(state: dict, path: Path) -> None:
 
     buf = io.BytesIO()
     torch.save(state, buf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    write_bytes(path, buf.getvalue())

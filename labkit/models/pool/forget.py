@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 import warnings
 import zipfile
 from collections.abc import Iterable
@@ -29,7 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from ._store import utc_now, write_json
+from labkit._util.atomic import atomic_path, is_temp, write_json
+from labkit._util.clock import utc_iso
+
+from .members import PoolMember, folds_digest, pool_id
 
 __all__ = ["forget_images", "pools_trained_on_forgotten"]
 
@@ -122,7 +124,7 @@ def _check_hashes(sha256s: Iterable[str]) -> np.ndarray:
 # ------------------------------------------------------------------ predictions --
 def _purge_shards(folder: Path, gone: np.ndarray, out: dict) -> None:
     cutoff = time.time() - _STALE_TMP_S
-    for tmp in folder.glob(".*.tmp.npz"):
+    for tmp in (p for p in folder.glob(".*.npz") if is_temp(p)):  # this and older labkits' temp names
         # a fresh one may be a write in progress: removed only if it holds erased images
         try:
             if tmp.stat().st_mtime < cutoff or _holds(tmp, gone):
@@ -168,18 +170,13 @@ def _holds(path: Path, gone: np.ndarray) -> bool:
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub mistakes **arrays for its options
 
 
 # ------------------------------------------------------------------------ pools --
 def _forget_in_pool(home: Path, predictions: Path, gone: np.ndarray, out: dict) -> bool:
     """Erase ``gone`` from one pool folder; True when its folds held some of them."""
-    from .pool import PoolMember, folds_digest, pool_id
 
     with np.load(home / "folds.npz", allow_pickle=False) as z:
         folds = {k: z[k] for k in z.files}
@@ -201,7 +198,7 @@ def _forget_in_pool(home: Path, predictions: Path, gone: np.ndarray, out: dict) 
         old_digest = data["folds_sha256"]
         if old_digest != new_digest:  # else pool.json was updated by an interrupted earlier run
             training = dict(data.get("training") or {})
-            training["forgotten"] = [*training.get("forgotten", []), {"at": utc_now(), "images": removed}]
+            training["forgotten"] = [*training.get("forgotten", []), {"at": utc_iso(), "images": removed}]
             members = [PoolMember(**{**m, "weights": tuple(m["weights"]), "sha256": tuple(m["sha256"]),
                                      "mean": tuple(m["mean"]), "std": tuple(m["std"])})
                        for m in data["members"]]

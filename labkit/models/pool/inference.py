@@ -13,15 +13,17 @@ from typing import Any
 
 import numpy as np
 
+from labkit._util.clock import utc_iso
+
 from . import _images, _torch
-from ._store import PredictionStore, utc_now
+from ._store import PredictionStore
+from .members import PoolPredictions, versions
 
 
 def predict(pool: Any, images: Any, *, batch_size: int, num_workers: int, device: Any,
             threads: int | None, verify: bool, cache: bool, cache_dir: Any, shard_size: int,
             progress: bool):
     """See :meth:`ModelPool.predict`."""
-    from .pool import PoolPredictions, versions
 
     for what, v, lo in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
                         ("shard_size", shard_size, 1)):
@@ -65,7 +67,7 @@ def predict(pool: Any, images: Any, *, batch_size: int, num_workers: int, device
         "sha256": iset.keys.tolist(), "computed_at": [when[j] for j in inverse],
         "computed": int(todo.size), "reused": int(len(ukeys) - todo.size),
         "device": device_used, "saved_to": None if folder is None else str(folder),
-        "returned_at": utc_now(), **versions()}
+        "returned_at": utc_iso(), **versions()}
     return PoolPredictions(probs=uprobs[:, inverse], images=iset.ids, models=pool.names,
                            classes=tuple(pool.classes), fold=pool.fold_of(iset.keys),
                            sha256=iset.keys, provenance=provenance)
@@ -73,7 +75,7 @@ def predict(pool: Any, images: Any, *, batch_size: int, num_workers: int, device
 
 def load_models(pool: Any, device: Any) -> list[list]:
     """The members' models (one per fold) on ``device``, loaded once and checked by hash."""
-    from labkit.store.images import sha256_file
+    from labkit._util.hashing import sha256_file
 
     key = str(device)
     if key not in pool._models:
@@ -103,7 +105,7 @@ def score(pool: Any, iset: _images.ImageSet, positions: np.ndarray, keys: np.nda
 
     dev = _torch.pick_device(device)
     models = load_models(pool, dev)
-    norms = {}
+    norms: dict[tuple, Any] = {}
     for m in pool.members:
         norms.setdefault((m.mean, m.std), _torch.normalizer(m.mean, m.std, dev))
     fold = pool.fold_of(keys)

@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labkit.store.protocol import ProjectLike
+
 __all__ = ["project_label_issues", "reference_labels"]
 
 
-def reference_labels(project: Any) -> pd.Series:
+def reference_labels(project: ProjectLike) -> pd.Series:
     """One label per image: the majority of its image-level ``label`` annotations.
 
     Every annotator counts once per annotation (people, imports and simulated
@@ -123,7 +125,7 @@ def subsample(train: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> n
     return np.sort(np.concatenate(keep))
 
 
-def project_label_issues(project: Any, predictions: Any, *, labels: pd.Series | None = None,
+def project_label_issues(project: ProjectLike, predictions: Any, *, labels: pd.Series | None = None,
                          **options: Any) -> pd.DataFrame:
     """Label-error candidates among a project's labeled images.
 
@@ -173,7 +175,7 @@ def project_label_issues(project: Any, predictions: Any, *, labels: pd.Series | 
     return out
 
 
-def project_difficulty(project: Any, predictions: Any, *, labels: pd.Series | None = None) -> pd.DataFrame:
+def project_difficulty(project: ProjectLike, predictions: Any, *, labels: pd.Series | None = None) -> pd.DataFrame:
     """:func:`labkit.quality.difficulty_table` for a project's labeled images, plus their ``label``.
 
     Parameters

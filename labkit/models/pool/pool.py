@@ -17,129 +17,29 @@ References
 """
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from labkit.store.protocol import ProjectLike
+
+from .inference import predict
+from .members import (
+    PoolMember,
+    PoolPredictions,
+    check_classes,
+    check_size,
+    folds_digest,
+    pool_id,
+    versions,
+)
+from .training import DEFAULT_ARCHS, DEFAULT_FRACTIONS, train_pool
 
 __all__ = ["DEFAULT_ARCHS", "DEFAULT_FRACTIONS", "ModelPool", "PoolMember", "PoolPredictions"]
-
-#: Architectures :meth:`ModelPool.train` uses by default: three that learn from scratch on
-#: small inputs in a few epochs on a CPU (on 1,200 digits at 16 px, 8 epochs, held-out
-#: accuracy 98.7%, 99.0% and 95.5%; mobilenetv3_small_100 and efficientnet_b0 reached
-#: 51% and 36% in the same budget: they need far longer schedules from scratch).
-DEFAULT_ARCHS = ("resnet18", "resnet10t", "ghostnet_100")
-#: Training-set fractions: members that saw a quarter, half and all of their folds.
-DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
-
-
-@dataclass(frozen=True)
-class PoolMember:
-    """One model of the pool: a timm architecture and its weights.
-
-    ``weights`` holds one file per cross-fitting fold for a trained pool, one file for a
-    checkpoint. ``sha256`` are those files' hashes; ``mean``/``std`` the input
-    normalisation (in [0, 1] units); ``fraction`` the share of its training folds a
-    trained member saw (``None`` for a checkpoint).
-    """
-
-    name: str
-    arch: str
-    weights: tuple[str, ...]
-    sha256: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    fraction: float | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class PoolPredictions:
-    """Class probabilities of every pool member for N images, with where they came from.
-
-    Attributes
-    ----------
-    probs : ndarray of shape (M, N, K), float32
-        ``probs[m, i]`` is member ``models[m]``'s distribution for image ``images[i]``.
-        ``np.asarray(predictions)`` is this array, so a ``PoolPredictions`` can be passed
-        wherever ``probs`` is expected (e.g. :func:`labkit.quality.difficulty_table`).
-    images : pandas.Index
-        The N image ids (project ids; positions 0..N-1 for paths or arrays), name ``"image"``.
-    models : tuple of str
-        The M member names.
-    classes : tuple of str
-        The K class names, in the order of the last axis.
-    fold : ndarray of shape (N,), int
-        For a trained pool, the cross-fitting fold an image was held out in (its
-        probabilities come from that fold's models only); -1 for an image no model
-        trained on (the average over all folds' models) and for checkpoint pools.
-    sha256 : ndarray of shape (N,), str
-        Hash of the bytes each image was scored from.
-    provenance : dict
-        Pool id, members with checkpoint hashes, image hashes, when each image was
-        computed, how many were reused from disk, device, versions, and where saved.
-    """
-
-    probs: np.ndarray
-    images: pd.Index
-    models: tuple[str, ...]
-    classes: tuple[str, ...]
-    fold: np.ndarray
-    sha256: np.ndarray
-    provenance: dict = field(repr=False)
-
-    def __array__(self, dtype=None, copy=None):
-        return self.probs if dtype is None else self.probs.astype(dtype)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.probs.shape
-
-    def mean(self) -> pd.DataFrame:
-        """The pool's mean distribution per image: N rows (``images``), K columns (``classes``)."""
-        return pd.DataFrame(self.probs.mean(axis=0), index=self.images, columns=list(self.classes))
-
-    def __repr__(self) -> str:
-        M, N, K = self.probs.shape
-        return (f"PoolPredictions(M={M} models, N={N} images, K={K} classes; computed "
-                f"{self.provenance['computed']}, reused {self.provenance['reused']})")
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def folds_digest(keys: np.ndarray, fold: np.ndarray) -> str:
-    """sha256 of cross-fitting folds: ``keys`` (N,) sorted image sha256s, ``fold`` (N,) int64."""
-    h = hashlib.sha256("\n".join(np.asarray(keys).tolist()).encode())
-    h.update(np.asarray(fold, np.int64).tobytes())
-    return h.hexdigest()
-
-
-def pool_id(members: Sequence[PoolMember], classes: Sequence[str], image_size: int,
-            folds_sha256: str | None) -> str:
-    """:attr:`ModelPool.id` from its parts (also for a pool.json, without building the pool)."""
-    key = {"members": [[m.name, m.arch, list(m.sha256), list(m.mean), list(m.std)] for m in members],
-           "classes": list(classes), "image_size": int(image_size), "folds": folds_sha256}
-    return _digest(key)[:16]
-
-
-def versions() -> dict:
-    import importlib.metadata as md
-
-    from labkit._version import __version__
-
-    out = {"labkit": __version__}
-    for pkg in ("torch", "timm"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:  # pragma: no cover
-            out[pkg] = None
-    return out
 
 
 class ModelPool:
@@ -213,7 +113,7 @@ class ModelPool:
     # ------------------------------------------------------------- constructors --
     @classmethod
     def from_checkpoints(cls, specs: Sequence[Any], *, classes: Sequence[str],
-                         image_size: int = 224) -> "ModelPool":
+                         image_size: int = 224) -> ModelPool:
         """A pool of your own timm checkpoints, any number.
 
         Parameters
@@ -246,14 +146,14 @@ class ModelPool:
         >>> predictions.shape, predictions.models
         ((1, 5, 3), ('test_resnet',))
         """
-        from labkit.store.images import sha256_file
+        from labkit._util.hashing import sha256_file
 
         from . import _torch
 
         if isinstance(specs, (str, dict)) or not len(specs):
             raise ValueError("specs must be a non-empty list of {'arch': ..., 'checkpoint': ...} "
                              "dicts or (arch, checkpoint) pairs")
-        classes = _check_classes(classes)
+        classes = check_classes(classes)
         members = []
         for i, spec in enumerate(specs):
             if isinstance(spec, (tuple, list)) and len(spec) == 2:
@@ -278,15 +178,15 @@ class ModelPool:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"member names must be unique, but {dup} repeat; give each spec a 'name'")
-        return cls(members, classes=classes, image_size=_check_size(image_size))
+        return cls(members, classes=classes, image_size=check_size(image_size))
 
     @classmethod
-    def train(cls, project: Any, *, labels: Any = None, archs: Sequence[str] | None = None,
+    def train(cls, project: ProjectLike, *, labels: Any = None, archs: Sequence[str] | None = None,
               fractions: Sequence[float] | None = None, folds: int = 5, image_size: int = 32,
               epochs: int = 10, batch_size: int = 32, lr: float = 5e-3, seed: int = 0,
               name: str = "default", device: Any = None, num_workers: int = 2, jobs: int = 1,
               threads: int | None = None, progress: bool = True,
-              overwrite: bool = False) -> "ModelPool":
+              overwrite: bool = False) -> ModelPool:
         """Train the paper's population on the project's labeled images, with cross-fitting.
 
         Every combination of architecture and training fraction is a member; each member is
@@ -355,15 +255,13 @@ class ModelPool:
             predictions = pool.predict(project)   # (4, N, K), saved in the project
             project_label_issues(project, predictions).head()
         """
-        from .training import train_pool
-
         return train_pool(cls, project, labels=labels, archs=archs, fractions=fractions, folds=folds,
                           image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
                           seed=seed, name=name, device=device, num_workers=num_workers, jobs=jobs,
                           threads=threads, progress=progress, overwrite=overwrite)
 
     @classmethod
-    def load(cls, project: Any, name: str = "default") -> "ModelPool":
+    def load(cls, project: ProjectLike | str | Path, name: str = "default") -> ModelPool:
         """Reopen the pool trained as ``name`` in ``project`` (a Project or its folder)."""
         root = Path(project.root if hasattr(project, "root") else project)
         home = root / "pool" / name
@@ -430,23 +328,6 @@ class ModelPool:
             all folds' models. A saved image is reused when its bytes' sha256 is
             unchanged, so results reload identically and a changed image is scored again.
         """
-        from .inference import predict
-
         return predict(self, images, batch_size=batch_size, num_workers=num_workers, device=device,
                        threads=threads, verify=verify, cache=cache, cache_dir=cache_dir,
                        shard_size=shard_size, progress=progress)
-
-
-def _check_classes(classes: Sequence[str]) -> list[str]:
-    if isinstance(classes, str) or not len(classes) or len(set(classes)) != len(classes):
-        raise ValueError(f"classes is {classes!r}; expected a list of unique class names, in the "
-                         "order of the models' outputs")
-    if len(classes) < 2:
-        raise ValueError(f"classes has {len(classes)} name; a classifier pool needs at least 2")
-    return [str(c) for c in classes]
-
-
-def _check_size(size: Any) -> int:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 8 <= size <= 4096:
-        raise ValueError(f"image_size is {size!r}; expected an integer number of pixels in [8, 4096]")
-    return int(size)

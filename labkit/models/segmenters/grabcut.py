@@ -112,7 +112,8 @@ class GrabCutSegmenter(Segmenter):
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(0)  # GrabCut's GMM initialisation is random: make masks reproducible
         try:
-            cv2.grabCut(small, seeds, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
+            cv2.grabCut(small, seeds, None, bgd, fgd, self.iterations,  # type: ignore[call-overload]
+                        cv2.GC_INIT_WITH_MASK)  # rect is None: unused when initialising from the mask
         except cv2.error:  # e.g. no foreground or background samples in a degenerate crop
             return out
         fg = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.float32)

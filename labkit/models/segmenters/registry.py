@@ -85,7 +85,7 @@ def load_segmenter(name: str, *, checkpoint: str | os.PathLike | None = None, de
     >>> load_segmenter("grabcat")
     Traceback (most recent call last):
     ...
-    ValueError: unknown segmenter 'grabcat'; did you mean 'grabcut'? Registered: grabcut, sam_vit_b, sam_vit_h, sam_vit_l
+    ValueError: unknown segmenter 'grabcat'; did you mean 'grabcut'? Registered: grabcut, sam_vit_b, ...
     """
     entry = _REGISTRY.get(name) if isinstance(name, str) else None
     if entry is None:
@@ -103,7 +103,12 @@ def default_segmenter(**kwargs: Any) -> Segmenter:
     file is an error rather than a silent switch to GrabCut. ``kwargs`` go to
     :func:`load_segmenter` (``device``, ``cache_dir``, options).
     """
-    from labkit.models.segmenters.sam_build import CHECKPOINT_ENV, MissingCheckpointError, infer_arch, load_state_dict
+    from labkit.models.segmenters.sam_build import (
+        CHECKPOINT_ENV,
+        MissingCheckpointError,
+        infer_arch,
+        load_state_dict,
+    )
 
     path = os.environ.get(CHECKPOINT_ENV)
     if not path:

@@ -17,9 +17,19 @@ from typing import Any
 import numpy as np
 
 from labkit.models._background import Cancelled, EncoderGate
-from labkit.models.embeddings import EmbeddingCache, check_key, default_cache_dir, image_key
+from labkit.models.embeddings import (
+    EmbeddingCache,
+    check_key,
+    default_cache_dir,
+    image_key,
+)
 from labkit.models.segmenters.base import Segmenter, check_image, check_prompts
-from labkit.models.segmenters.sam_onnx import OnnxDecoder, onnx_available, onnx_prompt, upscale_masks
+from labkit.models.segmenters.sam_onnx import (
+    OnnxDecoder,
+    onnx_available,
+    onnx_prompt,
+    upscale_masks,
+)
 
 DECODERS = ("auto", "torch", "onnx")
 # A foreground set_image waits for a background encoding of the same image that is at
@@ -316,6 +326,8 @@ class SamSegmenter(Segmenter):
         pts = p.transform.apply_coords(points, size) if points is not None else None
         bx = p.transform.apply_boxes(box, size) if box is not None else None
         coords, labs = onnx_prompt(pts, labels, bx)
+        if self._emb_np is None:
+            raise RuntimeError("the ONNX decoder needs the image's embedding as an array; call set_image first")
         low, iou = self._onnx_decoder()(self._emb_np, coords, labs)
         keep = slice(1, None) if multimask else slice(0, 1)
         logits = upscale_masks(low[keep], img_size=self.img_size, input_size=p.input_size, original_size=size)

@@ -13,6 +13,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from labkit._util.atomic import write_json
+from labkit._util.hashing import sha256_file
+
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "sam_vit_b": dict(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12,
                       encoder_global_attn_indexes=(2, 5, 8, 11)),
@@ -62,7 +65,13 @@ def build_sam(arch: str, **build_options: Any):
         ``segment_anything.sam_model_registry[arch[4:]]``'s.
     """
     import torch
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
 
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown SAM architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
@@ -179,18 +188,12 @@ def file_sha256(path: Path, *, memo_dir: Path | None = None) -> str:
             known = {}
         if ident in known:
             return known[ident]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    digest = h.hexdigest()
+    digest = sha256_file(path)
     if memo is not None:
         try:
             memo.parent.mkdir(parents=True, exist_ok=True)
             known[ident] = digest
-            tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(known, indent=0))
-            os.replace(tmp, memo)
+            write_json(memo, known, indent=0, sort_keys=False)
         except OSError:
             pass  # the memo only saves time
     return digest

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit._util.atomic import atomic_path
+
 _EXPORT_LOCK = threading.Lock()
 
 
@@ -41,7 +43,7 @@ def _decoder_module(sam, *, fast_tail: bool = True):
     from segment_anything.utils.onnx import SamOnnxModel
 
     class PromptDecoder(SamOnnxModel):
-        def forward(self, image_embeddings, point_coords, point_labels):  # type: ignore[override]
+        def forward(self, image_embeddings, point_coords, point_labels):
             sparse = self._embed_points(point_coords, point_labels)
             pe = self.model.prompt_encoder
             dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
@@ -108,18 +110,13 @@ def export_decoder(sam, path: str | Path, *, fast_tail: bool = True) -> Path:
     emb = torch.randn(1, pe.embed_dim, *pe.image_embedding_size)
     coords = torch.randint(0, sam.image_encoder.img_size, (1, 3, 2), dtype=torch.float)
     labels = torch.tensor([[1.0, 2.0, 3.0]])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TracerWarnings, exporter deprecation notices
-            torch.onnx.export(
-                module, (emb, coords, labels), str(tmp), dynamo=False, opset_version=17,
-                do_constant_folding=True, input_names=["image_embeddings", "point_coords", "point_labels"],
-                output_names=["low_res_masks", "iou_predictions"],
-                dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings, exporter deprecation notices
+        torch.onnx.export(
+            module, (emb, coords, labels), str(tmp), dynamo=False, opset_version=17,
+            do_constant_folding=True, input_names=["image_embeddings", "point_coords", "point_labels"],
+            output_names=["low_res_masks", "iou_predictions"],
+            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
     return path
 
 
@@ -175,6 +172,8 @@ def onnx_prompt(points: np.ndarray | None, labels: np.ndarray | None, box: np.nd
     """Points and box (already in the model's input frame) as the decoder's coords and labels."""
     coords, labs = [], []
     if points is not None:
+        if labels is None:
+            raise ValueError("points need point_labels (1 foreground, 0 background), one per point")
         coords.append(points.reshape(-1, 2))
         labs.append(labels.reshape(-1).astype(np.float32))
     if box is not None:
