@@ -23,6 +23,7 @@ from labkit.geometry import (
     box_to_mask,
     box_to_polygon,
     decode_rle,
+    ellipse_half_extent,
     ellipse_iou,
     ellipse_to_mask,
     ellipse_to_polygon,
@@ -40,7 +41,7 @@ from labkit.geometry import (
     rle_to_box,
     to_coco_rle,
 )
-from labkit.geometry.rle import _counts_from_string
+from labkit.geometry._coco import counts_from_string
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
 FAST = settings(max_examples=60, deadline=None)
@@ -75,7 +76,7 @@ def test_rle_matches_pycocotools():
         rle = encode_rle(m)
         assert rle == {"size": list(m.shape), "counts": ref["counts"].decode()}
         assert np.array_equal(decode_rle(rle), mask_utils.decode(ref).astype(bool))
-        assert _counts_from_string(rle["counts"]) == runs_of(m)
+        assert counts_from_string(rle["counts"]) == runs_of(m)
         assert rle_area(rle) == int(mask_utils.area(ref)) == int(m.sum())
         uncompressed = {"size": list(m.shape), "counts": runs_of(m)}
         assert to_coco_rle(uncompressed)["counts"] == ref["counts"]
@@ -233,6 +234,35 @@ def test_geometry_bounds():
     assert geometry_bounds("mask", m) == (2, 1, 5, 3)
     with pytest.raises(ValueError, match="no geometry"):
         geometry_bounds("label", None)
+
+
+def test_unvalidated_bounds_equal_validated_ones_and_measure_bad_shapes():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        xy = rng.uniform(-20, 80, (5, 2))
+        cases = [("box", {"x0": xy[0, 0], "y0": xy[0, 1], "x1": xy[0, 0] + 3, "y1": xy[0, 1] + 7}),
+                 ("polygon", {"parts": [{"points": xy[:3].tolist()}, {"points": xy[2:].tolist()}]}),
+                 ("ellipse", {"cx": xy[0, 0], "cy": xy[0, 1], "rx": 5.0, "ry": 2.0, "angle": rng.uniform(-180, 180)}),
+                 ("point", {"points": xy.tolist()})]
+        for kind, g in cases:
+            assert geometry_bounds(kind, g, validate=False) == pytest.approx(geometry_bounds(kind, g))
+    # what validation rejects still has bounds: the integrity checks report it instead
+    assert geometry_bounds("box", {"x0": 5, "y0": 5, "x1": 2, "y1": 9}, validate=False) == (5, 5, 2, 9)
+    assert geometry_bounds("polygon", {"points": [[1, 1], [9, 4]]}, validate=False) == (1, 1, 9, 4)
+    with pytest.raises(GeometryError, match="inverted"):
+        geometry_bounds("box", {"x0": 5, "y0": 5, "x1": 2, "y1": 9})
+    with pytest.raises(KeyError):
+        geometry_bounds("box", {"x0": 1, "y0": 2}, validate=False)
+    with pytest.raises(GeometryError, match="did you mean 'polygon'"):
+        geometry_bounds("polygn", {}, validate=False)
+
+
+def test_ellipse_half_extent_is_the_extent_of_the_outline():
+    for rx, ry, angle in [(4, 2, 0), (4, 2, 90), (12, 4, 30), (5, 5, 17), (7, 1, -120)]:
+        e = {"cx": 0, "cy": 0, "rx": rx, "ry": ry, "angle": angle}
+        pts = np.array(ellipse_to_polygon(e, n=4000)["points"])
+        assert ellipse_half_extent(rx, ry, angle) == pytest.approx(tuple(np.abs(pts).max(0)), abs=1e-3)
+    assert ellipse_half_extent(4, 2) == (4, 2)
 
 
 # ---------------------------------------------------------------------- IoU

@@ -23,7 +23,7 @@ class ImageRecord:
     key: str
     width: int | None = None
     height: int | None = None
-    attributes: dict = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
     subject: str | None = None
     where: str = ""
 
@@ -35,10 +35,10 @@ class ObjectRecord:
     image_key: str
     kind: str
     label: str
-    geometry: dict | None
+    geometry: dict[str, Any] | None
     score: float | None = None
     worker: str | None = None
-    provenance: dict = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
     where: str = ""
 
 
@@ -142,13 +142,15 @@ class Problems:
         if len(value) % 2:
             self.add(where, f"{what} has {len(value)} numbers; expected an even count (x, y pairs)")
             return None
-        nums = [self.number(v, where, f"{what}[{i}]") for i, v in enumerate(value)]
-        if any(v is None for v in nums):
+        checked = [self.number(v, where, f"{what}[{i}]") for i, v in enumerate(value)]
+        nums = [v for v in checked if v is not None]
+        if len(nums) != len(checked):
             return None
         pts = [[nums[i], nums[i + 1]] for i in range(0, len(nums), 2)]
         return self._enough(pts, where, what, min_points)
 
-    def _enough(self, pts: list, where: str, what: str, min_points: int) -> list | None:
+    def _enough(self, pts: list[list[float]], where: str, what: str,
+                min_points: int) -> list[list[float]] | None:
         if len(pts) < min_points:
             noun = "polygon" if min_points >= 3 else what
             self.add(where, f"{noun} has {len(pts)} point(s); expected at least {min_points}")
@@ -197,3 +199,28 @@ def classes_in_order(objects: list[ObjectRecord], declared: list[str] | None = N
             seen.add(o.label)
             out.append(o.label)
     return out
+
+
+def geometry_of(obj: ObjectRecord) -> dict[str, Any]:
+    """The geometry of a localised object; a ``ValueError`` if it has none.
+
+    Only ``kind="label"`` objects have ``geometry=None``; writers call this for the others.
+    """
+    if obj.geometry is None:
+        raise ValueError(f"{obj.kind} object on image {obj.image_key!r} has geometry=None; only "
+                         "kind 'label' may have no geometry")
+    return obj.geometry
+
+
+def objects_by_image(dataset: Dataset) -> dict[str, list[ObjectRecord]]:
+    """Each image's objects, in file order, keyed by image key in the order of ``dataset.images``.
+
+    Writers that nest objects under their image use this; an object whose image is not
+    in ``dataset.images`` is a ``ValueError``.
+    """
+    by_image: dict[str, list[ObjectRecord]] = {im.key: [] for im in dataset.images}
+    for o in dataset.objects:
+        if o.image_key not in by_image:
+            raise ValueError(f"object for image {o.image_key!r} which is not in dataset.images")
+        by_image[o.image_key].append(o)
+    return by_image

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def decode(rle, height: int, width: int) -> np.ndarray:
+def decode(rle: object, height: int, width: int) -> np.ndarray:
     """Decode to an ``(height, width)`` bool mask; ValueError when the stream is corrupt."""
     if not isinstance(rle, list) or not all(isinstance(v, int) and not isinstance(v, bool)
                                             and 0 <= v <= 255 for v in rle):
@@ -60,15 +60,14 @@ def encode(mask: np.ndarray) -> list[int]:
     arr = np.repeat(np.where(np.asarray(mask).ravel() != 0, 255, 0).astype(np.uint8), 4)
     num = arr.size
     head = f"{num:032b}{7:05b}" + "".join(f"{x - 1:04b}" for x in (3, 4, 8, 16))
+    runs: list[tuple[int, int]] = []  # (length, value)
     if num:
         change = np.flatnonzero(arr[1:] != arr[:-1])
         ends = np.append(change, num - 1)
         lengths = np.diff(np.append(-1, ends))
-        values = arr[ends]
-    else:
-        lengths, values = [], []
+        runs = list(zip(lengths.tolist(), arr[ends].tolist()))
     body = []
-    for n, v in zip(lengths.tolist() if num else [], values.tolist() if num else []):
+    for n, v in runs:
         if n == 1:
             body.append(f"000000{v:08b}")
         elif n <= 8:

@@ -3,39 +3,41 @@ around ``labkit.geometry``."""
 from __future__ import annotations
 
 import math
+from typing import Any
+
 import numpy as np
 
+from labkit.formats._base import Problems
 from labkit.geometry.rle import decode_rle, encode_rle
-
 
 # --- canonical constructors -------------------------------------------------
 
-def box(x0: float, y0: float, x1: float, y1: float) -> dict:
+def box(x0: float, y0: float, x1: float, y1: float) -> dict[str, Any]:
     return {"x0": float(x0), "y0": float(y0), "x1": float(x1), "y1": float(y1)}
 
 
-def polygon(rings: list[list[list[float]]]) -> dict:
+def polygon(rings: list[list[list[float]]]) -> dict[str, Any]:
     """Canonical polygon from one or more outer rings (no holes)."""
     parts = [{"points": [[float(x), float(y)] for x, y in r]} for r in rings]
     return parts[0] if len(parts) == 1 else {"parts": parts}
 
 
-def points(pts: list[list[float]]) -> dict:
+def points(pts: list[list[float]]) -> dict[str, Any]:
     return {"points": [[float(x), float(y)] for x, y in pts]}
 
 
-def ellipse(cx: float, cy: float, rx: float, ry: float, angle: float) -> dict:
+def ellipse(cx: float, cy: float, rx: float, ry: float, angle: float) -> dict[str, Any]:
     return {"cx": float(cx), "cy": float(cy), "rx": float(rx), "ry": float(ry), "angle": float(angle)}
 
 
-def parts_of(geometry: dict) -> list[dict]:
+def parts_of(geometry: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``{"points", "holes"?}`` parts of a canonical polygon, single or multi-part."""
     return list(geometry["parts"]) if "parts" in geometry else [geometry]
 
 
 # --- conversions (labkit.geometry does the work) -------------------------------
 
-def canonical(pr, kind: str, geometry, where: str):
+def canonical(pr: Problems, kind: str, geometry: Any, where: str) -> dict[str, Any] | None:
     """``normalize_geometry`` as the last check of a reader: a GeometryError becomes a problem.
 
     Returns the canonical geometry, or None after recording the problem (and for labels).
@@ -55,7 +57,7 @@ def shoelace(ring: list[list[float]]) -> float:
     return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
-def ellipse_polygon(g: dict, n: int = 64) -> list[list[float]]:
+def ellipse_polygon(g: dict[str, Any], n: int = 64) -> list[list[float]]:
     """``n`` vertices on the ellipse."""
     from labkit.geometry import ellipse_to_polygon
 
@@ -78,18 +80,18 @@ def rotated_rect(x: float, y: float, w: float, h: float, angle: float,
     return [[ox + px * c - py * s, oy + px * s + py * c] for px, py in local]
 
 
-def bounds(kind: str, g: dict) -> tuple[float, float, float, float]:
+def bounds(kind: str, g: dict[str, Any]) -> tuple[float, float, float, float]:
     """Axis-aligned ``(x0, y0, x1, y1)``; ValueError for an empty mask."""
     from labkit.geometry import geometry_bounds
 
     return geometry_bounds(kind, g)
 
 
-def to_bytes_rle(g: dict) -> dict:
+def to_bytes_rle(g: dict[str, Any]) -> dict[str, Any]:
     return {"size": list(g["size"]), "counts": g["counts"].encode("ascii")}
 
 
-def outer_rings(g: dict) -> list[list[list[float]]]:
+def outer_rings(g: dict[str, Any]) -> list[list[list[float]]]:
     """Exterior rings of a mask's pixel-edge outline, largest area first (holes dropped)."""
     from labkit.geometry import mask_to_polygon
 
@@ -100,11 +102,11 @@ def outer_rings(g: dict) -> list[list[list[float]]]:
     return sorted(rings, key=lambda r: -shoelace(r))
 
 
-def mask_from(g: dict) -> np.ndarray:
+def mask_from(g: dict[str, Any]) -> np.ndarray:
     return decode_rle(g)
 
 
-def mask_geometry(mask: np.ndarray) -> dict:
+def mask_geometry(mask: np.ndarray) -> dict[str, Any]:
     return encode_rle(mask)
 
 

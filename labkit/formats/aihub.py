@@ -28,10 +28,20 @@ import copy
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 from labkit.formats import _shapes
-from labkit.formats._base import (Dataset, FormatError, ImageRecord, ObjectRecord, Problems,
-                                  classes_in_order, load_json)
+from labkit.formats._base import (
+    Dataset,
+    FormatError,
+    ImageRecord,
+    ObjectRecord,
+    Problems,
+    classes_in_order,
+    geometry_of,
+    load_json,
+    objects_by_image,
+)
 
 _SHAPES = {"Ellipse": "ellipse", "Polygon": "polygon", "Point": "point"}
 _FRONT = ("inst", "image", "condition", "posture")  # written before metaid, as in the files
@@ -48,7 +58,10 @@ def read(path: str | Path) -> Dataset:
         files = [path]
     else:
         raise FormatError(path, [("", "no such file or folder")])
-    pr, images, objects, seen = Problems(path), [], [], {}
+    pr = Problems(path)
+    images: list[ImageRecord] = []
+    objects: list[ObjectRecord] = []
+    seen: dict[str, str] = {}  # image name -> the file that named it first
     for f in files:
         loc = f.relative_to(path).as_posix() if path.is_dir() else f.name
         try:
@@ -81,7 +94,7 @@ def read(path: str | Path) -> Dataset:
         for j, ann in enumerate(a["annotations"]):
             where = f"{loc}: Annotations.annotations[{j}]"
             kind, geometry = _geometry(pr, ann, where)
-            if geometry is not None:
+            if kind is not None and geometry is not None:
                 objects.append(ObjectRecord(image_key=a["name"], kind=kind, label=ann["label"],
                                             geometry=geometry, where=where,
                                             provenance={"aihub": {"original": copy.deepcopy(ann)}}))
@@ -89,7 +102,7 @@ def read(path: str | Path) -> Dataset:
     return Dataset(images=images, objects=objects, classes=classes_in_order(objects))
 
 
-def _geometry(pr: Problems, ann, where: str) -> tuple[str | None, dict | None]:
+def _geometry(pr: Problems, ann: Any, where: str) -> tuple[str | None, dict[str, Any] | None]:
     if not pr.require(ann, ("label", "shape"), where):
         return None, None
     if not isinstance(ann["label"], str):
@@ -102,15 +115,17 @@ def _geometry(pr: Problems, ann, where: str) -> tuple[str | None, dict | None]:
     if kind == "ellipse":
         if not pr.require(ann, ("cx", "cy", "rx", "ry"), where):
             return kind, None
-        v = {k: pr.number(ann.get(k, 0), where, k) for k in ("cx", "cy", "rx", "ry", "rotate")}
+        parsed = {k: pr.number(ann.get(k, 0), where, k) for k in ("cx", "cy", "rx", "ry", "rotate")}
         if "points" in ann:
             pr.points(ann["points"], where, "points", min_points=0)
-        if None in v.values():
+        v = {k: x for k, x in parsed.items() if x is not None}
+        if len(v) != len(parsed):
             return kind, None
         if v["rx"] < 0 or v["ry"] < 0:
             pr.add(where, f"negative ellipse radius rx={v['rx']}, ry={v['ry']}")
             return kind, None
-        return kind, _shapes.canonical(pr, kind, _shapes.ellipse(v["cx"], v["cy"], v["rx"], v["ry"], v["rotate"]), where)
+        shape = _shapes.ellipse(v["cx"], v["cy"], v["rx"], v["ry"], v["rotate"])
+        return kind, _shapes.canonical(pr, kind, shape, where)
     if not pr.require(ann, ("points",), where):
         return kind, None
     pts = pr.points(ann["points"], where, "points", min_points=3 if kind == "polygon" else 1)
@@ -129,11 +144,7 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
     warning); image-level labels have no AI-Hub form and are skipped with a warning.
     """
     folder = Path(path)
-    by_image: dict[str, list[ObjectRecord]] = {im.key: [] for im in dataset.images}
-    for o in dataset.objects:
-        if o.image_key not in by_image:
-            raise ValueError(f"object for image {o.image_key!r} which is not in dataset.images")
-        by_image[o.image_key].append(o)
+    by_image = objects_by_image(dataset)
     names: dict[str, str] = {}
     for im in dataset.images:
         name = Path(im.key).stem + ".json"
@@ -145,7 +156,7 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
     for name, im in zip(names, dataset.images):
         attrs = dict(im.attributes)
         top = attrs.pop("aihub_top_level", {})
-        a = {"name": im.key}
+        a: dict[str, Any] = {"name": im.key}
         a.update({k: attrs.pop(k) for k in _FRONT if k in attrs})
         metaid = attrs.pop("metaid", im.subject)
         if metaid is not None:
@@ -158,17 +169,22 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
         warnings.warn(f"AI-Hub has only Ellipse/Polygon/Point: {lossy}", stacklevel=2)
 
 
-def _annotations(o: ObjectRecord, lossy: dict) -> list[dict]:
+def _annotations(o: ObjectRecord, lossy: dict[str, int]) -> list[dict[str, Any]]:
     orig = o.provenance.get("aihub", {}).get("original")
     if isinstance(orig, dict):
-        kind, g = _geometry(Problems("provenance"), orig, "")
-        if (kind, g) == (o.kind, o.geometry):
+        kind, parsed = _geometry(Problems("provenance"), orig, "")
+        if (kind, parsed) == (o.kind, o.geometry):
             return [dict(copy.deepcopy(orig), label=o.label)]
-    same = isinstance(orig, dict) and _SHAPES.get(orig.get("shape")) == o.kind
+    orig_shape = orig.get("shape") if isinstance(orig, dict) else None
+    same = isinstance(orig_shape, str) and _SHAPES.get(orig_shape) == o.kind
     base = copy.deepcopy(orig) if same else {}
-    g, P = o.geometry, _shapes.plain
+    if o.kind == "label":
+        lossy["skipped image-level labels"] = lossy.get("skipped image-level labels", 0) + 1
+        return []
+    g, P = geometry_of(o), _shapes.plain
 
-    def entry(shape: str, points: list, **values) -> dict:  # key order as in the dataset's files
+    # key order as in the dataset's files
+    def entry(shape: str, points: list[list[int | float]], **values: int | float) -> dict[str, Any]:
         return {**base, "label": o.label, "points": points, "shape": shape, **values}
 
     if o.kind == "ellipse":
@@ -177,9 +193,6 @@ def _annotations(o: ObjectRecord, lossy: dict) -> list[dict]:
                       cx=P(g["cx"]), cy=P(g["cy"]))]
     if o.kind == "point":
         return [entry("Point", points=[[P(x), P(y)] for x, y in g["points"]])]
-    if o.kind == "label":
-        lossy["skipped image-level labels"] = lossy.get("skipped image-level labels", 0) + 1
-        return []
     if o.kind == "box":
         rings = [[[g["x0"], g["y0"]], [g["x1"], g["y0"]], [g["x1"], g["y1"]], [g["x0"], g["y1"]]]]
     elif o.kind == "mask":

@@ -21,14 +21,26 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Hashable, Mapping
 from pathlib import Path
+from typing import Any, TypeGuard, TypeVar
 
 from labkit.formats import _shapes
-from labkit.formats._base import (Dataset, FormatError, ImageRecord, ObjectRecord, Problems,
-                                  classes_in_order, load_json)
+from labkit.formats._base import (
+    Dataset,
+    FormatError,
+    ImageRecord,
+    ObjectRecord,
+    Problems,
+    classes_in_order,
+    geometry_of,
+    load_json,
+)
 
 _ANN_KEYS = {"id", "image_id", "category_id", "segmentation", "bbox", "area", "iscrowd", "score"}
 _IMAGE_KEYS = {"id", "file_name", "width", "height"}
+
+_K = TypeVar("_K", bound=Hashable)
 
 
 def read(path: str | Path) -> Dataset:
@@ -53,7 +65,7 @@ def read(path: str | Path) -> Dataset:
             pr.add(key, f"is {type(data[key]).__name__}; expected a list")
     pr.raise_if_any()
 
-    categories: dict = {}
+    categories: dict[int | str, str] = {}
     for i, cat in enumerate(data["categories"]):
         where = f"categories[{i}]"
         if not pr.require(cat, ("id", "name"), where) or not _id_ok(pr, cat["id"], where, "id"):
@@ -62,7 +74,9 @@ def read(path: str | Path) -> Dataset:
             pr.add(where, f"duplicate category id {cat['id']!r}")
         categories[cat["id"]] = str(cat["name"])
 
-    images, by_id, keys = [], {}, set()
+    images: list[ImageRecord] = []
+    by_id: dict[int | str, ImageRecord] = {}
+    keys: set[Any] = set()
     for i, im in enumerate(data["images"]):
         where = f"images[{i}]"
         if not pr.require(im, ("id", "file_name"), where) or not _id_ok(pr, im["id"], where, "id"):
@@ -79,7 +93,7 @@ def read(path: str | Path) -> Dataset:
         by_id[im["id"]] = rec
         images.append(rec)
 
-    objects = []
+    objects: list[ObjectRecord] = []
     for i, ann in enumerate(data["annotations"]):
         where = f"annotations[{i}]"
         if not pr.require(ann, ("image_id", "category_id"), where):
@@ -98,18 +112,18 @@ def read(path: str | Path) -> Dataset:
     return Dataset(images=images, objects=objects, classes=list(categories.values()))
 
 
-def _hashable(v) -> bool:
+def _hashable(v: object) -> TypeGuard[int | str]:
     return isinstance(v, (int, str)) and not isinstance(v, bool)
 
 
-def _id_ok(pr: Problems, v, where: str, what: str) -> bool:
+def _id_ok(pr: Problems, v: object, where: str, what: str) -> bool:
     if not _hashable(v):
         pr.add(where, f"{what} is {v!r}; expected an integer or a string")
         return False
     return True
 
 
-def _read_annotation(pr: Problems, ann: dict, where: str) -> ObjectRecord | None:
+def _read_annotation(pr: Problems, ann: dict[str, Any], where: str) -> ObjectRecord | None:
     seg, kp = ann.get("segmentation"), ann.get("keypoints")
     used = set(_ANN_KEYS)
     n_before = len(pr.items) + pr.more
@@ -127,7 +141,7 @@ def _read_annotation(pr: Problems, ann: dict, where: str) -> ObjectRecord | None
             pr.add(where, f"bbox is {b!r}; expected [x, y, width, height]")
         else:
             x, y, w, h = (pr.number(v, where, f"bbox[{j}]") for j, v in enumerate(b))
-            if None not in (x, y, w, h):
+            if x is not None and y is not None and w is not None and h is not None:
                 if w < 0 or h < 0:
                     pr.add(where, f"bbox {b!r} has a negative width or height")
                 else:
@@ -138,7 +152,7 @@ def _read_annotation(pr: Problems, ann: dict, where: str) -> ObjectRecord | None
     score = pr.number(ann["score"], where, "score") if "score" in ann else None
     if len(pr.items) + pr.more > n_before:
         return None
-    prov = {k: ann[k] for k in ("id", "image_id", "category_id", "iscrowd") if k in ann}
+    prov: dict[str, Any] = {k: ann[k] for k in ("id", "image_id", "category_id", "iscrowd") if k in ann}
     if kind == "point":
         prov["keypoints"] = kp
     extra = {k: v for k, v in ann.items() if k not in used}
@@ -148,7 +162,7 @@ def _read_annotation(pr: Problems, ann: dict, where: str) -> ObjectRecord | None
                         provenance={"coco": prov}, where=where)
 
 
-def _is_point(ann: dict) -> bool:
+def _is_point(ann: dict[str, Any]) -> bool:
     kp = ann["keypoints"]
     if not isinstance(kp, list) or len(kp) % 3 or not kp:
         return False
@@ -166,9 +180,9 @@ def _is_point(ann: dict) -> bool:
             and all(isinstance(v, (int, float)) and abs(v - s) < 1e-6 for v, s in zip(b, span)))
 
 
-def _read_segmentation(pr: Problems, seg, where: str):
+def _read_segmentation(pr: Problems, seg: Any, where: str) -> tuple[str, dict[str, Any] | None]:
     if isinstance(seg, list):
-        rings = []
+        rings: list[list[list[float]]] = []
         for j, part in enumerate(seg):
             ring = pr.flat_points(part, where, f"segmentation[{j}]", min_points=3)
             if ring is not None:
@@ -211,14 +225,16 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
                               {i: [o.provenance.get("coco", {}).get("id")]
                                for i, o in enumerate(dataset.objects)}).values())
 
-    annotations, skipped, kp_counts = [], 0, {}
+    annotations: list[dict[str, Any]] = []
+    skipped = 0
+    kp_counts: dict[str, set[int]] = {}
     for obj in dataset.objects:
         ann_id = next(ann_ids)
         if obj.kind == "label":
             skipped += 1
             continue
         prov = obj.provenance.get("coco", {})
-        ann = {"id": ann_id, "image_id": img_ids[obj.image_key], "category_id": cat_ids[obj.label]}
+        ann: dict[str, Any] = {"id": ann_id, "image_id": img_ids[obj.image_key], "category_id": cat_ids[obj.label]}
         ann.update(_geometry_fields(obj, prov, sizes[obj.image_key]))
         ann["iscrowd"] = prov.get("iscrowd", 0) if obj.kind == "mask" else 0
         if obj.score is not None:
@@ -231,16 +247,16 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
         warnings.warn(f"COCO has no image-level labels: skipped {skipped} object(s) of kind 'label'",
                       stacklevel=2)
 
-    categories = []
+    categories: list[dict[str, Any]] = []
     for c in classes:
-        cat = {"id": cat_ids[c], "name": c}
+        cat: dict[str, Any] = {"id": cat_ids[c], "name": c}
         if len(kp_counts.get(c, ())) == 1:
             n = next(iter(kp_counts[c]))
             cat["keypoints"] = [c] if n == 1 else [f"{c}_{j}" for j in range(n)]
         categories.append(cat)
-    images = []
+    images: list[dict[str, Any]] = []
     for im in dataset.images:
-        rec = {"id": img_ids[im.key], "file_name": im.key}
+        rec: dict[str, Any] = {"id": img_ids[im.key], "file_name": im.key}
         if im.width is not None and im.height is not None:
             rec.update(width=im.width, height=im.height)
         rec.update({k: v for k, v in im.attributes.items() if k not in _IMAGE_KEYS})
@@ -252,16 +268,17 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
                   f, indent=indent, ensure_ascii=False)
 
 
-def _group_prov(objects: list[ObjectRecord], key: str) -> dict:
-    out: dict = {}
+def _group_prov(objects: list[ObjectRecord], key: str) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
     for o in objects:
         out.setdefault(o.image_key, []).append(o.provenance.get("coco", {}).get(key))
     return out
 
 
-def _reuse_ids(names: list, wanted: dict) -> dict:
+def _reuse_ids(names: list[_K], wanted: Mapping[_K, list[Any]]) -> dict[_K, int | str]:
     """An id per name: the one its provenance agrees on when unique, else a fresh integer."""
-    ids, taken = {}, set()
+    ids: dict[_K, int | str] = {}
+    taken: set[int | str] = set()
     for name in names:
         cands = {v for v in wanted.get(name, []) if _hashable(v)}
         if len(cands) == 1 and None not in wanted.get(name, []) and (v := cands.pop()) not in taken:
@@ -277,8 +294,9 @@ def _reuse_ids(names: list, wanted: dict) -> dict:
     return ids
 
 
-def _geometry_fields(obj: ObjectRecord, prov: dict, size: tuple) -> dict:
-    g, kind = obj.geometry, obj.kind
+def _geometry_fields(obj: ObjectRecord, prov: dict[str, Any],
+                     size: tuple[int | None, int | None]) -> dict[str, Any]:
+    g, kind = geometry_of(obj), obj.kind
     if kind == "box":
         w, h = g["x1"] - g["x0"], g["y1"] - g["y0"]
         return {"bbox": [g["x0"], g["y0"], w, h], "area": w * h}
@@ -300,12 +318,13 @@ def _geometry_fields(obj: ObjectRecord, prov: dict, size: tuple) -> dict:
             return {"segmentation": [[v for xy in p["points"] for v in xy] for p in parts],
                     "area": sum(_shapes.shoelace(p["points"]) for p in parts),
                     "bbox": [x0, y0, x1 - x0, y1 - y0]}
-        if None in size:
+        height, width = size
+        if height is None or width is None:
             raise ValueError(f"image {obj.image_key!r} has no width/height: needed to write a "
                              "polygon with holes as a COCO RLE mask")
         from labkit.geometry import polygon_to_rle
 
-        g = polygon_to_rle(g, *size)
+        g = polygon_to_rle(g, height, width)
     if kind in ("polygon", "mask"):
         from pycocotools import mask as mu
 

@@ -25,13 +25,22 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import numpy as np
 
 from labkit.formats import _shapes
-from labkit.formats._base import (Dataset, FormatError, ImageRecord, ObjectRecord, Problems,
-                                  classes_in_order)
+from labkit.formats._base import (
+    Dataset,
+    FormatError,
+    ImageRecord,
+    ObjectRecord,
+    Problems,
+    classes_in_order,
+    geometry_of,
+    objects_by_image,
+)
 
 _GEOMETRY = {"box": ("xtl", "ytl", "xbr", "ybr", "rotation"), "polygon": ("points",),
              "points": ("points",), "ellipse": ("cx", "cy", "rx", "ry", "rotation"),
@@ -65,7 +74,9 @@ def read(path: str | Path) -> Dataset:
     if root.tag != "annotations":
         raise FormatError(path, [("", f"root element is <{root.tag}>; expected <annotations>")])
     declared = [el.findtext("name", "") for el in root.iterfind("meta//labels/label")]
-    images, objects, skipped = [], [], Counter()
+    images: list[ImageRecord] = []
+    objects: list[ObjectRecord] = []
+    skipped: Counter[str] = Counter()
     for i, el in enumerate(root.iterfind("image")):
         where = f"image[{i}]"
         if not pr.require(el.attrib, ("name", "width", "height"), where):
@@ -73,12 +84,12 @@ def read(path: str | Path) -> Dataset:
         where = f"image[{i}] ({el.get('name')})"
         w = pr.size(el.get("width"), where, "width", text=True)
         h = pr.size(el.get("height"), where, "height", text=True)
-        im = ImageRecord(key=el.get("name"), width=w, height=h, where=where,
+        im = ImageRecord(key=el.attrib["name"], width=w, height=h, where=where,
                          attributes={k: v for k, v in el.attrib.items()
                                      if k not in ("id", "name", "width", "height")})
         images.append(im)
-        counts: Counter = Counter()
-        groups: dict[tuple, ObjectRecord] = {}
+        counts: Counter[str] = Counter()
+        groups: dict[tuple[str, str], ObjectRecord] = {}
         for child in el:
             tag = child.tag
             loc = f"{where}/{tag}[{counts[tag]}]"
@@ -93,20 +104,24 @@ def read(path: str | Path) -> Dataset:
             if declared and label not in declared:
                 pr.add(loc, f"label {label!r} is not declared in <meta> labels {declared}")
                 continue
-            geometry = _geometry(pr, child, loc, w, h)
-            if geometry is None and tag != "tag":
-                continue
-            kind = "polygon" if tag == "box" and "points" in geometry else _KINDS[tag]
-            geometry = _shapes.canonical(pr, kind, geometry, loc)
-            if geometry is None and tag != "tag":
-                continue
-            prov = {"tag": tag, "attrs": {k: v for k, v in child.attrib.items()
-                                          if k != "label" and k not in _GEOMETRY[tag]},
+            kind = _KINDS[tag]
+            geometry = None
+            if tag != "tag":
+                raw = _geometry(pr, child, loc, w, h)
+                if raw is None:
+                    continue
+                if tag == "box" and "points" in raw:
+                    kind = "polygon"
+                geometry = _shapes.canonical(pr, kind, raw, loc)
+                if geometry is None:
+                    continue
+            attrs = {k: v for k, v in child.attrib.items() if k != "label" and k not in _GEOMETRY[tag]}
+            prov = {"tag": tag, "attrs": attrs,
                     "attributes": {a.get("name"): a.text or "" for a in child.iterfind("attribute")}}
-            group = prov["attrs"].get("group_id", "0")
-            if tag == "polygon" and group not in ("", "0") and (label, group) in groups:
+            group = attrs.get("group_id", "0")
+            if tag == "polygon" and geometry is not None and group not in ("", "0") and (label, group) in groups:
                 first = groups[(label, group)]
-                first.geometry = {"parts": _shapes.parts_of(first.geometry) + [geometry]}
+                first.geometry = {"parts": _shapes.parts_of(geometry_of(first)) + [geometry]}
                 continue
             obj = ObjectRecord(image_key=im.key, kind=kind, label=label, geometry=geometry,
                                provenance={"cvat": prov}, where=loc)
@@ -119,7 +134,8 @@ def read(path: str | Path) -> Dataset:
     return Dataset(images=images, objects=objects, classes=classes_in_order(objects, declared))
 
 
-def _geometry(pr: Problems, el: ET.Element, loc: str, width, height) -> dict | None:
+def _geometry(pr: Problems, el: ET.Element, loc: str, width: int | None,
+              height: int | None) -> dict[str, Any] | None:
     tag = el.tag
     if tag == "tag":
         return None
@@ -127,8 +143,8 @@ def _geometry(pr: Problems, el: ET.Element, loc: str, width, height) -> dict | N
     if not pr.require(el.attrib, tuple(need), loc):
         return None
     if tag in ("polygon", "points"):
-        pts = []
-        for j, pair in enumerate(el.get("points").split(";")):
+        pts: list[list[float]] = []
+        for j, pair in enumerate(el.attrib["points"].split(";")):
             xy = pair.split(",")
             if len(xy) != 2:
                 pr.add(loc, f"points[{j}] is {pair!r}; expected 'x,y'")
@@ -143,8 +159,9 @@ def _geometry(pr: Problems, el: ET.Element, loc: str, width, height) -> dict | N
         return {"points": pts}
     if tag == "mask":
         return _mask(pr, el, loc, width, height)
-    v = {k: pr.number(el.get(k, "0"), loc, k, text=True) for k in _GEOMETRY[tag]}
-    if None in v.values():
+    parsed = {k: pr.number(el.get(k, "0"), loc, k, text=True) for k in _GEOMETRY[tag]}
+    v = {k: x for k, x in parsed.items() if x is not None}
+    if len(v) != len(parsed):
         return None
     if tag == "ellipse":
         if v["rx"] < 0 or v["ry"] < 0:
@@ -161,18 +178,20 @@ def _geometry(pr: Problems, el: ET.Element, loc: str, width, height) -> dict | N
                                            v["ybr"] - v["ytl"], v["rotation"], about="center")}
 
 
-def _mask(pr: Problems, el: ET.Element, loc: str, width, height) -> dict | None:
-    crop = {k: pr.size(el.get(k), loc, k, text=True) if k in ("width", "height")
-            else pr.number(el.get(k), loc, k, text=True) for k in ("left", "top", "width", "height")}
-    if None in crop.values() or width is None or height is None:
+def _mask(pr: Problems, el: ET.Element, loc: str, width: int | None, height: int | None) -> dict[str, Any] | None:
+    x0 = pr.number(el.get("left"), loc, "left", text=True)
+    y0 = pr.number(el.get("top"), loc, "top", text=True)
+    cw = pr.size(el.get("width"), loc, "width", text=True)
+    ch = pr.size(el.get("height"), loc, "height", text=True)
+    if x0 is None or y0 is None or cw is None or ch is None or width is None or height is None:
         return None
-    left, top, cw, ch = int(crop["left"]), int(crop["top"]), crop["width"], crop["height"]
+    left, top = int(x0), int(y0)
     if left < 0 or top < 0 or left + cw > width or top + ch > height:
         pr.add(loc, f"mask crop left={left} top={top} width={cw} height={ch} is outside "
                     f"the {width}x{height} image")
         return None
     try:
-        runs = np.array([int(s) for s in el.get("rle").split(",") if s.strip()], np.int64)
+        runs = np.array([int(s) for s in el.attrib["rle"].split(",") if s.strip()], np.int64)
     except ValueError:
         pr.add(loc, "mask rle is not a comma-separated list of integers")
         return None
@@ -197,11 +216,7 @@ def write(dataset: Dataset, path: str | Path) -> None:
     if no_size:
         raise ValueError(f"{len(no_size)} image(s) have no width/height, e.g. {no_size[:3]}; "
                          "CVAT needs them")
-    by_image: dict[str, list[ObjectRecord]] = {im.key: [] for im in dataset.images}
-    for o in dataset.objects:
-        if o.image_key not in by_image:
-            raise ValueError(f"object for image {o.image_key!r} which is not in dataset.images")
-        by_image[o.image_key].append(o)
+    by_image = objects_by_image(dataset)
     root = ET.Element("annotations")
     ET.SubElement(root, "version").text = "1.1"
     labels = ET.SubElement(ET.SubElement(ET.SubElement(root, "meta"), "task"), "labels")
@@ -223,12 +238,12 @@ def write(dataset: Dataset, path: str | Path) -> None:
                 group = prov.get("attrs", {}).get("group_id", "0")
                 if group in ("", "0"):
                     group, next_group = str(next_group), next_group + 1
-                for tag, geo in elements:
+                for _, geo in elements:
                     geo["group_id"] = group
             if o.kind == "polygon":
-                holes += any(p.get("holes") for p in _shapes.parts_of(o.geometry))
+                holes += any(p.get("holes") for p in _shapes.parts_of(geometry_of(o)))
             for tag, geo in elements:
-                attrs = {"label": o.label, **{"source": "manual", "occluded": "0", "z_order": "0"},
+                attrs = {"label": o.label, "source": "manual", "occluded": "0", "z_order": "0",
                          **prov.get("attrs", {}), **geo}
                 if tag == "tag":
                     attrs = {k: v for k, v in attrs.items() if k in ("label", "source")}
@@ -247,10 +262,10 @@ def _f(v: float) -> str:
     return repr(float(v))
 
 
-def _elements(o: ObjectRecord, im: ImageRecord) -> list[tuple[str, dict]]:
-    g = o.geometry
+def _elements(o: ObjectRecord, im: ImageRecord) -> list[tuple[str, dict[str, str]]]:
     if o.kind == "label":
         return [("tag", {})]
+    g = geometry_of(o)
     if o.kind == "box":
         return [("box", {"xtl": _f(g["x0"]), "ytl": _f(g["y0"]), "xbr": _f(g["x1"]), "ybr": _f(g["y1"])})]
     if o.kind in ("polygon", "point"):

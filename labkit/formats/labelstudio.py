@@ -28,13 +28,23 @@ import re
 import warnings
 from collections import Counter
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
 from labkit.formats import _ls_brush, _shapes
-from labkit.formats._base import (Dataset, FormatError, ImageRecord, ObjectRecord, Problems,
-                                  classes_in_order, load_json)
+from labkit.formats._base import (
+    Dataset,
+    FormatError,
+    ImageRecord,
+    ObjectRecord,
+    Problems,
+    classes_in_order,
+    geometry_of,
+    load_json,
+    objects_by_image,
+)
 
 _TOOLS = {"rectangle": "box", "polygon": "polygon", "ellipse": "ellipse", "keypoint": "point",
           "brush": "mask"}
@@ -71,7 +81,10 @@ def read(path: str | Path, *, data_key: str = "image") -> Dataset:
         tasks = [tasks]
     if not isinstance(tasks, list):
         raise FormatError(path, [("", f"top level is {type(tasks).__name__}; expected a list of tasks")])
-    pr, images, objects, skipped = Problems(path), {}, [], Counter()
+    pr = Problems(path)
+    images: dict[str, ImageRecord] = {}
+    objects: list[ObjectRecord] = []
+    skipped: Counter[str] = Counter()
     for t, task in enumerate(tasks):
         where = f"tasks[{t}]"
         if not pr.require(task, ("data",), where) or not pr.require(task["data"], (data_key,), f"{where}.data"):
@@ -105,9 +118,9 @@ def read(path: str | Path, *, data_key: str = "image") -> Dataset:
     return Dataset(images=list(images.values()), objects=objects, classes=classes_in_order(objects))
 
 
-def _entry_provenance(group: str, entry: dict) -> dict:
+def _entry_provenance(group: str, entry: dict[str, Any]) -> dict[str, Any]:
     if group == "annotations":
-        out = {"source": "annotation", "annotation_id": entry.get("id")}
+        out: dict[str, Any] = {"source": "annotation", "annotation_id": entry.get("id")}
         if "completed_by" in entry:
             out["completed_by"] = entry["completed_by"]
         return out
@@ -115,14 +128,15 @@ def _entry_provenance(group: str, entry: dict) -> dict:
             "model_version": entry.get("model_version")}
 
 
-def _worker(completed_by) -> str | None:
+def _worker(completed_by: Any) -> str | None:
     if isinstance(completed_by, dict):
         v = completed_by.get("email") or completed_by.get("id")
         return None if v is None else str(v)
     return None if completed_by is None else str(completed_by)
 
 
-def _read_results(pr, results, where, image, prov, worker, score, skipped) -> list[ObjectRecord]:
+def _read_results(pr: Problems, results: Any, where: str, image: ImageRecord, prov: dict[str, Any],
+                  worker: str | None, score: float | None, skipped: Counter[str]) -> list[ObjectRecord]:
     if not isinstance(results, list):
         pr.add(where, f"result is {type(results).__name__}; expected a list")
         return []
@@ -169,11 +183,11 @@ def _read_results(pr, results, where, image, prov, worker, score, skipped) -> li
     return out
 
 
-def _has_geometry(v: dict) -> bool:
+def _has_geometry(v: dict[str, Any]) -> bool:
     return any(k in v for k in ("x", "points", "rle"))
 
 
-def _infer_tool(v: dict) -> str:
+def _infer_tool(v: dict[str, Any]) -> str:
     if "rle" in v:
         return "brush"
     if "points" in v:
@@ -183,7 +197,8 @@ def _infer_tool(v: dict) -> str:
     return "rectangle" if "width" in v and "height" in v else "keypoint"
 
 
-def _read_geometry(pr: Problems, r: dict, v: dict, tool: str, w: str, image: ImageRecord):
+def _read_geometry(pr: Problems, r: dict[str, Any], v: dict[str, Any], tool: str, w: str,
+                   image: ImageRecord) -> tuple[str, dict[str, Any] | None]:
     W = pr.size(r.get("original_width"), w, "original_width")
     H = pr.size(r.get("original_height"), w, "original_height")
     if W is None or H is None:
@@ -201,7 +216,7 @@ def _read_geometry(pr: Problems, r: dict, v: dict, tool: str, w: str, image: Ima
         return _TOOLS[tool], None
     if tool == "polygon":
         pts = pr.points(v["points"], w, "points", min_points=3)
-        return "polygon", pts and _shapes.polygon([[[x * sx, y * sy] for x, y in pts]])
+        return "polygon", None if pts is None else _shapes.polygon([[[x * sx, y * sy] for x, y in pts]])
     if tool == "brush":
         if v.get("format", "rle") != "rle":
             pr.add(w, f"brush format is {v.get('format')!r}; only 'rle' is supported")
@@ -211,9 +226,10 @@ def _read_geometry(pr: Problems, r: dict, v: dict, tool: str, w: str, image: Ima
         except ValueError as exc:
             pr.add(w, f"corrupt brush RLE: {exc}")
             return "mask", None
-    nums = {k: pr.number(v[k], w, k) for k in need}
+    parsed = {k: pr.number(v[k], w, k) for k in need}
     rot = pr.number(v.get("rotation", 0), w, "rotation")
-    if None in nums.values() or rot is None:
+    nums = {k: x for k, x in parsed.items() if x is not None}
+    if len(nums) != len(parsed) or rot is None:
         return _TOOLS[tool], None
     x, y = nums["x"] * sx, nums["y"] * sy
     if tool == "keypoint":
@@ -264,17 +280,14 @@ def write(dataset: Dataset, path: str | Path, *, as_predictions: bool | None = N
     Polygons are written one ``polygonlabels`` region per part; holes are dropped (warning).
     """
     names = dict(_FROM_NAMES, **(from_names or {}))
-    by_image: dict[str, list[ObjectRecord]] = {im.key: [] for im in dataset.images}
-    for o in dataset.objects:
-        if o.image_key not in by_image:
-            raise ValueError(f"object for image {o.image_key!r} which is not in dataset.images")
-        by_image[o.image_key].append(o)
+    by_image = objects_by_image(dataset)
     no_size = [im.key for im in dataset.images if (im.width is None or im.height is None)
                and any(o.kind != "label" for o in by_image[im.key])]
     if no_size:
         raise ValueError(f"{len(no_size)} image(s) with regions have no width/height, e.g. "
                          f"{no_size[:3]}; Label Studio stores percentages of the image size")
-    tasks, holes = [], 0
+    tasks: list[dict[str, Any]] = []
+    holes = 0
     for n, im in enumerate(dataset.images, 1):
         objs = by_image[im.key]
         provs = [o.provenance.get("labelstudio", {}) for o in objs]
@@ -282,10 +295,10 @@ def write(dataset: Dataset, path: str | Path, *, as_predictions: bool | None = N
         src = (image_prefix + im.key if image_prefix is not None
                else srcs.pop() if len(srcs) == 1 and None not in srcs else im.key)
         ids = {p.get("task_id") for p in provs}
-        task = {"id": ids.pop() if len(ids) == 1 and None not in ids else n, "data": {"image": src},
+        task: dict[str, Any] = {"id": ids.pop() if len(ids) == 1 and None not in ids else n, "data": {"image": src},
                 "annotations": [], "predictions": []}
-        groups: dict[tuple, dict] = {}
-        used: set = set()
+        groups: dict[tuple[str, Any, Any], dict[str, Any]] = {}
+        used: set[str] = set()
         for o, p in zip(objs, provs):
             pred = as_predictions if as_predictions is not None else (
                 p.get("source") == "prediction" or (not p and o.worker is None and o.score is not None))
@@ -317,8 +330,8 @@ def write(dataset: Dataset, path: str | Path, *, as_predictions: bool | None = N
     path.write_text(json.dumps(tasks, indent=indent, ensure_ascii=False), encoding="utf-8")
 
 
-def _annotation_entry(o: ObjectRecord, p: dict) -> dict:
-    entry: dict = {"result": []}
+def _annotation_entry(o: ObjectRecord, p: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"result": []}
     if "completed_by" in p and _worker(p["completed_by"]) == o.worker:
         entry["completed_by"] = p["completed_by"]
     elif o.worker is not None:
@@ -326,22 +339,27 @@ def _annotation_entry(o: ObjectRecord, p: dict) -> dict:
     return entry
 
 
-def _results(o: ObjectRecord, p: dict, im: ImageRecord, names, to_name, used) -> tuple[list, int]:
-    g = o.geometry
+def _results(o: ObjectRecord, p: dict[str, Any], im: ImageRecord, names: dict[str, str], to_name: str,
+             used: set[str]) -> tuple[list[dict[str, Any]], int]:
+    values: list[dict[str, Any]]
     if o.kind == "label":
         typ, values, dropped = "choices", [{"choices": [o.label]}], 0
     else:
-        typ, values, dropped = _region_values(o.kind, g, im.width, im.height, p)
+        if im.width is None or im.height is None:  # write() rejects these before it gets here
+            raise ValueError(f"image {im.key!r} has regions but no width/height; Label Studio stores "
+                             "percentages of the image size")
+        typ, values, dropped = _region_values(o.kind, geometry_of(o), im.width, im.height, p)
         for v in values:
             v[typ] = [o.label]
-    base = p.get("id") if isinstance(p.get("id"), str) else f"r{len(used) + 1}"
+    pid = p.get("id")
+    base = pid if isinstance(pid, str) else f"r{len(used) + 1}"
     out = []
     for k, v in enumerate(values):
         rid = base if k == 0 else f"{base}_{k}"
         while rid in used:
             rid += "_"
         used.add(rid)
-        r = {"id": rid, "type": typ, "from_name": p.get("from_name") if p.get("type") == typ else None,
+        r: dict[str, Any] = {"id": rid, "type": typ, "from_name": p.get("from_name") if p.get("type") == typ else None,
              "to_name": p.get("to_name") or to_name}
         r["from_name"] = r["from_name"] or names[typ]
         if typ != "choices":
@@ -353,7 +371,8 @@ def _results(o: ObjectRecord, p: dict, im: ImageRecord, names, to_name, used) ->
     return out, dropped
 
 
-def _region_values(kind: str, g: dict, W: int, H: int, p: dict) -> tuple[str, list[dict], int]:
+def _region_values(kind: str, g: dict[str, Any], W: int, H: int,
+                   p: dict[str, Any]) -> tuple[str, list[dict[str, Any]], int]:
     sx, sy = 100.0 / W, 100.0 / H
     if kind == "box":
         return "rectanglelabels", [{"x": g["x0"] * sx, "y": g["y0"] * sy, "width": (g["x1"] - g["x0"]) * sx,

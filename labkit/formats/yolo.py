@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from labkit.formats import _shapes
-from labkit.formats._base import Dataset, FormatError, ImageRecord, ObjectRecord, Problems, classes_in_order
+from labkit.formats._base import (
+    Dataset,
+    FormatError,
+    ImageRecord,
+    ObjectRecord,
+    Problems,
+    classes_in_order,
+    geometry_of,
+)
 
 _IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
 
@@ -60,20 +68,21 @@ def write(dataset: Dataset, path: str | Path, *, task: str = "detect", scores: b
     classes = classes_in_order(dataset.objects, dataset.classes)
     index = {c: i for i, c in enumerate(classes)}
     lines: dict[str, list[str]] = {im.key: [] for im in dataset.images}
-    sizes = {im.key: (im.width, im.height) for im in dataset.images}
-    lossy: Counter = Counter()
+    sizes = {im.key: (im.width, im.height) for im in dataset.images
+             if im.width is not None and im.height is not None}  # all of them: checked above
+    lossy: Counter[str] = Counter()
     for o in dataset.objects:
         if o.image_key not in lines:
             raise ValueError(f"object for image {o.image_key!r} which is not in dataset.images")
         if o.kind in ("label", "point"):
             lossy[f"skipped {o.kind} objects"] += 1
             continue
-        if o.kind == "mask" and not _shapes.mask_from(o.geometry).any():
+        if o.kind == "mask" and not _shapes.mask_from(geometry_of(o)).any():
             lossy["skipped empty masks"] += 1
             continue
         W, H = sizes[o.image_key]
         if task == "detect":
-            x0, y0, x1, y1 = _shapes.bounds(o.kind, o.geometry)
+            x0, y0, x1, y1 = _shapes.bounds(o.kind, geometry_of(o))
             x0, x1 = np.clip([x0, x1], 0, W) / W
             y0, y1 = np.clip([y0, y1], 0, H) / H
             nums = [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
@@ -93,8 +102,8 @@ def write(dataset: Dataset, path: str | Path, *, task: str = "detect", scores: b
         warnings.warn(f"YOLO {task}: {dict(lossy)}", stacklevel=2)
 
 
-def _largest_ring(o: ObjectRecord, lossy: Counter) -> np.ndarray:
-    g = o.geometry
+def _largest_ring(o: ObjectRecord, lossy: Counter[str]) -> np.ndarray:
+    g = geometry_of(o)
     if o.kind == "box":
         return np.array([[g["x0"], g["y0"]], [g["x1"], g["y0"]], [g["x1"], g["y1"]], [g["x0"], g["y1"]]])
     if o.kind == "ellipse":
@@ -155,7 +164,8 @@ def read(path: str | Path, *, image_sizes: dict[str, tuple[int, int]] | None = N
     if not (root / "labels").is_dir():
         raise FormatError(root, [("", "no labels/ folder next to data.yaml")])
     sizes = _sizes(root, image_sizes)
-    images, objects = [], []
+    images: list[ImageRecord] = []
+    objects: list[ObjectRecord] = []
     for f in sorted((root / "labels").rglob("*.txt")):
         loc = f.relative_to(root).as_posix()
         if f.stem not in sizes:
@@ -173,10 +183,10 @@ def read(path: str | Path, *, image_sizes: dict[str, tuple[int, int]] | None = N
     return Dataset(images=images, objects=objects, classes=classes)
 
 
-def _sizes(root: Path, image_sizes) -> dict[str, tuple[str, tuple[int, int]]]:
+def _sizes(root: Path, image_sizes: dict[str, tuple[int, int]] | None) -> dict[str, tuple[str, tuple[int, int]]]:
     if image_sizes is not None:
         return {Path(k).stem: (k, (int(w), int(h))) for k, (w, h) in image_sizes.items()}
-    out = {}
+    out: dict[str, tuple[str, tuple[int, int]]] = {}
     if (root / "images").is_dir():
         from PIL import Image
 
@@ -192,8 +202,9 @@ def _read_line(pr: Problems, tokens: list[str], where: str, key: str, W: int, H:
     if not tokens[0].isdigit() or int(tokens[0]) >= len(classes):
         pr.add(where, f"class {tokens[0]!r} is not an index into the {len(classes)} names of data.yaml")
         return None
-    nums = [pr.number(t, where, f"value {j + 1}", text=True) for j, t in enumerate(tokens[1:])]
-    if None in nums:
+    parsed = [pr.number(t, where, f"value {j + 1}", text=True) for j, t in enumerate(tokens[1:])]
+    nums = [v for v in parsed if v is not None]
+    if len(nums) != len(parsed):
         return None
     label, n = classes[int(tokens[0])], len(nums)
     if n in (4, 5):
@@ -202,11 +213,15 @@ def _read_line(pr: Problems, tokens: list[str], where: str, key: str, W: int, H:
             pr.add(where, "negative box width or height")
             return None
         g = _shapes.canonical(pr, "box", [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], where)
-        return g and ObjectRecord(image_key=key, kind="box", label=label, where=where, geometry=g,
-                                  score=nums[4] if n == 5 else None)
+        if g is None:
+            return None
+        return ObjectRecord(image_key=key, kind="box", label=label, where=where, geometry=g,
+                            score=nums[4] if n == 5 else None)
     if n % 2 or n < 6:
         pr.add(where, f"{n} numbers after the class; expected 4 (box), 5 (box and confidence) or "
                       "an even count of at least 6 (polygon)")
         return None
     g = _shapes.canonical(pr, "polygon", [[nums[j] * W, nums[j + 1] * H] for j in range(0, n, 2)], where)
-    return g and ObjectRecord(image_key=key, kind="polygon", label=label, geometry=g, where=where)
+    if g is None:
+        return None
+    return ObjectRecord(image_key=key, kind="polygon", label=label, geometry=g, where=where)

@@ -18,13 +18,14 @@ from .convert import (
 )
 from .iou import box_iou, ellipse_iou, mask_iou, polygon_iou
 from .rle import decode_rle, encode_rle, rle_area, rle_to_box, to_coco_rle
-from .validate import KINDS, GeometryError, geometry_bounds, normalize_geometry
+from .validate import KINDS, GeometryError, ellipse_half_extent, geometry_bounds, normalize_geometry
 
 __all__ = [
     "KINDS",
     "GeometryError",
     "normalize_geometry",
     "geometry_bounds",
+    "ellipse_half_extent",
     "geometry_to_mask",
     # RLE
     "encode_rle",

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .rle import _mask_utils, decode_rle, encode_rle
-from .validate import GeometryError, _check_kind, _polygon_parts, normalize_geometry
+from ._coco import mask_api
+from .rle import decode_rle, encode_rle
+from .validate import GeometryError, check_kind, normalize_geometry, polygon_parts
 
 
 def _check_image_size(height: int, width: int) -> tuple[int, int]:
@@ -24,7 +25,7 @@ def _check_image_size(height: int, width: int) -> tuple[int, int]:
 
 def _rasterise_rings(rings: list[np.ndarray], height: int, width: int) -> np.ndarray:
     """Union of rings rasterised with pycocotools' ``frPyObjects``, as ``annToMask`` does."""
-    mask_utils = _mask_utils()
+    mask_utils = mask_api()
     if not rings:
         return np.zeros((height, width), dtype=bool)
     # validated rings have >= 6 numbers, so frPyObjects never takes them for boxes
@@ -61,7 +62,7 @@ def polygon_to_mask(polygon: Any, height: int, width: int) -> np.ndarray:
     """
     height, width = _check_image_size(height, width)
     polygon = normalize_geometry("polygon", polygon)
-    parts = _polygon_parts(polygon)
+    parts = polygon_parts(polygon)
     out = _rasterise_rings([ext for ext, holes in parts if not holes], height, width)
     for exterior, holes in parts:
         if holes:
@@ -123,7 +124,8 @@ def mask_to_polygon(mask: np.ndarray, *, tolerance: float = 0.0) -> dict[str, An
     >>> import numpy as np
     >>> m = np.zeros((5, 5), bool); m[1:4, 1:4] = True; m[2, 2] = False
     >>> mask_to_polygon(m)
-    {'points': [[1.0, 1.0], [1.0, 4.0], [4.0, 4.0], [4.0, 1.0]], 'holes': [[[2.0, 2.0], [3.0, 2.0], [3.0, 3.0], [2.0, 3.0]]]}
+    {'points': [[1.0, 1.0], [1.0, 4.0], [4.0, 4.0], [4.0, 1.0]],
+     'holes': [[[2.0, 2.0], [3.0, 2.0], [3.0, 3.0], [2.0, 3.0]]]}
     """
     import cv2
 
@@ -343,7 +345,7 @@ def geometry_to_mask(kind: str, geometry: Any, height: int, width: int) -> np.nd
     >>> int(geometry_to_mask("box", [0, 0, 2, 3], 4, 4).sum())
     6
     """
-    _check_kind(kind)
+    check_kind(kind)
     if kind in ("point", "label"):
         raise GeometryError(f'kind "{kind}" has no area and cannot be rasterised; '
                             'draw it with a box or ellipse around it instead')

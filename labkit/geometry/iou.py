@@ -6,13 +6,15 @@ IoU 0, as in pycocotools.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ._coco import mask_api
 from .convert import ellipse_to_polygon
-from .rle import _mask_utils, to_coco_rle
-from .validate import GeometryError, _floats, _polygon_parts, normalize_geometry
+from .rle import to_coco_rle
+from .validate import GeometryError, as_floats, normalize_geometry, polygon_parts
 
 
 def _ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
@@ -29,7 +31,7 @@ def _as_boxes(boxes: Any, what: str) -> np.ndarray:
     if not isinstance(boxes, np.ndarray) and all(isinstance(b, dict) for b in boxes):
         return np.array([[g["x0"], g["y0"], g["x1"], g["y1"]]
                          for g in (normalize_geometry("box", b) for b in boxes)]).reshape(-1, 4)
-    arr = _floats(boxes, what)
+    arr = as_floats(boxes, what)
     if arr.size == 0:
         return np.zeros((0, 4))
     if arr.ndim != 2 or arr.shape[1] != 4:
@@ -72,7 +74,7 @@ def box_iou(a: Any, b: Any) -> np.ndarray:
 
 def _as_rles(masks: Any, what: str) -> list[dict[str, Any]]:
     """pycocotools RLEs from a list of RLE dicts/(H, W) masks or an (N, H, W) array."""
-    mask_utils = _mask_utils()
+    mask_utils = mask_api()
     if isinstance(masks, np.ndarray) and masks.ndim == 3:
         if masks.shape[0] == 0:
             return []
@@ -120,7 +122,7 @@ def mask_iou(a: Any, b: Any) -> np.ndarray:
                             "image size")
     if not ra or not rb:
         return np.zeros((len(ra), len(rb)))
-    iou = _mask_utils().iou(ra, rb, [0] * len(rb))
+    iou = mask_api().iou(ra, rb, [0] * len(rb))
     return np.asarray(iou, dtype=np.float64).reshape(len(ra), len(rb))
 
 
@@ -139,7 +141,7 @@ def _to_shapely(polygon: Any) -> Any:
     import shapely
 
     parts = []
-    for exterior, holes in _polygon_parts(normalize_geometry("polygon", polygon)):
+    for exterior, holes in polygon_parts(normalize_geometry("polygon", polygon)):
         geom = shapely.Polygon(exterior, holes)
         if not geom.is_valid:
             geom = _valid(shapely.Polygon(exterior))

@@ -9,11 +9,7 @@ from typing import Any
 
 import numpy as np
 
-
-def _mask_utils():
-    from pycocotools import mask as mask_utils
-
-    return mask_utils
+from ._coco import mask_api
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -42,7 +38,7 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask has shape {mask.shape}; expected a 2-D (H, W) array")
-    rle = _mask_utils().encode(np.asfortranarray(mask != 0, dtype=np.uint8))
+    rle = mask_api().encode(np.asfortranarray(mask != 0, dtype=np.uint8))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
@@ -58,7 +54,7 @@ def to_coco_rle(rle: dict[str, Any]) -> dict[str, Any]:
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
     if isinstance(counts, list):
-        return _mask_utils().frPyObjects({"size": [h, w], "counts": counts}, h, w)
+        return mask_api().frPyObjects({"size": [h, w], "counts": counts}, h, w)
     if isinstance(counts, str):
         counts = counts.encode("ascii")
     return {"size": [h, w], "counts": counts}
@@ -70,7 +66,7 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     pycocotools trusts the counts; RLE from outside labkit should go through
     ``normalize_geometry("mask", rle)`` first, which checks them.
     """
-    return _mask_utils().decode(to_coco_rle(rle)).astype(bool)
+    return mask_api().decode(to_coco_rle(rle)).astype(bool)
 
 
 def rle_area(rle: dict[str, Any]) -> int:
@@ -92,7 +88,7 @@ def rle_area(rle: dict[str, Any]) -> int:
     >>> rle_area(encode_rle(m))
     6
     """
-    return int(_mask_utils().area(to_coco_rle(rle)))
+    return int(mask_api().area(to_coco_rle(rle)))
 
 
 def rle_to_box(rle: dict[str, Any]) -> dict[str, float]:
@@ -122,41 +118,8 @@ def rle_to_box(rle: dict[str, Any]) -> dict[str, float]:
     {'x0': 2.0, 'y0': 1.0, 'x1': 5.0, 'y1': 3.0}
     """
     coco = to_coco_rle(rle)
-    mask_utils = _mask_utils()
+    mask_utils = mask_api()
     if mask_utils.area(coco) == 0:
         raise ValueError(f"mask of size {coco['size']} is empty; an empty mask has no bounding box")
     x, y, w, h = (float(v) for v in mask_utils.toBbox(coco))
     return {"x0": x, "y0": y, "x1": x + w, "y1": y + h}
-
-
-def _counts_from_string(counts: str) -> list[int] | None:
-    """Run lengths of a COCO compressed RLE string, or None if it is malformed.
-
-    A Python port of pycocotools' ``rleFrString``, used to validate strings
-    before pycocotools' C decoder (which does not check them) sees them.
-    """
-    runs: list[int] = []
-    value, shift = 0, 0
-    for char in counts:
-        c = ord(char) - 48
-        if not 0 <= c < 64:
-            return None
-        value |= (c & 0x1F) << shift
-        shift += 5
-        if c & 0x20:
-            continue
-        if c & 0x10:
-            value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        if value < 0:
-            return None
-        runs.append(value)
-        value, shift = 0, 0
-    return None if shift else runs
-
-
-def _string_from_counts(runs: list[int], height: int, width: int) -> str:
-    """COCO compressed RLE string of uncompressed run lengths."""
-    coco = _mask_utils().frPyObjects({"size": [height, width], "counts": list(runs)}, height, width)
-    return coco["counts"].decode("ascii")

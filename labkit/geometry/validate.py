@@ -13,7 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .rle import _counts_from_string, _string_from_counts
+from ._coco import counts_from_string, string_from_counts
+
+__all__ = ["KINDS", "GeometryError", "as_floats", "check_kind", "ellipse_half_extent", "geometry_bounds",
+           "normalize_geometry", "polygon_parts"]
 
 KINDS = ("label", "box", "polygon", "ellipse", "point", "mask")
 
@@ -36,8 +39,17 @@ def _show(value: Any, limit: int = 80) -> str:
     return f"{type(value).__name__} {text}"
 
 
-def _floats(value: Any, what: str) -> np.ndarray:
-    """``value`` as a float64 array of real, finite numbers (any shape)."""
+def as_floats(value: Any, what: str) -> np.ndarray:
+    """``value`` as a float64 array of real, finite numbers (any shape).
+
+    Raises :class:`GeometryError` naming ``what`` for text, None, ragged nesting,
+    non-numbers and non-finite values.
+
+    Examples
+    --------
+    >>> as_floats([[1, 2], [3, 4]], "points").shape
+    (2, 2)
+    """
     if isinstance(value, (str, bytes, dict)) or value is None:
         raise GeometryError(f"{what} must be numbers; got {_show(value)}")
     try:
@@ -60,7 +72,7 @@ def _floats(value: Any, what: str) -> np.ndarray:
 
 def _ring(value: Any, what: str) -> np.ndarray:
     """A polygon ring as a ``(P, 2)`` float array; accepts pairs or a flat list."""
-    arr = _floats(value, what)
+    arr = as_floats(value, what)
     if arr.ndim == 1 and arr.size % 2 == 0:
         arr = arr.reshape(-1, 2)
     if arr.ndim != 2 or arr.shape[1] != 2:
@@ -99,9 +111,9 @@ def _check_inside(xs: np.ndarray, ys: np.ndarray, what: str, width: float | None
 def _norm_box(geometry: Any) -> dict[str, float]:
     if isinstance(geometry, dict):
         _check_keys(geometry, _BOX_KEYS, (), "box")
-        arr = _floats([geometry[k] for k in _BOX_KEYS], "box")
+        arr = as_floats([geometry[k] for k in _BOX_KEYS], "box")
     else:
-        arr = _floats(geometry, "box")
+        arr = as_floats(geometry, "box")
         if arr.shape != (4,):
             raise GeometryError(f"box has shape {arr.shape}; expected a dict with {list(_BOX_KEYS)} "
                                 "or 4 numbers [x0, y0, x1, y1]")
@@ -151,7 +163,7 @@ def _norm_ellipse(geometry: Any) -> dict[str, float]:
         raise GeometryError(f"ellipse has keys {list(geometry)}; expected at most one of "
                             f"{list(_ANGLE_KEYS)} (degrees; omitted means 0, axis-aligned)")
     _check_keys(geometry, _ELLIPSE_KEYS + tuple(angles), (), "ellipse")
-    cx, cy, rx, ry, angle = (float(v) for v in _floats(
+    cx, cy, rx, ry, angle = (float(v) for v in as_floats(
         [geometry[k] for k in _ELLIPSE_KEYS] + [geometry[angles[0]] if angles else 0.0], "ellipse"))
     if rx < 0 or ry < 0:
         raise GeometryError(f"ellipse has a negative radius (rx={rx:g}, ry={ry:g}); expected "
@@ -163,7 +175,7 @@ def _norm_point(geometry: Any) -> dict[str, Any]:
     if isinstance(geometry, dict):
         _check_keys(geometry, ("points",), (), "point")
         geometry = geometry["points"]
-    arr = _floats(geometry, "point")
+    arr = as_floats(geometry, "point")
     if arr.shape == (2,):
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0:
@@ -175,7 +187,7 @@ def _norm_point(geometry: Any) -> dict[str, Any]:
 def _size(value: Any) -> tuple[int, int]:
     ok = (not isinstance(value, (str, bytes, dict)) and hasattr(value, "__len__") and len(value) == 2
           and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-                  and float(v) == int(v) >= 0 for v in value))
+                  and float(v) == math.trunc(v) and float(v) >= 0 for v in value))
     if not ok:
         raise GeometryError(f"mask size is {_show(value)}; expected [H, W], two integers >= 0")
     return int(value[0]), int(value[1])
@@ -203,13 +215,13 @@ def _norm_mask(geometry: Any) -> dict[str, Any]:
         except UnicodeDecodeError:
             raise GeometryError("mask RLE counts are not ASCII bytes; expected COCO compressed RLE") from None
     if isinstance(counts, str):
-        runs = _counts_from_string(counts)
+        runs = counts_from_string(counts)
         if runs is None:
             raise GeometryError(f"mask RLE counts {_show(counts)} is not a valid COCO compressed RLE "
                                 "string; re-encode the mask with labkit.geometry.encode_rle")
     elif isinstance(counts, (list, tuple, np.ndarray)):
         runs = [int(v) for v in counts if isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                and v >= 0]
+                and int(v) >= 0]
         if len(runs) != len(counts):
             raise GeometryError(f"mask RLE counts must be non-negative integers; got {_show(counts)}")
     else:
@@ -218,14 +230,26 @@ def _norm_mask(geometry: Any) -> dict[str, Any]:
     if sum(runs) != h * w:
         raise GeometryError(f"mask RLE runs cover {sum(runs)} pixels but size {[h, w]} has {h * w}; "
                             "the counts do not belong to this size")
-    return {"size": [h, w], "counts": _string_from_counts(runs, h, w)}
+    return {"size": [h, w], "counts": string_from_counts(runs, h, w)}
 
 
 _NORMALISERS = {"box": _norm_box, "polygon": _norm_polygon, "ellipse": _norm_ellipse,
                 "point": _norm_point, "mask": _norm_mask}
 
 
-def _check_kind(kind: Any) -> str:
+def check_kind(kind: Any) -> str:
+    """``kind`` if it is one of :data:`KINDS`, else :class:`GeometryError` with the closest match.
+
+    Examples
+    --------
+    >>> check_kind("box")
+    'box'
+    >>> try:
+    ...     check_kind("polygn")
+    ... except GeometryError as exc:
+    ...     print(str(exc).split("; ")[-1])
+    did you mean 'polygon'?
+    """
     if kind not in KINDS:
         close = difflib.get_close_matches(str(kind), KINDS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -277,9 +301,10 @@ def normalize_geometry(kind: str, geometry: Any, *, width: float | None = None,
     >>> normalize_geometry("point", [5, 4], width=2, height=10)
     Traceback (most recent call last):
     ...
-    labkit.geometry.validate.GeometryError: point has x = 5, outside the image (x must be in [0, 2] give or take 1 px); clip the geometry to the image or check the image size
+    labkit.geometry.validate.GeometryError: point has x = 5, outside the image (x must be in [0, 2] give or take
+    1 px); clip the geometry to the image or check the image size
     """
-    _check_kind(kind)
+    check_kind(kind)
     if kind == "label":
         if geometry is not None:
             raise GeometryError(f'label geometry must be None (an image-level class); got {_show(geometry)}. '
@@ -300,39 +325,65 @@ def normalize_geometry(kind: str, geometry: Any, *, width: float | None = None,
             x0, y0, x1, y1 = geometry_bounds(kind, out)
             xs, ys = np.array([x0, x1]), np.array([y0, y1])
         else:
-            pts = (np.concatenate([r for ext, holes in _polygon_parts(out) for r in (ext, *holes)])
+            pts = (np.concatenate([r for ext, holes in polygon_parts(out) for r in (ext, *holes)])
                    if kind == "polygon" else np.asarray(out["points"]))
             xs, ys = pts[:, 0], pts[:, 1]
         _check_inside(xs, ys, kind, width, height, float(tolerance))
     return out
 
 
-def _polygon_parts(polygon: dict[str, Any]) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """``[(exterior (P, 2), [hole (Q, 2), ...]), ...]`` of a canonical polygon."""
+def polygon_parts(polygon: dict[str, Any]) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """``[(exterior (P, 2), [hole (Q, 2), ...]), ...]`` of a canonical polygon (not validated)."""
     parts = polygon["parts"] if "parts" in polygon else [polygon]
     return [(np.asarray(p["points"], dtype=np.float64),
              [np.asarray(h, dtype=np.float64) for h in p.get("holes", [])]) for p in parts]
 
 
-def _ellipse_half_extent(rx: float, ry: float, angle: float) -> tuple[float, float]:
+def ellipse_half_extent(rx: float, ry: float, angle: float = 0.0) -> tuple[float, float]:
+    """Half width and half height of the axis-aligned box around a rotated ellipse.
+
+    Parameters
+    ----------
+    rx, ry : float
+        Semi-axes before rotation.
+    angle : float, default 0.0
+        Rotation in degrees (the canonical ellipse's ``angle``).
+
+    Returns
+    -------
+    (float, float)
+        ``(hx, hy)``: the ellipse spans ``cx - hx .. cx + hx`` and ``cy - hy .. cy + hy``.
+
+    Examples
+    --------
+    >>> ellipse_half_extent(4, 2, 90)
+    (2.0, 4.0)
+    """
     t = math.radians(angle)
     c, s = math.cos(t), math.sin(t)
     return math.hypot(rx * c, ry * s), math.hypot(rx * s, ry * c)
 
 
-def geometry_bounds(kind: str, geometry: Any) -> tuple[float, float, float, float]:
+def geometry_bounds(kind: str, geometry: Any, *, validate: bool = True) -> tuple[float, float, float, float]:
     """Axis-aligned bounds ``(x0, y0, x1, y1)`` of a geometry.
 
     Parameters
     ----------
     kind : {"box", "polygon", "ellipse", "point", "mask"}
     geometry : any form accepted by :func:`normalize_geometry`
+    validate : bool, default True
+        Normalise (and so validate) ``geometry`` first. ``False`` takes it as stored
+        in canonical form without checks, so shapes that validation rejects (an
+        inverted box, a ring of fewer than 3 points) still have bounds: what the
+        integrity checks of :mod:`labkit.quality.integrity` measure. Malformed input
+        then raises ``KeyError``, ``TypeError`` or ``ValueError``.
 
     Returns
     -------
     tuple of 4 floats
-        Tight bounds; a rotated ellipse's exact extent; a mask's bounds in pixel
-        edges (``x1`` is one past the last column).
+        Tight bounds (a polygon's from its exterior rings); a rotated ellipse's exact
+        extent (:func:`ellipse_half_extent`); a mask's bounds in pixel edges (``x1`` is
+        one past the last column).
 
     Raises
     ------
@@ -343,25 +394,31 @@ def geometry_bounds(kind: str, geometry: Any) -> tuple[float, float, float, floa
     --------
     >>> geometry_bounds("ellipse", {"cx": 10, "cy": 10, "rx": 4, "ry": 2, "angle": 90})
     (8.0, 6.0, 12.0, 14.0)
+    >>> geometry_bounds("box", {"x0": 5, "y0": 5, "x1": 2, "y1": 9}, validate=False)
+    (5.0, 5.0, 2.0, 9.0)
     """
-    geometry = normalize_geometry(kind, geometry)
+    if validate:
+        geometry = normalize_geometry(kind, geometry)
+    else:
+        check_kind(kind)
     if kind == "label":
         raise GeometryError('kind "label" has no geometry and so no bounds')
     if kind == "box":
-        g = geometry
-        return g["x0"], g["y0"], g["x1"], g["y1"]
+        x0, y0, x1, y1 = (float(geometry[k]) for k in _BOX_KEYS)
+        return x0, y0, x1, y1
     if kind == "ellipse":
-        g = geometry
-        hx, hy = _ellipse_half_extent(g["rx"], g["ry"], g["angle"])
-        return g["cx"] - hx, g["cy"] - hy, g["cx"] + hx, g["cy"] + hy
+        cx, cy, rx, ry = (float(geometry[k]) for k in _ELLIPSE_KEYS)
+        hx, hy = ellipse_half_extent(rx, ry, float(geometry.get("angle", 0.0)))
+        return cx - hx, cy - hy, cx + hx, cy + hy
     if kind == "mask":
         from .rle import rle_to_box
 
         b = rle_to_box(geometry)
         return b["x0"], b["y0"], b["x1"], b["y1"]
     if kind == "polygon":
-        pts = np.concatenate([ext for ext, _ in _polygon_parts(geometry)])
+        parts = geometry["parts"] if "parts" in geometry else [geometry]
+        pts = np.concatenate([np.asarray(p["points"], dtype=np.float64).reshape(-1, 2) for p in parts])
     else:
-        pts = np.asarray(geometry["points"])
+        pts = np.asarray(geometry["points"], dtype=np.float64).reshape(-1, 2)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])

@@ -1,7 +1,7 @@
 """matplotlib figures for reports and widgets; every function returns a ``Figure``."""
 from __future__ import annotations
 
-from labkit._lazy import lazy_exports
+from labkit._util.lazy import lazy_exports
 
 _LAZY = {
     "pairwise_heatmap": "labkit.plots.agreement",
@@ -11,6 +11,7 @@ _LAZY = {
     "difficulty_histograms": "labkit.plots.difficulty",
     "c_vs_x_scatter": "labkit.plots.difficulty",
     "confusion_pairs_heatmap": "labkit.plots.difficulty",
+    "plot_annotator_stats": "labkit.plots.annotators",
 }
 __all__ = sorted(_LAZY)
 

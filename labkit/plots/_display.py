@@ -1,7 +1,23 @@
-"""Show pyplot-free matplotlib Figures in Jupyter (and in papermill reports) as PNG."""
+"""pyplot-free matplotlib Figures, shown in Jupyter (and in papermill reports) as PNG."""
 from __future__ import annotations
 
+from typing import Any
+
+__all__ = ["new_figure", "register_ipython"]
+
 _done = False
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A ``matplotlib.figure.Figure`` of ``width`` x ``height`` inches, constrained layout.
+
+    No pyplot: no global state, safe in threads and reports. The running IPython (if
+    any) learns to render it as PNG.
+    """
+    from matplotlib.figure import Figure
+
+    register_ipython()
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def register_ipython() -> None:

@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure  # no pyplot: no global state, safe in threads and reports
-
-    from labkit.plots._display import register_ipython
-
-    register_ipython()
-    return Figure(figsize=(width, height), layout="constrained")
+from labkit.plots._display import new_figure
 
 
 def pairwise_heatmap(pairwise: pd.DataFrame, *, title: str = "Pairwise agreement", vmin: float = -1.0):
@@ -24,7 +17,7 @@ def pairwise_heatmap(pairwise: pd.DataFrame, *, title: str = "Pairwise agreement
         NaN where two annotators share too few tasks (shown blank).
     """
     n = len(pairwise)
-    fig = _figure(1.2 + 0.55 * n, 0.9 + 0.5 * n)
+    fig = new_figure(1.2 + 0.55 * n, 0.9 + 0.5 * n)
     ax = fig.add_subplot()
     values = pairwise.to_numpy(float)
     im = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", vmin=vmin, vmax=1.0)
@@ -48,7 +41,7 @@ def per_class_agreement_plot(table: pd.DataFrame, *, title: str = "Agreement per
         Indexed by class, with ``kappa``, ``low``, ``high`` columns.
     """
     t = table.sort_values("kappa")
-    fig = _figure(6, 0.8 + 0.3 * len(t))
+    fig = new_figure(6, 0.8 + 0.3 * len(t))
     ax = fig.add_subplot()
     y = np.arange(len(t))
     err = np.vstack([t["kappa"] - t["low"], t["high"] - t["kappa"]]).clip(min=0)
@@ -68,7 +61,7 @@ def per_class_agreement_plot(table: pd.DataFrame, *, title: str = "Agreement per
 def iou_distribution(pairs: pd.DataFrame, *, column: str = "mean_iou", by: str = "label",
                      title: str = "IoU between annotators"):
     """Histogram of per-pair IoU (:func:`labkit.quality.geometric_agreement` rows), one series per ``by``."""
-    fig = _figure(6, 3.2)
+    fig = new_figure(6, 3.2)
     ax = fig.add_subplot()
     groups = pairs.groupby(by)[column] if by in pairs else [("all", pairs[column])]
     bins = np.linspace(0, 1, 21)
@@ -96,7 +89,7 @@ def consensus_confusion(long: pd.DataFrame, consensus: pd.Series, *, classes=Non
     workers = sorted(long["worker"].unique())
     cols = min(4, len(workers))
     rows = int(np.ceil(len(workers) / cols))
-    fig = _figure(3.0 * cols, 2.8 * rows + 0.4)
+    fig = new_figure(3.0 * cols, 2.8 * rows + 0.4)
     fig.suptitle(title)
     for k, w in enumerate(workers):
         ax = fig.add_subplot(rows, cols, k + 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from labkit.plots.agreement import _figure
+from labkit.plots._display import new_figure
 
 
 def difficulty_histograms(table: pd.DataFrame, labels: pd.Series, *, score: str = "c_perplexity", cols: int = 5):
@@ -20,7 +20,7 @@ def difficulty_histograms(table: pd.DataFrame, labels: pd.Series, *, score: str 
     classes = [c for c in pd.unique(lab.dropna())]
     classes = sorted(classes, key=str)
     rows = int(np.ceil(len(classes) / cols)) or 1
-    fig = _figure(2.4 * min(cols, max(1, len(classes))), 1.9 * rows + 0.5)
+    fig = new_figure(2.4 * min(cols, max(1, len(classes))), 1.9 * rows + 0.5)
     fig.suptitle(f"{score.replace('_', '-')} per class")
     values = table[score].to_numpy(float)
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
@@ -43,7 +43,7 @@ def c_vs_x_scatter(table: pd.DataFrame, *, highlight=None, seed: int = 0):
     X takes M + 1 values for M models, so points are jittered vertically to show density.
     ``highlight`` (sample ids, e.g. label-error candidates) are circled.
     """
-    fig = _figure(6, 4.2)
+    fig = new_figure(6, 4.2)
     ax = fig.add_subplot()
     rng = np.random.default_rng(seed)
     x = table["c_perplexity"].to_numpy(float)
@@ -77,7 +77,7 @@ def confusion_pairs_heatmap(table: pd.DataFrame, labels: pd.Series | None = None
         counts = pd.crosstab(both[0], both[1])
     classes = (counts.sum(0).add(counts.sum(1), fill_value=0)).sort_values(ascending=False).index[:top]
     m = counts.reindex(index=classes, columns=classes, fill_value=0)
-    fig = _figure(1.5 + 0.45 * len(classes), 1.2 + 0.4 * len(classes))
+    fig = new_figure(1.5 + 0.45 * len(classes), 1.2 + 0.4 * len(classes))
     ax = fig.add_subplot()
     im = ax.imshow(m.to_numpy(), cmap="Reds")
     ax.set_xticks(range(len(classes)), [str(c) for c in classes], rotation=90)

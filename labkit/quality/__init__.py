@@ -1,14 +1,15 @@
 """labkit.quality: the pure numpy/pandas core (difficulty, agreement, consensus, layouts).
 
-Nothing here imports torch, ipywidgets or papermill; names load on first use, so
-``labkit.quality.difficulty`` stays numpy-only.
+Nothing here imports an image, plotting or model library, ipywidgets or papermill (files
+are read by ``labkit.store``, figures drawn by ``labkit.plots``); names load on first use,
+so ``labkit.quality.difficulty`` stays numpy-only.
 """
 from __future__ import annotations
 
-from labkit._lazy import lazy_exports
+from labkit._util.lazy import lazy_exports
 
 _MODULES = {
-    "labkit.quality.integrity": ["RULES", "perceptual_hash", "inspect_files", "find_duplicates",
+    "labkit.quality.integrity": ["RULES", "perceptual_hash", "find_duplicates",
                                  "geometry_findings", "summarize_findings"],
     "labkit.quality.acceptance": ["Contract", "Measurement", "Verdict", "load_contract", "evaluate"],
     "labkit.quality.sampling": ["SamplingPlan", "code_letter", "sampling_plan", "draw_sample",
@@ -20,7 +21,7 @@ _MODULES = {
         "DawidSkene", "MajorityVote", "StapleResult", "aggregate_with_model", "cluster_boxes", "fuse_boxes",
         "fuse_masks", "mask_majority", "staple"],
     "labkit.quality.geometric": ["Matches", "geometric_agreement", "match_boxes", "summarize_agreement"],
-    "labkit.quality.annotators": ["annotator_stats", "gold_mix", "plot_annotator_stats"],
+    "labkit.quality.annotators": ["annotator_stats", "gold_mix"],
     "labkit.quality.agreement": [
         "AgreementInterval", "LEVELS", "METRICS", "cohen_kappa", "confidence_interval", "fleiss_kappa",
         "gwet_ac1", "krippendorff_alpha", "pairwise", "per_class_agreement", "per_class_intervals", "percent_agreement",

@@ -3,8 +3,8 @@ statistics as per-task features plus a finisher.
 
 Every multi-rater statistic is a function of per-task sums: each task (unit) contributes
 a row of *features* computed from its label counts, and a *finisher* turns the column
-sums into the statistic (a :class:`_Stat`). Two-rater statistics finish confusion
-matrices of shape (B, K, K) in :func:`_confusion_metric`. Public functions live in
+sums into the statistic (a :class:`Stat`). Two-rater statistics finish confusion
+matrices of shape (B, K, K) in :func:`confusion_metric`. Public functions live in
 :mod:`labkit.quality.agreement`, :mod:`labkit.quality.agreement_pairwise` and
 :mod:`labkit.quality.agreement_ci`; everything here trusts that they validated.
 """
@@ -17,12 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .layouts import _check_choice, _codes_to_counts, _encode
+from labkit._util.checks import check_choice
+
+from ._coding import codes_to_counts, encode
+
+__all__ = ["LEVELS", "METRICS", "OPTIONS", "Stat", "alpha_stat", "check_weights", "check_workers", "class_kappa",
+           "confusion_metric", "count_stat", "counts_input", "fleiss_stat", "gwet_stat", "metric_name",
+           "percent_stat", "require_pairable", "two_rater_options"]
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 METRICS = ("krippendorff_alpha", "fleiss_kappa", "gwet_ac1", "percent_agreement", "cohen_kappa")
 _WEIGHTS = ("linear", "quadratic")
-_OPTIONS = {"krippendorff_alpha": ("level",), "cohen_kappa": ("weights",)}
+OPTIONS = {"krippendorff_alpha": ("level",), "cohen_kappa": ("weights",)}
 
 # the modules whose statistic functions may be passed as ``metric=`` (by function)
 _AGREEMENT_MODULES = frozenset(f"{__package__}.{m}" for m in (
@@ -30,7 +36,7 @@ _AGREEMENT_MODULES = frozenset(f"{__package__}.{m}" for m in (
 
 
 # ----------------------------------------------------------------------------- input
-def _counts_input(data: Any, counts: Any, categories: Sequence[Any] | None) -> tuple[np.ndarray, pd.Index]:
+def counts_input(data: Any, counts: Any, categories: Sequence[Any] | None) -> tuple[np.ndarray, pd.Index]:
     """Counts (N, K) and the category order, from exactly one of data and counts."""
     if (data is None) == (counts is None):
         raise ValueError(
@@ -39,9 +45,9 @@ def _counts_input(data: Any, counts: Any, categories: Sequence[Any] | None) -> t
             + ("not both" if data is not None else "got neither")
         )
     if counts is None:
-        coded = _encode(data, categories=categories)
-        _check_workers(coded.workers)
-        return _codes_to_counts(coded.codes, len(coded.categories)), coded.categories
+        coded = encode(data, categories=categories)
+        check_workers(coded.workers)
+        return codes_to_counts(coded.codes, len(coded.categories)), coded.categories
     cats = counts.columns if isinstance(counts, pd.DataFrame) and categories is None else categories
     arr = np.asarray(counts)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
@@ -55,12 +61,12 @@ def _counts_input(data: Any, counts: Any, categories: Sequence[Any] | None) -> t
     return arr.astype(np.int64), cats
 
 
-def _check_workers(workers: pd.Index) -> None:
+def check_workers(workers: pd.Index) -> None:
     if len(workers) < 2:
         raise ValueError(f"agreement needs at least 2 workers; got {len(workers)} ({list(workers)})")
 
 
-def _require_pairable(n_labels: np.ndarray) -> None:
+def require_pairable(n_labels: np.ndarray) -> None:
     if not (n_labels >= 2).any():
         raise ValueError(
             "no task has labels from 2 or more workers, so there is nothing to agree on; "
@@ -111,7 +117,7 @@ def _alpha_from(d_o: np.ndarray, d_e: np.ndarray, n_total: np.ndarray) -> np.nda
 
 # ------------------------------------------------------- count-based statistics (units)
 @dataclass(frozen=True)
-class _Stat:
+class Stat:
     """A statistic as features per unit (rows of counts) and a finisher of summed features."""
 
     features: Callable[[np.ndarray], np.ndarray]  # counts (U, K) -> (U, F)
@@ -127,31 +133,38 @@ class _Stat:
         return float(self.finish(sums[None])[0])
 
 
-def _alpha_stat(categories: pd.Index, level: str) -> _Stat:
-    k = len(categories)
+def alpha_stat(categories: pd.Index, level: str) -> Stat:
     if level == "ordinal":
-        iu, ju = np.triu_indices(k, 1)
+        return _ordinal_alpha_stat(len(categories))
+    return _fixed_alpha_stat(categories, level)
 
-        def features(c: np.ndarray) -> np.ndarray:
-            c = c.astype(float)
-            m = c.sum(1, keepdims=True)
-            # per-unit coincidences o_ck = n_c n_k / (m - 1) above the diagonal (delta_cc = 0)
-            return np.hstack([c[:, iu] * c[:, ju] / (m - 1), c])
 
-        def total(c: np.ndarray) -> np.ndarray:
-            # the coincidence matrix sum_u (n_u n_u^T - diag n_u) / (m_u - 1) as one product
-            c = c[c.sum(1) >= 2].astype(float)
-            o = (c / (c.sum(1, keepdims=True) - 1)).T @ c
-            return np.concatenate([o[iu, ju], c.sum(0)])
+def _ordinal_alpha_stat(k: int) -> Stat:
+    iu, ju = np.triu_indices(k, 1)
 
-        def finish(s: np.ndarray) -> np.ndarray:
-            o, n = s[:, : len(iu)], s[:, len(iu):]
-            delta = _ordinal_delta(n)
-            d_o = 2 * (o * delta[:, iu, ju]).sum(1)
-            return _alpha_from(d_o, np.einsum("bi,bij,bj->b", n, delta, n), n.sum(1))
+    def features(c: np.ndarray) -> np.ndarray:
+        c = c.astype(float)
+        m = c.sum(1, keepdims=True)
+        # per-unit coincidences o_ck = n_c n_k / (m - 1) above the diagonal (delta_cc = 0)
+        return np.hstack([c[:, iu] * c[:, ju] / (m - 1), c])
 
-        return _Stat(features, finish, 2, total)
+    def total(c: np.ndarray) -> np.ndarray:
+        # the coincidence matrix sum_u (n_u n_u^T - diag n_u) / (m_u - 1) as one product
+        c = c[c.sum(1) >= 2].astype(float)
+        o = (c / (c.sum(1, keepdims=True) - 1)).T @ c
+        return np.concatenate([o[iu, ju], c.sum(0)])
 
+    def finish(s: np.ndarray) -> np.ndarray:
+        o, n = s[:, : len(iu)], s[:, len(iu):]
+        delta = _ordinal_delta(n)
+        d_o = 2 * (o * delta[:, iu, ju]).sum(1)
+        return _alpha_from(d_o, np.einsum("bi,bij,bj->b", n, delta, n), n.sum(1))
+
+    return Stat(features, finish, 2, total)
+
+
+def _fixed_alpha_stat(categories: pd.Index, level: str) -> Stat:
+    """Nominal, interval or ratio alpha: the distance matrix does not depend on the data."""
     delta = _fixed_delta(categories, level)
 
     def quadratic(c: np.ndarray) -> np.ndarray:  # n_u^T delta n_u per unit
@@ -173,7 +186,7 @@ def _alpha_stat(categories: pd.Index, level: str) -> _Stat:
         n = s[:, 1:]
         return _alpha_from(s[:, 0], np.einsum("bi,ij,bj->b", n, delta, n), n.sum(1))
 
-    return _Stat(features, finish, 2, total)
+    return Stat(features, finish, 2, total)
 
 
 def _pi_features(c: np.ndarray) -> np.ndarray:
@@ -196,25 +209,25 @@ def _kappa(pa: np.ndarray, pe: np.ndarray) -> np.ndarray:
     return np.where(pe < 1, out, np.nan)
 
 
-def _fleiss_stat() -> _Stat:
+def fleiss_stat() -> Stat:
     def finish(s: np.ndarray) -> np.ndarray:
         pa, pi = _split_pi(s)
         return _kappa(pa, (pi * pi).sum(1))
 
-    return _Stat(_pi_features, finish, 1)
+    return Stat(_pi_features, finish, 1)
 
 
-def _gwet_stat(n_categories: int) -> _Stat:
+def gwet_stat(n_categories: int) -> Stat:
     def finish(s: np.ndarray) -> np.ndarray:
         pa, pi = _split_pi(s)
         if n_categories < 2:
             return np.full(len(s), np.nan)
         return _kappa(pa, (pi * (1 - pi)).sum(1) / (n_categories - 1))
 
-    return _Stat(_pi_features, finish, 1)
+    return Stat(_pi_features, finish, 1)
 
 
-def _percent_stat() -> _Stat:
+def percent_stat() -> Stat:
     def features(c: np.ndarray) -> np.ndarray:
         m = c.sum(1).astype(float)
         return np.column_stack([(c * (c - 1.0)).sum(1) / (m * (m - 1)), np.ones_like(m)])
@@ -223,25 +236,25 @@ def _percent_stat() -> _Stat:
         with np.errstate(divide="ignore", invalid="ignore"):
             return s[:, 0] / s[:, 1]
 
-    return _Stat(features, finish, 2)
+    return Stat(features, finish, 2)
 
 
-def _count_stat(metric: str, categories: pd.Index, options: Mapping[str, Any]) -> _Stat:
+def count_stat(metric: str, categories: pd.Index, options: Mapping[str, Any]) -> Stat:
     if metric == "krippendorff_alpha":
-        return _alpha_stat(categories, _check_choice(options.get("level", "nominal"), LEVELS, "level"))
+        return alpha_stat(categories, check_choice(options.get("level", "nominal"), LEVELS, "level"))
     if metric == "fleiss_kappa":
-        return _fleiss_stat()
+        return fleiss_stat()
     if metric == "gwet_ac1":
-        return _gwet_stat(len(categories))
-    return _percent_stat()
+        return gwet_stat(len(categories))
+    return percent_stat()
 
 
 # ------------------------------------------------------------ two-rater (confusion) stats
-def _check_weights(weights: str | None) -> str | None:
-    return None if weights is None else _check_choice(weights, _WEIGHTS, "weights")
+def check_weights(weights: str | None) -> str | None:
+    return None if weights is None else check_choice(weights, _WEIGHTS, "weights")
 
 
-def _confusion_metric(conf: np.ndarray, metric: str, categories: pd.Index, *,
+def confusion_metric(conf: np.ndarray, metric: str, categories: pd.Index, *,
                       weights: str | None = None, level: str = "nominal") -> np.ndarray:
     """A two-rater statistic for each confusion matrix in ``conf`` of shape (B, K, K)."""
     conf = conf.astype(float)
@@ -275,14 +288,14 @@ def _confusion_metric(conf: np.ndarray, metric: str, categories: pd.Index, *,
     return np.where(den > 0, out, np.nan)
 
 
-def _metric_name(metric: Any) -> str:
+def metric_name(metric: Any) -> str:
     if callable(metric) and getattr(metric, "__module__", None) in _AGREEMENT_MODULES:
         metric = metric.__name__
-    return _check_choice(metric, METRICS, "metric")
+    return check_choice(metric, METRICS, "metric")
 
 
-def _two_rater_options(metric: str, weights: str | None, level: str) -> dict[str, Any]:
-    weights, level = _check_weights(weights), _check_choice(level, LEVELS, "level")
+def two_rater_options(metric: str, weights: str | None, level: str) -> dict[str, Any]:
+    weights, level = check_weights(weights), check_choice(level, LEVELS, "level")
     if weights is not None and metric != "cohen_kappa":
         raise ValueError(f"weights={weights!r} applies to metric='cohen_kappa' only; got metric={metric!r}")
     if level != "nominal" and metric != "krippendorff_alpha":
@@ -291,7 +304,7 @@ def _two_rater_options(metric: str, weights: str | None, level: str) -> dict[str
     return {"weights": weights, "level": level}
 
 
-def _class_kappa(c: np.ndarray, w: np.ndarray) -> np.ndarray:
+def class_kappa(c: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Category-specific (binary Fleiss) kappa for task weights ``w`` of shape (B, N); returns (B, K).
 
     ``c`` is the counts matrix (N, K) of tasks with at least one label. Prevalence is the

@@ -8,8 +8,9 @@ not, so that the message can name it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,18 +40,35 @@ class ProbSource:
     def shape_text(self) -> str:
         if self.array is not None:
             return f"probs has shape {self.array.shape}"
-        return f"probs[0] has shape {self.first.shape}"
+        first, _ = self._iterable()
+        return f"probs[0] has shape {first.shape}"
+
+    @property
+    def n_models(self) -> int:
+        """``M``; for an iterable, known once :meth:`iter_models` has consumed it."""
+        if self.M is None:
+            raise ValueError("the number of models of an iterable probs is known only after "
+                             "iter_models() has consumed it")
+        return self.M
+
+    def _iterable(self) -> tuple[np.ndarray, Iterator[Any]]:
+        """``(first, models)`` of a source made from an iterable."""
+        if self.first is None or self.models is None:
+            raise ValueError("this ProbSource holds an (M, N, K) array, not an iterable of "
+                             "models; read .array instead")
+        return self.first, self.models
 
     def where(self, m: int, i: int) -> str:
         return f"probs[{m}, {i}]" if self.array is not None else f"probs[{m}][{i}]"
 
     def iter_models(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(m, (N, K) array)``, checking each model's shape as it arrives."""
-        for m, item in enumerate(chain([self.first], self.models)):
-            arr = self.first if m == 0 else _numeric(item, f"probs[{m}]")
-            if arr.shape != self.first.shape:
+        first, models = self._iterable()
+        for m, item in enumerate(chain([first], models)):
+            arr = first if m == 0 else _numeric(item, f"probs[{m}]")
+            if arr.shape != first.shape:
                 raise ValueError(
-                    f"probs[{m}] has shape {arr.shape} but probs[0] has shape {self.first.shape}; "
+                    f"probs[{m}] has shape {arr.shape} but probs[0] has shape {first.shape}; "
                     "expected every model's array to have the same shape (N samples, K classes), "
                     "in the same sample and class order")
             yield m, arr
@@ -133,8 +151,12 @@ def check_classes(classes: Sequence[Any] | None, K: int) -> list[Any]:
     if len(names) != K:
         raise ValueError(f"classes has {len(names)} names but probs has K={K} classes; "
                          "expected one name per class, in the order of the last axis of probs")
-    seen: set = set()
-    dups = [c for c in names if c in seen or seen.add(c)]
+    seen: set[Any] = set()
+    dups = []
+    for c in names:
+        if c in seen:
+            dups.append(c)
+        seen.add(c)
     if dups:
         raise ValueError(f"classes has duplicate names, e.g. {dups[0]!r}; expected unique names")
     bad = [c for c in names if "|" in str(c)]

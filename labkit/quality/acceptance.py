@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,7 @@ _RATE_CLAUSES = ("key_error_rate", "annotation_error_rate", "completeness_rate",
                  "label_issue_rate", "geometry_error_rate")
 
 
-def _close(name: str, valid: Sequence[str]) -> str:
+def _close(name: str, valid: Iterable[str]) -> str:
     near = difflib.get_close_matches(name, list(valid), n=2)
     return f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
 
@@ -408,12 +408,15 @@ class Verdict:
         return f"{self.overall}: {len(self.table)} clauses, " + ", ".join(parts)
 
 
-def _status(m: Measurement, direction: str, threshold: float) -> str:
+def _status(clause: str, m: Measurement, direction: str, threshold: float) -> str:
     if m.value is None:
         return "NOT EVALUATED"
     if m.passed is not None:
         return "PASS" if m.passed(threshold) else "FAIL"
     x = {"low": m.low, "high": m.high}.get(m.judged_on, m.value)
+    if x is None:
+        raise ValueError(f"the measurement of {clause!r} is judged on {m.judged_on!r} but its {m.judged_on} "
+                         f"is None; give Measurement({m.judged_on}=...) or judged_on='value'")
     ok = x <= threshold + 1e-12 if direction == "max" else x >= threshold - 1e-12
     return "PASS" if ok else "FAIL"
 
@@ -446,7 +449,7 @@ def evaluate(contract: Contract, measurements: Mapping[str, Measurement]) -> Ver
         rows.append({"clause": clause, "dimension": dim, "description": text, "measured": m.value,
                      "low": m.low, "high": m.high, "threshold": threshold,
                      "rule": f"{'<=' if direction == 'max' else '>='} {threshold:g}",
-                     "judged_on": m.judged_on, "status": _status(m, direction, threshold),
+                     "judged_on": m.judged_on, "status": _status(clause, m, direction, threshold),
                      "evidence": m.evidence if m.value is not None else f"not evaluated: {m.reason}",
                      "ids": list(m.ids), "n": m.n})
     cols = ["clause", "dimension", "description", "measured", "low", "high", "threshold", "rule",

@@ -25,23 +25,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labkit._util.checks import check_choice
+
 from ._agreement import (
     LEVELS,
     METRICS,
-    _alpha_stat,
-    _check_weights,
-    _confusion_metric,
-    _counts_input,
-    _fleiss_stat,
-    _gwet_stat,
-    _class_kappa,
-    _kappa,
-    _percent_stat,
-    _require_pairable,
+    alpha_stat,
+    check_weights,
+    class_kappa,
+    confusion_metric,
+    counts_input,
+    fleiss_stat,
+    gwet_stat,
+    percent_stat,
+    require_pairable,
 )
+from ._coding import encode_labels
 from .agreement_ci import AgreementInterval, confidence_interval, per_class_intervals
 from .agreement_pairwise import pairwise, worker_vs_rest
-from .layouts import _check_choice, _encode_labels
 
 __all__ = [
     "LEVELS",
@@ -110,10 +111,10 @@ def krippendorff_alpha(data: Any = None, *, level: str = "nominal", counts: Any 
     >>> round(krippendorff_alpha(data, level="interval"), 3)
     0.849
     """
-    level = _check_choice(level, LEVELS, "level")
-    c, cats = _counts_input(data, counts, categories)
-    _require_pairable(c.sum(1))
-    return _alpha_stat(cats, level).value(c)
+    level = check_choice(level, LEVELS, "level")
+    c, cats = counts_input(data, counts, categories)
+    require_pairable(c.sum(1))
+    return alpha_stat(cats, level).value(c)
 
 
 def fleiss_kappa(data: Any = None, *, counts: Any = None) -> float:
@@ -150,9 +151,9 @@ def fleiss_kappa(data: Any = None, *, counts: Any = None) -> float:
     ...                            [0, 2, 2, 3, 7]]), 3)
     0.21
     """
-    c, _ = _counts_input(data, counts, None)
-    _require_pairable(c.sum(1))
-    return _fleiss_stat().value(c)
+    c, _ = counts_input(data, counts, None)
+    require_pairable(c.sum(1))
+    return fleiss_stat().value(c)
 
 
 def gwet_ac1(data: Any = None, *, counts: Any = None, categories: Sequence[Any] | None = None) -> float:
@@ -192,9 +193,9 @@ def gwet_ac1(data: Any = None, *, counts: Any = None, categories: Sequence[Any] 
     >>> round(gwet_ac1(data), 5)
     0.77544
     """
-    c, cats = _counts_input(data, counts, categories)
-    _require_pairable(c.sum(1))
-    return _gwet_stat(len(cats)).value(c)
+    c, cats = counts_input(data, counts, categories)
+    require_pairable(c.sum(1))
+    return gwet_stat(len(cats)).value(c)
 
 
 def percent_agreement(data: Any = None, *, counts: Any = None) -> float:
@@ -219,9 +220,9 @@ def percent_agreement(data: Any = None, *, counts: Any = None) -> float:
     >>> round(percent_agreement([[1, 1, 2], [1, 2, 2], [1, np.nan, 1]]), 4)
     0.4444
     """
-    c, _ = _counts_input(data, counts, None)
-    _require_pairable(c.sum(1))
-    return _percent_stat().value(c)
+    c, _ = counts_input(data, counts, None)
+    require_pairable(c.sum(1))
+    return percent_stat().value(c)
 
 
 def _pair_codes(a: Any, b: Any, categories: Sequence[Any] | None) -> tuple[np.ndarray, pd.Index]:
@@ -229,7 +230,7 @@ def _pair_codes(a: Any, b: Any, categories: Sequence[Any] | None) -> tuple[np.nd
     a, b = np.asarray(a, dtype=object).ravel(), np.asarray(b, dtype=object).ravel()
     if len(a) != len(b):
         raise ValueError(f"a has {len(a)} labels and b has {len(b)}; expected one label each per task")
-    codes, cats = _encode_labels(np.concatenate([a, b]), categories)
+    codes, cats = encode_labels(np.concatenate([a, b]), categories)
     ca, cb = codes[: len(a)], codes[len(a):]
     both = (ca >= 0) & (cb >= 0)
     if both.sum() < 1:
@@ -270,11 +271,11 @@ def cohen_kappa(a: Any, b: Any, *, weights: str | None = None,
     >>> round(cohen_kappa(["y", "y", "n", "n"], ["y", "n", "n", "n"]), 3)
     0.5
     """
-    weights = _check_weights(weights)
+    weights = check_weights(weights)
     cells, cats = _pair_codes(a, b, categories)
     k = len(cats)
     conf = np.bincount(cells, minlength=k * k).reshape(1, k, k)
-    return float(_confusion_metric(conf, "cohen_kappa", cats, weights=weights)[0])
+    return float(confusion_metric(conf, "cohen_kappa", cats, weights=weights)[0])
 
 def per_class_agreement(data: Any = None, *, counts: Any = None,
                         categories: Sequence[Any] | None = None) -> pd.DataFrame:
@@ -314,13 +315,13 @@ def per_class_agreement(data: Any = None, *, counts: Any = None,
     cat      1.0                 1.0    0.666667         4
     dog      1.0                 1.0    0.333333         2
     """
-    c, cats = _counts_input(data, counts, categories)
+    c, cats = counts_input(data, counts, categories)
     m = c.sum(1)
-    _require_pairable(m)
+    require_pairable(m)
     c, m = c[m >= 1].astype(float), m[m >= 1].astype(float)[:, None]
     two = m[:, 0] >= 2
     pi = (c / m).mean(0)
-    kappa = _class_kappa(c, np.ones((1, len(c))))[0]
+    kappa = class_kappa(c, np.ones((1, len(c))))[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         den = (c * (m - 1))[two].sum(0)
         specific = np.where(den > 0, (c * (c - 1))[two].sum(0) / den, np.nan)

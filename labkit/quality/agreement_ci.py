@@ -14,17 +14,17 @@ import numpy as np
 import pandas as pd
 
 from ._agreement import (
-    _OPTIONS,
-    _class_kappa,
-    _check_weights,
-    _confusion_metric,
-    _count_stat,
-    _counts_input,
-    _metric_name,
-    _require_pairable,
-    _Stat,
+    OPTIONS,
+    Stat,
+    check_weights,
+    class_kappa,
+    confusion_metric,
+    count_stat,
+    counts_input,
+    metric_name,
+    require_pairable,
 )
-from .layouts import _encode
+from ._coding import encode
 
 __all__ = ["AgreementInterval", "confidence_interval", "per_class_intervals"]
 
@@ -122,9 +122,9 @@ def confidence_interval(metric: Any, data: Any = None, *, counts: Any = None,
     >>> ci.low < ci.estimate < ci.high
     True
     """
-    name = _metric_name(metric)
+    name = metric_name(metric)
     options = dict(options or {})
-    allowed = _OPTIONS.get(name, ())
+    allowed = OPTIONS.get(name, ())
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"options {unknown} do not apply to {name}; valid options: {list(allowed)}")
@@ -137,21 +137,21 @@ def confidence_interval(metric: Any, data: Any = None, *, counts: Any = None,
     if name == "cohen_kappa":
         if counts is not None or data is None:
             raise ValueError("cohen_kappa needs data with exactly 2 workers, not counts")
-        coded = _encode(data, categories=categories)
+        coded = encode(data, categories=categories)
         if len(coded.workers) != 2:
             raise ValueError(f"cohen_kappa compares 2 workers; data has {len(coded.workers)}: use pairwise()")
-        weights = _check_weights(options.get("weights"))
+        weights = check_weights(options.get("weights"))
         cats, k = coded.categories, len(coded.categories)
         a, b = coded.codes
         units = (a * k + b)[(a >= 0) & (b >= 0)][:, None]
         if len(units) == 0:
             raise ValueError("the 2 workers share no task")
-        stat = _Stat(lambda u: np.eye(k * k)[u[:, 0]],
-                     lambda s: _confusion_metric(s.reshape(-1, k, k), name, cats, weights=weights), 1)
+        stat = Stat(lambda u: np.eye(k * k)[u[:, 0]],
+                     lambda s: confusion_metric(s.reshape(-1, k, k), name, cats, weights=weights), 1)
     else:
-        c, cats = _counts_input(data, counts, categories)
-        _require_pairable(c.sum(1))
-        stat = _count_stat(name, cats, options)
+        c, cats = counts_input(data, counts, categories)
+        require_pairable(c.sum(1))
+        stat = count_stat(name, cats, options)
         units = c[c.sum(1) >= stat.min_labels]
 
     patterns, freq = _unique_rows(units)
@@ -203,12 +203,12 @@ def per_class_intervals(data: Any = None, *, counts: Any = None, categories: Seq
     """
     if not 0 < level < 1:
         raise ValueError(f"level is the confidence level, between 0 and 1; got {level!r}")
-    x, cats = _counts_input(data, counts, categories)
-    _require_pairable(x.sum(1))
+    x, cats = counts_input(data, counts, categories)
+    require_pairable(x.sum(1))
     units, freq = _unique_rows(x[x.sum(1) >= 1])
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    point = _class_kappa(units, freq[None, :].astype(float))[0]
-    boots = np.concatenate([_class_kappa(units, w) for w in _resample_weights(freq, n_boot, rng)])
+    point = class_kappa(units, freq[None, :].astype(float))[0]
+    boots = np.concatenate([class_kappa(units, w) for w in _resample_weights(freq, n_boot, rng)])
     a = (1 - level) / 2
     low, high = np.nanquantile(boots, [a, 1 - a], axis=0)
     return pd.DataFrame({"kappa": point, "low": low, "high": high, "n_labels": (units * freq[:, None]).sum(0)},

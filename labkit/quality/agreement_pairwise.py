@@ -12,8 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._agreement import _check_workers, _confusion_metric, _metric_name, _two_rater_options
-from .layouts import _codes_to_counts, _encode
+from ._agreement import (
+    check_workers,
+    confusion_metric,
+    metric_name,
+    two_rater_options,
+)
+from ._coding import codes_to_counts, encode
 
 __all__ = ["pairwise", "worker_vs_rest"]
 
@@ -76,13 +81,13 @@ def pairwise(data: Any, *, metric: str = "cohen_kappa", weights: str | None = No
     1       0.75  1.00  NaN
     2        NaN   NaN  NaN
     """
-    metric = _metric_name(metric)
-    options = _two_rater_options(metric, weights, level)
-    coded = _encode(data, categories=categories)
-    _check_workers(coded.workers)
+    metric = metric_name(metric)
+    options = two_rater_options(metric, weights, level)
+    coded = encode(data, categories=categories)
+    check_workers(coded.workers)
     k, m = len(coded.categories), len(coded.workers)
     conf = _pair_confusions(coded.codes, k).reshape(m * m, k, k)
-    values = _confusion_metric(conf, metric, coded.categories, **options)
+    values = confusion_metric(conf, metric, coded.categories, **options)
     values[conf.sum((1, 2)) < 2] = np.nan
     values = values.reshape(m, m)
     lower = np.tril_indices(m, -1)
@@ -120,12 +125,12 @@ def worker_vs_rest(data: Any, *, metric: str = "cohen_kappa", weights: str | Non
     2    0.75
     Name: percent_agreement, dtype: float64
     """
-    metric = _metric_name(metric)
-    options = _two_rater_options(metric, weights, level)
-    coded = _encode(data, categories=categories)
-    _check_workers(coded.workers)
+    metric = metric_name(metric)
+    options = two_rater_options(metric, weights, level)
+    coded = encode(data, categories=categories)
+    check_workers(coded.workers)
     k, m = len(coded.categories), len(coded.workers)
-    counts = _codes_to_counts(coded.codes, k)
+    counts = codes_to_counts(coded.codes, k)
     w, t = np.nonzero(coded.codes >= 0)
     own = coded.codes[w, t]
     others = counts[t]
@@ -135,6 +140,6 @@ def worker_vs_rest(data: Any, *, metric: str = "cohen_kappa", weights: str | Non
     keep = (top > 0) & ((others == top[:, None]).sum(1) == 1)
     key = (w[keep] * k + own[keep]) * k + rest[keep]
     conf = np.bincount(key, minlength=m * k * k).reshape(m, k, k)
-    values = _confusion_metric(conf, metric, coded.categories, **options)
+    values = confusion_metric(conf, metric, coded.categories, **options)
     values[conf.sum((1, 2)) < 2] = np.nan
     return pd.Series(values, index=pd.Index(coded.workers, name="worker"), name=metric)

@@ -1,10 +1,11 @@
 """Per-annotator numbers for fair incentives: throughput, time per object, agreement with
-consensus and accuracy on gold items; a plot; and mixing gold items into queues.
+consensus and accuracy on gold items (plotted by :func:`labkit.plots.plot_annotator_stats`);
+and mixing gold items into queues.
 
 Gold items (CVAT calls them honeypots) are items with a known answer, mixed into each
 annotator's queue at a chosen rate and not told apart from the rest, so accuracy on them
 estimates the annotator's accuracy on everything. :func:`gold_mix` does the mixing as a
-pure function of the queue; :func:`labkit.consensus.add_gold` stores the answers in a
+pure function of the queue; :func:`labkit.services.gold.add_gold` stores the answers in a
 project.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 
 from .agreement import cohen_kappa
 
-__all__ = ["annotator_stats", "plot_annotator_stats", "gold_mix"]
+__all__ = ["annotator_stats", "gold_mix"]
 
 
 def _check(data: Any) -> pd.DataFrame:
@@ -180,8 +181,9 @@ def annotator_stats(data: pd.DataFrame, *, consensus: pd.Series | pd.DataFrame |
     out = out.join(times[["active_hours", "throughput_per_hour"]])
     spent = _time_spent(data).reindex(out.index)
     out["median_time_s"] = spent.fillna(times["interval_s"].reindex(out.index))
+    no_source = np.array(None, dtype=object)  # None where neither gives a time
     out["time_source"] = np.where(spent.notna(), "provenance",
-                                  np.where(out["median_time_s"].notna(), "created_at", None))
+                                  np.where(out["median_time_s"].notna(), "created_at", no_source))
     for name, ref in (("consensus", consensus), ("gold", gold)):
         if ref is None:
             continue
@@ -196,66 +198,6 @@ def annotator_stats(data: pd.DataFrame, *, consensus: pd.Series | pd.DataFrame |
         out[f"n_{name}"] = out[f"n_{name}"].fillna(0).astype(np.int64)
     out.index.name = "worker"
     return out
-
-
-def plot_annotator_stats(stats: pd.DataFrame, *, figsize: tuple[float, float] | None = None) -> Any:
-    """Bar charts of :func:`annotator_stats`: throughput, time per object, consensus, gold.
-
-    Panels for columns that are missing or all NaN are left out.
-
-    Parameters
-    ----------
-    stats : DataFrame
-        The output of :func:`annotator_stats`.
-    figsize : (float, float), optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Not attached to pyplot, so nothing is shown twice; Jupyter displays it when it is
-        the cell's value.
-
-    Examples
-    --------
-    >>> stats = pd.DataFrame({"throughput_per_hour": [120.0, 360.0], "median_time_s": [30.0, 10.0],
-    ...                       "consensus_accuracy": [1.0, 0.67], "consensus_kappa": [1.0, 0.4]},
-    ...                      index=pd.Index(["a", "b"], name="worker"))
-    >>> fig = plot_annotator_stats(stats)
-    >>> [ax.get_title() for ax in fig.axes]
-    ['Throughput (objects / active hour)', 'Median time per object (s)', 'Agreement with consensus']
-    """
-    from matplotlib.figure import Figure
-
-    panels = []
-    for title, cols in (("Throughput (objects / active hour)", ["throughput_per_hour"]),
-                        ("Median time per object (s)", ["median_time_s"]),
-                        ("Agreement with consensus", ["consensus_accuracy", "consensus_kappa",
-                                                      "consensus_f1", "consensus_iou"]),
-                        ("Accuracy on gold items", ["gold_accuracy", "gold_f1", "gold_iou"])):
-        present = [c for c in cols if c in stats.columns and stats[c].notna().any()]
-        if present:
-            panels.append((title, present))
-    if not panels:
-        raise ValueError(f"stats has none of the plotted columns; found {list(map(str, stats.columns))}; "
-                         "pass the output of annotator_stats")
-    n = len(panels)
-    fig = Figure(figsize=figsize or (4.2 * n, 3.4 + 0.12 * len(stats)), layout="constrained")
-    x = np.arange(len(stats))
-    for k, (title, cols) in enumerate(panels):
-        ax = fig.add_subplot(1, n, k + 1)
-        width = 0.8 / len(cols)
-        for j, c in enumerate(cols):
-            ax.bar(x + (j - (len(cols) - 1) / 2) * width, stats[c].to_numpy(dtype=float), width,
-                   label=c.split("_", 1)[1] if len(cols) > 1 else None)
-        ax.set_xticks(x, [str(w) for w in stats.index], rotation=45 if len(stats) > 6 else 0, ha="right"
-                      if len(stats) > 6 else "center")
-        ax.set_title(title)
-        if len(cols) > 1:  # below the axis, so it never hides a bar
-            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=len(cols),
-                      frameon=False)
-        if title.startswith(("Agreement", "Accuracy")):
-            ax.set_ylim(min(0.0, float(np.nanmin(stats[cols].to_numpy(dtype=float)))), 1.05)
-    return fig
 
 
 def gold_mix(queue: Sequence[Any], gold_ids: Sequence[Any], rate: float, *, seed: int | None = None,

@@ -26,9 +26,10 @@ Iterables are consumed model by model into running sums.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -121,7 +122,7 @@ def _sum_models(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.sum(axis=0, dtype=np.float64).T)
 
 
-def _partial(q: np.ndarray, labels: np.ndarray | None, need: frozenset) -> _Sums:
+def _partial(q: np.ndarray, labels: np.ndarray | None, need: frozenset[str]) -> _Sums:
     """Sums over the ``m`` models of a ``(m, n, K)`` chunk."""
     n, K = q.shape[1], q.shape[2]
     sums: _Sums = {}
@@ -151,7 +152,7 @@ def _partial(q: np.ndarray, labels: np.ndarray | None, need: frozenset) -> _Sums
 def _scan(src: _v.ProbSource, labels: np.ndarray | None, need: set[str], from_logits: bool,
           finish: Callable[[int, int, _Sums, int], None]) -> None:
     """Call ``finish(start, stop, sums, M)`` per chunk of samples, with sums over all M models."""
-    need = frozenset(need)
+    needed = frozenset(need)
     N, K = src.N, src.K
 
     def lab(s: int, e: int) -> np.ndarray | None:
@@ -160,25 +161,27 @@ def _scan(src: _v.ProbSource, labels: np.ndarray | None, need: set[str], from_lo
     threads = _n_threads()
     with (ThreadPoolExecutor(threads) if threads > 1 else nullcontext()) as pool:
         if src.array is not None:
-            def whole(s: int, e: int) -> None:
-                q = _prepare(src.array[:, s:e], src, 0, s, from_logits)
-                finish(s, e, _partial(q, lab(s, e), need), src.M)
+            array, M = src.array, src.n_models
 
-            _run(pool, whole, _spans(N, src.M, K))
+            def whole(s: int, e: int) -> None:
+                q = _prepare(array[:, s:e], src, 0, s, from_logits)
+                finish(s, e, _partial(q, lab(s, e), needed), M)
+
+            _run(pool, whole, _spans(N, M, K))
             return
 
         shapes = {"h": (N,), "wrong": (N,), "c": (K, N), "p": (K, N), "votes": (K, N)}
         acc = {name: np.zeros(shapes[name], np.int32 if name in ("votes", "wrong") else np.float64)
-               for name in need}
+               for name in needed}
         spans = _spans(N, 1, K)
         for m, arr in src.iter_models():
             def add(s: int, e: int, m: int = m, arr: np.ndarray = arr) -> None:
                 q = _prepare(arr[None, s:e], src, m, s, from_logits)
-                for name, value in _partial(q, lab(s, e), need).items():
+                for name, value in _partial(q, lab(s, e), needed).items():
                     acc[name][..., s:e] += value
 
             _run(pool, add, spans)
-        _run(pool, lambda s, e: finish(s, e, {k: v[..., s:e] for k, v in acc.items()}, src.M),
+        _run(pool, lambda s, e: finish(s, e, {k: v[..., s:e] for k, v in acc.items()}, src.n_models),
              spans)
 
 
@@ -370,8 +373,8 @@ class ConfusionClasses(NamedTuple):
 
     c_classes: np.ndarray
     c_values: np.ndarray
-    x_classes: Optional[np.ndarray]
-    x_values: Optional[np.ndarray]
+    x_classes: np.ndarray | None
+    x_values: np.ndarray | None
 
 
 def confusion_classes(probs: Any, labels: Any = None, *, k: int = 5,
@@ -429,21 +432,27 @@ def confusion_classes(probs: Any, labels: Any = None, *, k: int = 5,
     kk = min(int(k), src.K)
     c_idx = np.empty((src.N, kk), np.int64)
     c_val = np.empty((src.N, kk))
-    x_idx = None if labels is None else np.empty((src.N, kk), np.int64)
-    x_val = None if labels is None else np.empty((src.N, kk), np.int64)
 
     def finish(s: int, e: int, sums: _Sums, M: int) -> None:
         idx, val = _topk(sums["c"] / M, kk)
         idx[val <= 0] = -1
         c_idx[s:e], c_val[s:e] = idx, np.maximum(val, 0.0)
-        if labels is not None:
-            votes = sums["votes"].copy()
-            votes[labels[s:e], np.arange(e - s)] = 0
-            idx, val = _topk(votes, kk)
-            idx[val == 0] = -1
-            x_idx[s:e], x_val[s:e] = idx, val
 
-    _scan(src, labels, {"c", "votes"} if labels is not None else {"c"}, from_logits, finish)
+    if labels is None:
+        _scan(src, None, {"c"}, from_logits, finish)
+        return ConfusionClasses(c_idx, c_val, None, None)
+    x_idx = np.empty((src.N, kk), np.int64)
+    x_val = np.empty((src.N, kk), np.int64)
+
+    def finish_with_labels(s: int, e: int, sums: _Sums, M: int) -> None:
+        finish(s, e, sums, M)
+        votes = sums["votes"].copy()
+        votes[labels[s:e], np.arange(e - s)] = 0
+        idx, val = _topk(votes, kk)
+        idx[val == 0] = -1
+        x_idx[s:e], x_val[s:e] = idx, val
+
+    _scan(src, labels, {"c", "votes"}, from_logits, finish_with_labels)
     return ConfusionClasses(c_idx, c_val, x_idx, x_val)
 
 

@@ -21,14 +21,20 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from labkit._util.checks import check_choice
 from labkit.geometry import box_iou, ellipse_iou, mask_iou, polygon_iou
 
-from .layouts import _check_choice
+from ._matching import (
+    GEOMETRIC_KINDS,
+    check_geometry_data,
+    check_threshold,
+    geometries,
+    match_iou,
+    match_pairs,
+)
 
-__all__ = ["Matches", "match_boxes", "geometric_agreement", "summarize_agreement"]
+__all__ = ["GEOMETRIC_KINDS", "Matches", "match_boxes", "geometric_agreement", "summarize_agreement"]
 
-GEOMETRIC_KINDS = ("box", "polygon", "ellipse", "mask", "point")
-_BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 _BY = ("task", "label", "pair", "worker")
 
 
@@ -46,24 +52,6 @@ class Matches(NamedTuple):
     a: np.ndarray
     b: np.ndarray
     similarity: np.ndarray
-
-
-def _match(cost: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Most valid pairs, then least total cost among them (Hungarian on a penalised cost)."""
-    if cost.size == 0 or not valid.any():
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    from scipy.optimize import linear_sum_assignment
-
-    # an invalid pair costs more than all valid pairs together, so any assignment with one
-    # more valid pair wins; invalid pairs in the result are then dropped
-    big = float(np.abs(cost[valid]).sum()) + 1.0
-    i, j = linear_sum_assignment(np.where(valid, cost, big))
-    keep = valid[i, j]
-    return i[keep], j[keep]
-
-
-def _match_iou(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    return _match(1.0 - iou, (iou >= threshold) & (iou > 0))
 
 
 def match_boxes(a: Any, b: Any, *, iou_threshold: float = 0.5) -> Matches:
@@ -91,57 +79,13 @@ def match_boxes(a: Any, b: Any, *, iou_threshold: float = 0.5) -> Matches:
     >>> m.a.tolist(), m.b.tolist(), m.similarity.round(3).tolist()
     ([1], [0], [0.681])
     """
-    _check_threshold(iou_threshold, "iou_threshold")
+    check_threshold(iou_threshold, "iou_threshold")
     iou = box_iou(a, b)
-    i, j = _match_iou(iou, iou_threshold)
+    i, j = match_iou(iou, iou_threshold)
     return Matches(i, j, iou[i, j])
 
 
-def _check_threshold(value: float, what: str) -> float:
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{what} must be in [0, 1]; got {value}")
-    return value
-
-
 # --------------------------------------------------------------------------- input
-def _pick_kind(data: pd.DataFrame, kind: str | None) -> tuple[pd.DataFrame, str]:
-    if kind is not None:
-        kind = _check_choice(kind, GEOMETRIC_KINDS, "kind")
-        if "kind" in data.columns:
-            data = data[data["kind"] == kind]
-        return data, kind
-    if "kind" not in data.columns:
-        raise ValueError(f"data has no 'kind' column (found {list(map(str, data.columns))}); pass kind= "
-                         f"one of {list(GEOMETRIC_KINDS)}")
-    kinds = sorted(set(data["kind"]) & set(GEOMETRIC_KINDS))
-    if len(kinds) != 1:
-        raise ValueError(f"data holds kinds {sorted(set(data['kind']))}; pass kind= one of "
-                         f"{kinds or list(GEOMETRIC_KINDS)} "
-                         "to compare one kind at a time")
-    return data[data["kind"] == kinds[0]], kinds[0]
-
-
-def _check_data(data: Any, kind: str | None) -> tuple[pd.DataFrame, str]:
-    if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"expected a long DataFrame (task, worker, label, geometry); got {type(data).__name__}")
-    data, kind = _pick_kind(data, kind)
-    missing = [c for c in ("task", "worker", "label") if c not in data.columns]
-    has_geometry = "geometry" in data.columns or (kind == "box" and all(c in data.columns for c in _BOX_COLUMNS))
-    if missing or not has_geometry:
-        need = missing + ([] if has_geometry else ["geometry"])
-        raise ValueError(f"data is missing columns {need}; found {list(map(str, data.columns))}; expected "
-                         "task, worker, label and geometry (boxes may instead have x0, y0, x1, y1), "
-                         "e.g. project.annotations(kind=...)")
-    return data, kind
-
-
-def _geometries(data: pd.DataFrame, kind: str) -> list[Any] | np.ndarray:
-    if kind == "box" and all(c in data.columns for c in _BOX_COLUMNS):
-        return data[list(_BOX_COLUMNS)].to_numpy(dtype=float)
-    return list(data["geometry"])
-
-
 def _points(geoms: Sequence[Any]) -> list[np.ndarray]:
     out = []
     for g in geoms:
@@ -245,8 +189,8 @@ def geometric_agreement(data: pd.DataFrame, *, kind: str | None = None, iou_thre
       worker_a worker_b  n_a  n_b  matched        f1  mean_iou
     0        a        b    2    1        1  0.666667       0.9
     """
-    data, kind = _check_data(data, kind)
-    iou_threshold = _check_threshold(iou_threshold, "iou_threshold")
+    data, kind = check_geometry_data(data, kind)
+    iou_threshold = check_threshold(iou_threshold, "iou_threshold")
     if not max_distance >= 0:
         raise ValueError(f"max_distance must be >= 0; got {max_distance}")
     scales = _scales(data, kind, scale)
@@ -257,7 +201,7 @@ def geometric_agreement(data: pd.DataFrame, *, kind: str | None = None, iou_thre
     positions = pd.RangeIndex(len(data))
     groups = pd.Series(positions).groupby([data["task"].to_numpy(), data["label"].to_numpy()], sort=True)
     workers_all = data["worker"].to_numpy()
-    geoms_all = _geometries(data, kind)
+    geoms_all = geometries(data, kind)
     for (task, label), pos in groups:
         pos = pos.to_numpy()
         geoms = geoms_all[pos] if isinstance(geoms_all, np.ndarray) else [geoms_all[p] for p in pos]
@@ -275,9 +219,9 @@ def geometric_agreement(data: pd.DataFrame, *, kind: str | None = None, iou_thre
 def _pair_row(kind, task, label, wa, wb, ia, ib, sim, geoms, iou_threshold, max_distance) -> dict[str, Any]:
     block = sim[np.ix_(ia, ib)]
     if kind == "point":
-        i, j = _match(block, block <= max_distance)
+        i, j = match_pairs(block, block <= max_distance)
     else:
-        i, j = _match_iou(block, iou_threshold)
+        i, j = match_iou(block, iou_threshold)
     matched = len(i)
     row = {"task": task, "label": label, "worker_a": wa, "worker_b": wb, "n_a": len(ia), "n_b": len(ib),
            "matched": matched, "unmatched": len(ia) + len(ib) - 2 * matched,
@@ -362,7 +306,7 @@ def summarize_agreement(pairs: pd.DataFrame, *, by: str = "task") -> pd.DataFram
     worker_a worker_b
     a        b               2          1  0.8       0.8
     """
-    by = _check_choice(by, _BY, "by")
+    by = check_choice(by, _BY, "by")
     means = [c for c in ("mean_iou", "mean_dice", "mean_distance", "pixel_iou", "pixel_dice") if c in pairs.columns]
     if by == "worker":
         a = pairs.rename(columns={"worker_a": "worker", "n_a": "n", "n_b": "n_other"}).drop(columns="worker_b")

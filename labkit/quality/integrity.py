@@ -1,10 +1,12 @@
 """Integrity checks: files, duplicates, required annotations, taxonomy and geometry.
 
 Every check takes plain tables (the long annotation layout of
-``Project.annotations()``, an images table like ``Project.images()`` with absolute
-paths) and returns **findings**: one row per problem, naming the image (and the
-annotation, when there is one) and the rule it breaks. The rules, with the seed 000
-quality dimension each belongs to, are listed in :data:`RULES`.
+``Project.annotations()``, an images table like ``Project.images()``) and returns
+**findings**: one row per problem, naming the image (and the annotation, when there
+is one) and the rule it breaks. The rules, with the seed 000 quality dimension each
+belongs to, are listed in :data:`RULES`. Nothing here opens a file: the store's
+:func:`labkit.store.files.inspect_files` reads them, and :func:`file_findings` turns
+its table into findings.
 
 =========================== ================== ========================================
 rule                        dimension          what
@@ -22,19 +24,22 @@ instance_overlap            annotation_quality one annotator's instance masks ov
 =========================== ================== ========================================
 
 Near-duplicates are found with a perceptual hash (:func:`perceptual_hash`, pHash or
-dHash implemented here with numpy and ``scipy.fft``) and a Hamming-distance threshold.
+dHash implemented here with numpy and ``scipy.fft``, reducing images with Pillow's box
+filter re-implemented in :mod:`labkit.quality._resample`) and a Hamming-distance
+threshold.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["RULES", "FINDING_COLUMNS", "perceptual_hash", "inspect_files", "file_findings",
+from labkit.geometry import geometry_bounds, mask_iou, rle_area
+from labkit.quality._resample import box_resize
+
+__all__ = ["RULES", "FINDING_COLUMNS", "perceptual_hash", "file_findings",
            "find_duplicates", "duplicate_findings", "required_findings", "class_findings",
            "geometry_findings", "overlap_findings", "summarize_findings"]
 
@@ -126,14 +131,6 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return a
 
 
-def _resize(gray: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Area-average resize (box filter) of a float image to (h, w)."""
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(gray.astype(np.float32), mode="F").resize((w, h), Image.BOX),
-                      dtype=np.float64)
-
-
 def _pack(bits: np.ndarray) -> int:
     return int(np.packbits(bits.astype(np.uint8).ravel()).view(">u8")[0])
 
@@ -171,76 +168,34 @@ def perceptual_hash(image: np.ndarray, *, method: str = "phash") -> int:
     if method == "phash":
         from scipy.fft import dctn
 
-        low = dctn(_resize(gray, 32, 32), type=2, norm="ortho")[:8, :8]
+        low = dctn(box_resize(gray, 32, 32).astype(np.float64), type=2, norm="ortho")[:8, :8]
         return _pack(low > np.median(low.ravel()[1:]))
     if method == "dhash":
-        small = _resize(gray, 8, 9)
+        small = box_resize(gray, 8, 9).astype(np.float64)
         return _pack(small[:, 1:] > small[:, :-1])
     raise ValueError(f"method={method!r}; expected 'phash' or 'dhash'")
 
 
 # ---------------------------------------------------------------------- files --
-def _inspect_one(path: str, sha256: str | None, method: str | None) -> dict[str, Any]:
-    import hashlib
-
-    from PIL import Image
-
-    p = Path(path)
-    if not p.is_file():
-        return {"status": "missing_file", "detail": f"{p} does not exist"}
-    data = p.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        import io
-
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            arr = np.asarray(im.convert("RGB"))
-    except Exception as exc:  # PIL raises many types for corrupt data
-        return {"status": "unreadable_file", "sha256_now": digest, "detail": f"{p}: {exc}"}
-    out = {"status": "ok", "sha256_now": digest, "width_now": arr.shape[1], "height_now": arr.shape[0],
-           "detail": ""}
-    if sha256 is not None and digest != sha256:
-        out.update(status="hash_changed", detail=f"{p}: sha256 {digest[:12]}… differs from the "
-                                                  f"import hash {sha256[:12]}…")
-    if method is not None:
-        out["phash"] = perceptual_hash(arr, method=method)
-    return out
-
-
-def inspect_files(images: pd.DataFrame, *, hash_method: str | None = "phash",
-                  threads: int = 4) -> pd.DataFrame:
-    """Read every image file once: existence, decodability, sha256, perceptual hash.
+def file_findings(report: pd.DataFrame) -> pd.DataFrame:
+    """Findings for missing, unreadable and changed files.
 
     Parameters
     ----------
-    images : DataFrame indexed by image id with columns ``path`` (absolute) and
-        optionally ``sha256`` (the hash recorded at import).
-    hash_method : {"phash", "dhash"} or None
-        Perceptual hash to compute for readable files (None: skip).
-    threads : int
-        Files read in parallel (hashing and decoding release the GIL).
+    report : DataFrame indexed by image id
+        Columns ``status`` (``ok`` or one of the rules ``missing_file``,
+        ``unreadable_file``, ``hash_changed``) and ``detail``: what
+        :func:`labkit.store.files.inspect_files` returns after reading the files.
 
-    Returns
-    -------
-    DataFrame
-        Indexed like ``images``: ``status`` (``ok`` or a rule name), ``sha256_now``,
-        ``width_now``, ``height_now``, ``phash`` (nullable), ``detail``.
+    Examples
+    --------
+    >>> report = pd.DataFrame({"status": ["ok", "missing_file"], "detail": ["", "/data/b.png does not exist"]},
+    ...                       index=[1, 2])
+    >>> file_findings(report)[["rule", "image", "detail"]]
+                     rule  image                      detail
+    finding
+    0        missing_file      2  /data/b.png does not exist
     """
-    _require(images, ("path",), "images")
-    shas = images["sha256"] if "sha256" in images.columns else pd.Series(None, index=images.index)
-    args = [(str(p), s if isinstance(s, str) else None, hash_method)
-            for p, s in zip(images["path"], shas)]
-    with ThreadPoolExecutor(max_workers=max(1, int(threads))) as pool:
-        rows = list(pool.map(lambda a: _inspect_one(*a), args))
-    cols = ["status", "sha256_now", "width_now", "height_now", "phash", "detail"]
-    out = pd.DataFrame(rows, index=images.index).reindex(columns=cols)
-    out["phash"] = out["phash"].astype(object).where(out["phash"].notna(), None)
-    return out
-
-
-def file_findings(report: pd.DataFrame) -> pd.DataFrame:
-    """Findings for missing, unreadable and changed files from :func:`inspect_files`."""
     _require(report, ("status", "detail"), "report")
     bad = report[report["status"] != "ok"]
     return _findings([{"rule": s, "image": int(i), "detail": d}
@@ -452,7 +407,7 @@ def _polygon_problems(geom: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _one_geometry(kind: str, g: Any, w: float, h: float, tol: float) -> list[tuple[str, str]]:
     if kind == "box":
-        x0, y0, x1, y1 = (float(g[k]) for k in ("x0", "y0", "x1", "y1"))
+        x0, y0, x1, y1 = geometry_bounds("box", g, validate=False)
         out = []
         if x1 - x0 <= 0 or y1 - y0 <= 0:
             out.append(("box_zero_area", f"box {_fmt((x0, y0, x1, y1))} is {x1 - x0:g} x {y1 - y0:g} px"))
@@ -461,20 +416,15 @@ def _one_geometry(kind: str, g: Any, w: float, h: float, tol: float) -> list[tup
         return out
     if kind == "polygon":
         out = _polygon_problems(g)
-        pts = np.concatenate([np.asarray(p["points"], float).reshape(-1, 2)
-                              for p in (g["parts"] if "parts" in g else [g])])
-        b = (*pts.min(0), *pts.max(0))
+        b = geometry_bounds("polygon", g, validate=False)
         if _outside(b, w, h, tol):
             out.append(("polygon_out_of_bounds", f"bounds {_fmt(b)} outside the {w:g}x{h:g} image"))
         return out
     if kind == "ellipse":
-        from labkit.geometry.validate import _ellipse_half_extent
-
         rx, ry = float(g["rx"]), float(g["ry"])
         if rx <= 0 or ry <= 0:
             return [("ellipse_nonpositive_radius", f"radii rx={rx:g}, ry={ry:g}")]
-        hx, hy = _ellipse_half_extent(rx, ry, float(g.get("angle", 0.0)))
-        b = (g["cx"] - hx, g["cy"] - hy, g["cx"] + hx, g["cy"] + hy)
+        b = geometry_bounds("ellipse", g, validate=False)
         return [("ellipse_out_of_bounds", f"bounds {_fmt(b)} outside the {w:g}x{h:g} image")] \
             if _outside(b, w, h, tol) else []
     if kind == "point":
@@ -483,8 +433,6 @@ def _one_geometry(kind: str, g: Any, w: float, h: float, tol: float) -> list[tup
         return [("point_out_of_bounds", f"point(s) {bad.tolist()} outside the {w:g}x{h:g} image")] \
             if len(bad) else []
     if kind == "mask":
-        from labkit.geometry import rle_area
-
         size = [int(v) for v in g["size"]]
         out = []
         if size != [int(h), int(w)]:
@@ -566,8 +514,6 @@ def overlap_findings(annotations: pd.DataFrame, *, max_overlap: float = 0.0,
     _require(annotations, (*by, "kind", "geometry"), "annotations")
     if not 0 <= float(max_overlap) < 1:
         raise ValueError(f"max_overlap={max_overlap!r}; expected a fraction in [0, 1)")
-    from labkit.geometry import mask_iou, rle_area
-
     masks = annotations[annotations["kind"] == "mask"]
     rows = []
     for _, g in masks.groupby(list(by), sort=True):

@@ -33,7 +33,8 @@ This module needs numpy, pandas and cleanlab (``pip install cleanlab``), never t
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -16,12 +16,13 @@ converter that produces codes returns that order so codes map back to labels.
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from ._coding import COLUMNS, codes_to_counts, encode, encode_long
 
 __all__ = [
     "COLUMNS",
@@ -33,8 +34,6 @@ __all__ = [
     "to_counts",
 ]
 
-COLUMNS = ("task", "worker", "label")
-_DUPLICATES = ("error", "first")
 
 
 class Reliability(NamedTuple):
@@ -54,155 +53,6 @@ class Reliability(NamedTuple):
     workers: pd.Index
     tasks: pd.Index
     categories: pd.Index
-
-
-class _Coded(NamedTuple):
-    """Integer codes (M, N) with -1 for missing, and the labels of axes and codes."""
-
-    codes: np.ndarray
-    workers: pd.Index
-    tasks: pd.Index
-    categories: pd.Index
-
-
-def _check_choice(value: Any, valid: Sequence[str], what: str) -> str:
-    """Return ``value`` if it is one of ``valid``, else raise naming the valid choices."""
-    if isinstance(value, str) and value in valid:
-        return value
-    close = difflib.get_close_matches(str(value), valid, n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown {what} {value!r}; expected one of {list(valid)}{hint}")
-
-
-def _factorize(values: Any, what: str) -> tuple[np.ndarray, pd.Index]:
-    """Codes in sorted order of the unique values; falls back to first appearance if unsortable."""
-    try:
-        codes, uniques = pd.factorize(values, sort=True)
-    except TypeError:  # e.g. task ids mixing str and int: order is cosmetic, keep appearance
-        codes, uniques = pd.factorize(values, sort=False)
-    return codes.astype(np.int64, copy=False), pd.Index(uniques, name=what)
-
-
-def _encode_labels(values: Any, categories: Sequence[Any] | None) -> tuple[np.ndarray, pd.Index]:
-    """Codes (-1 where missing) and the category order for a flat sequence of labels."""
-    if categories is None:
-        try:
-            codes, cats = pd.factorize(values, sort=True)
-        except TypeError as exc:
-            found = sorted({type(v).__name__ for v in pd.unique(values) if not pd.isna(v)})
-            raise ValueError(
-                f"labels mix types that cannot be sorted ({', '.join(found)}); pass "
-                "categories=[...] to fix the category order, or convert labels to one type"
-            ) from exc
-        return codes.astype(np.int64, copy=False), pd.Index(cats, name="label")
-    cats = pd.Index(list(categories), name="label")
-    if len(cats) == 0:
-        raise ValueError("categories is empty; pass the list of possible labels, or None")
-    if not cats.is_unique:
-        dup = cats[cats.duplicated()].unique().tolist()
-        raise ValueError(f"categories must be unique; {dup} appear more than once")
-    codes = cats.get_indexer(values).astype(np.int64, copy=False)
-    unknown = (codes < 0) & ~np.asarray(pd.isna(values))
-    if unknown.any():
-        bad = pd.unique(np.asarray(values, dtype=object)[unknown])[:5].tolist()
-        raise ValueError(
-            f"{int(unknown.sum())} labels are not in categories, e.g. {bad}; "
-            f"categories are {cats.tolist()[:20]}: add the missing ones"
-        )
-    return codes, cats
-
-
-def _check_long(long: Any) -> pd.DataFrame:
-    if not isinstance(long, pd.DataFrame):
-        raise ValueError(
-            f"expected a long pandas DataFrame with columns {list(COLUMNS)}; got {type(long).__name__}"
-        )
-    missing = [c for c in COLUMNS if c not in long.columns]
-    if missing:
-        hint = " A wide table (tasks x workers) converts with wide_to_long()." if "label" in missing else ""
-        raise ValueError(
-            f"long DataFrame is missing columns {missing}; found {list(map(str, long.columns))}; "
-            f"expected {list(COLUMNS)}.{hint}"
-        )
-    if len(long) == 0:
-        raise ValueError("long DataFrame is empty; expected at least one (task, worker, label) row")
-    nan_label = long["label"].isna().to_numpy()
-    if nan_label.any():
-        rows = long.index[nan_label][:5].tolist()
-        raise ValueError(
-            f"{int(nan_label.sum())} rows have a missing label (index {rows}...); drop them "
-            "(long.dropna(subset=['label'])): in the long layout a missing label is a missing row"
-        )
-    for col in ("task", "worker"):
-        if long[col].isna().any():
-            raise ValueError(f"column {col!r} has missing values; every row needs a {col} id")
-    return long
-
-
-def _code_rows(long: pd.DataFrame, categories: Sequence[Any] | None, duplicates: str):
-    """Integer codes of the long layout's rows: ``(t_codes, w_codes, l_codes, tasks, workers, categories)``.
-
-    Each (task, worker) pair keeps one row: more is an error, or the first row with
-    ``duplicates="first"``. The one place long rows are coded (layouts and aggregators).
-    """
-    _check_long(long)
-    _check_choice(duplicates, _DUPLICATES, "duplicates")
-    # Series, not .to_numpy(): Arrow-backed strings factorize without an object copy
-    t_codes, tasks = _factorize(long["task"], "task")
-    w_codes, workers = _factorize(long["worker"], "worker")
-    l_codes, cats = _encode_labels(long["label"], categories)
-    key = w_codes * len(tasks) + t_codes
-    dup = pd.Series(key).duplicated(keep="first").to_numpy()
-    if dup.any():
-        if duplicates == "error":
-            pairs = list(zip(tasks[t_codes[dup]], workers[w_codes[dup]]))[:5]
-            raise ValueError(
-                f"{int(dup.sum())} (task, worker) pairs have more than one label, e.g. {pairs}; "
-                "deduplicate the rows, or pass duplicates='first' to keep each pair's first row"
-            )
-        keep = ~dup
-        t_codes, w_codes, l_codes = t_codes[keep], w_codes[keep], l_codes[keep]
-    return t_codes, w_codes, l_codes, tasks, workers, cats
-
-
-def _encode_long(long: pd.DataFrame, categories: Sequence[Any] | None, duplicates: str) -> _Coded:
-    t_codes, w_codes, l_codes, tasks, workers, cats = _code_rows(long, categories, duplicates)
-    codes = np.full((len(workers), len(tasks)), -1, dtype=np.int64)
-    codes[w_codes, t_codes] = l_codes
-    return _Coded(codes, workers, tasks, cats)
-
-
-def _encode_array(data: Any, categories: Sequence[Any] | None) -> _Coded:
-    arr = np.asarray(data)
-    if arr.ndim != 2:
-        raise ValueError(
-            f"reliability data has shape {arr.shape}; expected a 2-D array of shape "
-            "(M workers, N tasks) with NaN for missing labels"
-        )
-    if arr.size == 0:
-        raise ValueError(f"reliability data has shape {arr.shape}; expected at least one worker and task")
-    codes, cats = _encode_labels(arr.ravel(), categories)
-    if len(cats) == 0:
-        raise ValueError("reliability data has no labels: every entry is missing (NaN)")
-    codes = codes.reshape(arr.shape)
-    return _Coded(codes, pd.RangeIndex(arr.shape[0], name="worker"),
-                  pd.RangeIndex(arr.shape[1], name="task"), cats)
-
-
-def _encode(data: Any, *, categories: Sequence[Any] | None = None, duplicates: str = "error") -> _Coded:
-    """Integer codes (M, N), -1 missing, from a long DataFrame or a reliability array."""
-    if isinstance(data, pd.DataFrame):
-        return _encode_long(data, categories, duplicates)
-    return _encode_array(data, categories)
-
-
-def _codes_to_counts(codes: np.ndarray, n_categories: int) -> np.ndarray:
-    """Counts (N, K) from codes (M, N) with -1 for missing."""
-    n_tasks = codes.shape[1]
-    # missing (-1) lands in an extra column 0 that is dropped: no boolean mask needed
-    flat = codes + (1 + (n_categories + 1) * np.arange(n_tasks, dtype=np.int64))
-    counts = np.bincount(flat.ravel(), minlength=n_tasks * (n_categories + 1))
-    return counts.reshape(n_tasks, n_categories + 1)[:, 1:]
 
 
 def long_to_wide(long: pd.DataFrame, *, duplicates: str = "error") -> pd.DataFrame:
@@ -230,7 +80,7 @@ def long_to_wide(long: pd.DataFrame, *, duplicates: str = "error") -> pd.DataFra
     1       cat  dog
     2       cat  NaN
     """
-    coded = _encode_long(long, None, duplicates)
+    coded = encode_long(long, None, duplicates)
     values = np.asarray(coded.categories, dtype=object)[coded.codes.T]
     values[coded.codes.T < 0] = np.nan
     wide = pd.DataFrame(values, index=coded.tasks, columns=coded.workers)
@@ -304,7 +154,7 @@ def long_to_reliability(long: pd.DataFrame, *, categories: Sequence[Any] | None 
     >>> list(rel.categories)
     ['cat', 'dog']
     """
-    coded = _encode_long(long, categories, duplicates)
+    coded = encode_long(long, categories, duplicates)
     data = coded.codes.astype(float)
     data[coded.codes < 0] = np.nan
     return Reliability(data, coded.workers, coded.tasks, coded.categories)
@@ -341,12 +191,12 @@ def reliability_to_long(data: Any, *, workers: Sequence[Any] | None = None,
     arr = np.asarray(data)
     if arr.ndim != 2 or arr.size == 0:
         raise ValueError(f"reliability data has shape {arr.shape}; expected (M workers, N tasks), both >= 1")
-    workers = pd.RangeIndex(arr.shape[0]) if workers is None else pd.Index(list(workers))
-    tasks = pd.RangeIndex(arr.shape[1]) if tasks is None else pd.Index(list(tasks))
-    if (len(workers), len(tasks)) != arr.shape:
+    worker_ids = pd.RangeIndex(arr.shape[0]) if workers is None else pd.Index(list(workers))
+    task_ids = pd.RangeIndex(arr.shape[1]) if tasks is None else pd.Index(list(tasks))
+    if (len(worker_ids), len(task_ids)) != arr.shape:
         raise ValueError(
-            f"reliability data has shape {arr.shape} but got {len(workers)} workers and "
-            f"{len(tasks)} tasks; expected one id per row and per column"
+            f"reliability data has shape {arr.shape} but got {len(worker_ids)} workers and "
+            f"{len(task_ids)} tasks; expected one id per row and per column"
         )
     present = ~pd.isna(arr)
     t, w = np.nonzero(present.T)
@@ -361,7 +211,7 @@ def reliability_to_long(data: Any, *, workers: Sequence[Any] | None = None,
                 f"0..{len(cats) - 1}; found values from {np.nanmin(labels)} to {np.nanmax(labels)}"
             )
         labels = pd.Series(cats[as_int]).infer_objects().to_numpy()
-    return pd.DataFrame({"task": tasks.to_numpy()[t], "worker": workers.to_numpy()[w], "label": labels})
+    return pd.DataFrame({"task": task_ids.to_numpy()[t], "worker": worker_ids.to_numpy()[w], "label": labels})
 
 
 def to_counts(data: Any, *, categories: Sequence[Any] | None = None,
@@ -393,6 +243,6 @@ def to_counts(data: Any, *, categories: Sequence[Any] | None = None,
     1        1    1
     2        1    0
     """
-    coded = _encode(data, categories=categories, duplicates=duplicates)
-    counts = _codes_to_counts(coded.codes, len(coded.categories))
+    coded = encode(data, categories=categories, duplicates=duplicates)
+    counts = codes_to_counts(coded.codes, len(coded.categories))
     return pd.DataFrame(counts, index=coded.tasks, columns=coded.categories)

@@ -202,19 +202,16 @@ def sampling_plan(lot_size: int, aql: float, *, level: str = "II") -> SamplingPl
     letter = code_letter(lot_size, level)
     col = _aql_column(aql)
     row = CODE_LETTERS.index(letter)
-    while True:
+    cell = _cell(row, col)
+    while isinstance(cell, str):  # an arrow: follow it to the row that has a plan
+        row += 1 if cell == "down" else -1
         cell = _cell(row, col)
-        if cell == "down":
-            row += 1
-        elif cell == "up":
-            row -= 1
-        else:
-            break
+    accept, reject = cell
     n = SAMPLE_SIZES[CODE_LETTERS[row]]
     full = n >= lot_size
     return SamplingPlan(lot_size=int(lot_size), aql=AQLS[col], level=level, letter=letter,
                         plan_letter=CODE_LETTERS[row], sample_size=min(n, int(lot_size)),
-                        accept=cell[0], reject=cell[1], full_inspection=full)
+                        accept=accept, reject=reject, full_inspection=full)
 
 
 def draw_sample(ids: Sequence[Any], size: int, *, seed: int = 0) -> pd.Index:
@@ -231,14 +228,14 @@ def draw_sample(ids: Sequence[Any], size: int, *, seed: int = 0) -> pd.Index:
     >>> list(draw_sample(range(10), 4, seed=2)[:2]) == list(draw_sample(range(10), 2, seed=2))
     True
     """
-    ids = pd.Index(ids)
-    if ids.has_duplicates:
-        raise ValueError(f"ids repeat: {list(ids[ids.duplicated()][:10])}; each item must appear once")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 <= size <= len(ids):
-        raise ValueError(f"size={size!r}; expected an integer between 0 and the {len(ids)} ids")
-    ordered = ids.sort_values()
+    index = pd.Index(ids)
+    if index.has_duplicates:
+        raise ValueError(f"ids repeat: {list(index[index.duplicated()][:10])}; each item must appear once")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 <= size <= len(index):
+        raise ValueError(f"size={size!r}; expected an integer between 0 and the {len(index)} ids")
+    ordered = index.sort_values()
     perm = np.random.default_rng(seed).permutation(len(ordered))
-    return pd.Index(ordered[perm[:size]], name=ids.name or "image")
+    return pd.Index(ordered[perm[:size]], name=index.name or "image")
 
 
 def proportion_interval(k: int, n: int, *, method: str = "wilson", level: float = 0.95

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 
 from labkit.formats import Dataset, FormatError, ImageRecord, ObjectRecord, get_reader, get_writer
-from labkit.geometry import decode_rle, encode_rle, ellipse_to_mask, polygon_to_mask
+from labkit.geometry import decode_rle, ellipse_to_mask, encode_rle, polygon_to_mask
 from tests.formats.helpers import datasets
 
 read, write = get_reader("coco"), get_writer("coco")

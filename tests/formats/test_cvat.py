@@ -61,7 +61,8 @@ def test_truncated_xml(tmp_path):
     text = EXAMPLE.read_text()
     path = tmp_path / "annotations.xml"
     path.write_text(text[: len(text) // 2])
-    with pytest.raises(FormatError, match=r"(?s)annotations\.xml: .*invalid XML \(truncated\?\) at line \d+ column \d+"):
+    with pytest.raises(FormatError,
+                       match=r"(?s)annotations\.xml: .*invalid XML \(truncated\?\) at line \d+ column \d+"):
         read(path)
 
 

@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from labkit.formats import Dataset, FormatError, ImageRecord, ObjectRecord, get_reader, get_writer
-from labkit.formats import _ls_brush
+from labkit.formats import Dataset, FormatError, ImageRecord, ObjectRecord, _ls_brush, get_reader, get_writer
 from labkit.formats.labelstudio import image_key
 from labkit.geometry import decode_rle, encode_rle
 

@@ -18,6 +18,7 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
+from labkit.quality._agreement import count_stat
 from labkit.quality.agreement import (
     LEVELS,
     METRICS,
@@ -32,7 +33,6 @@ from labkit.quality.agreement import (
     percent_agreement,
     worker_vs_rest,
 )
-from labkit.quality._agreement import _count_stat
 from labkit.quality.agreement_ci import _resample_weights, _unique_rows
 from labkit.quality.layouts import reliability_to_long, to_counts
 
@@ -356,7 +356,7 @@ def test_each_resample_equals_recomputing_from_scratch(metric, options, n_tasks)
     data = np.where(rng.random((4, n_tasks)) < 0.7, truth, rng.integers(0, 4, (4, n_tasks))).astype(float)
     data[rng.random(data.shape) < 0.2] = nan
     counts = to_counts(data)
-    stat = _count_stat(metric, counts.columns, options)
+    stat = count_stat(metric, counts.columns, options)
     c = counts.to_numpy()
     units = c[c.sum(1) >= stat.min_labels]
     patterns, freq = _unique_rows(units)

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labkit.plots import plot_annotator_stats
 from labkit.quality.agreement import cohen_kappa
-from labkit.quality.annotators import annotator_stats, gold_mix, plot_annotator_stats
+from labkit.quality.annotators import annotator_stats, gold_mix
 
 T0 = pd.Timestamp("2024-03-01 09:00", tz="UTC")
 
@@ -45,7 +46,7 @@ def test_agreement_with_consensus_and_gold():
     rows = []
     for w, acc in (("good", 0.95), ("poor", 0.5)):
         labels = np.where(rng.random(60) < acc, truth, rng.choice(["cat", "dog", "bird"], 60))
-        rows += [{"task": t, "worker": w, "label": l} for t, l in enumerate(labels)]
+        rows += [{"task": t, "worker": w, "label": lab} for t, lab in enumerate(labels)]
     rows.append({"task": 0, "worker": "consensus", "label": "cat", "source": "consensus"})
     df = pd.DataFrame(rows)
     consensus = pd.Series(truth, index=range(60))

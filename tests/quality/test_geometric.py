@@ -89,9 +89,8 @@ def test_box_agreement_equals_brute_force(seed):
 
 def test_masks_instance_and_pixel_agreement():
     h, w = 20, 20
-    m1 = np.zeros((h, w), bool); m1[2:8, 2:8] = True
-    m2 = np.zeros((h, w), bool); m2[12:18, 12:18] = True
-    n1 = np.zeros((h, w), bool); n1[3:8, 2:8] = True
+    m1, m2, n1 = (np.zeros((h, w), bool) for _ in range(3))
+    m1[2:8, 2:8] = m2[12:18, 12:18] = n1[3:8, 2:8] = True
     df = pd.DataFrame({"task": 1, "label": "cell", "kind": "mask", "worker": ["a", "a", "b"],
                        "geometry": [encode_rle(m1), encode_rle(m2), encode_rle(n1)]})
     r = geometric_agreement(df).iloc[0]

@@ -1,11 +1,16 @@
-"""Integrity rules: each with a planted defect and a clean case."""
+"""Integrity rules: each with a planted defect and a clean case; the perceptual hash against Pillow."""
 import numpy as np
 import pandas as pd
+import PIL
 import pytest
 from PIL import Image
+from scipy.fft import dctn
 
+from labkit._util.hashing import sha256_file
 from labkit.geometry import encode_rle
 from labkit.quality import integrity as I
+from labkit.quality._resample import box_resize
+from labkit.store.files import inspect_files
 
 SIZES = pd.DataFrame({"width": [40], "height": [30]}, index=[1])
 
@@ -28,8 +33,6 @@ def _img(path, seed=0, size=(32, 32)):
 # ------------------------------------------------------------------- files --
 @pytest.fixture
 def files(tmp_path):
-    from labkit.store.images import sha256_file
-
     paths = [_img(tmp_path / f"{i}.png", seed=i) for i in range(4)]
     table = pd.DataFrame({"path": [str(p) for p in paths], "sha256": [sha256_file(p) for p in paths]},
                          index=[1, 2, 3, 4])
@@ -38,7 +41,7 @@ def files(tmp_path):
 
 def test_clean_files_have_no_findings(files):
     table, _ = files
-    report = I.inspect_files(table)
+    report = inspect_files(table)
     assert (report["status"] == "ok").all() and report["phash"].notna().all()
     assert I.file_findings(report).empty
 
@@ -46,14 +49,14 @@ def test_clean_files_have_no_findings(files):
 def test_missing_file(files):
     table, paths = files
     paths[0].unlink()
-    f = I.file_findings(I.inspect_files(table))
+    f = I.file_findings(inspect_files(table))
     assert _rules(f) == ["missing_file"] and f["image"].tolist() == [1] and str(paths[0]) in f["detail"][0]
 
 
 def test_unreadable_file(files):
     table, paths = files
     paths[1].write_bytes(paths[1].read_bytes()[:60])
-    f = I.file_findings(I.inspect_files(table))
+    f = I.file_findings(inspect_files(table))
     assert _rules(f) == ["unreadable_file"] and f["image"].tolist() == [2]
 
 
@@ -62,7 +65,7 @@ def test_hash_changed(files):
     a = np.asarray(Image.open(paths[2])).copy()
     a[0, 0] ^= 1
     Image.fromarray(a).save(paths[2])
-    f = I.file_findings(I.inspect_files(table))
+    f = I.file_findings(inspect_files(table))
     assert _rules(f) == ["hash_changed"] and f["image"].tolist() == [3] and f["dimension"][0] == "completeness"
 
 
@@ -77,6 +80,168 @@ def test_perceptual_hash_is_robust_to_small_changes():
         assert bin(h[0] ^ h[1]).count("1") <= 4 < bin(h[0] ^ h[2]).count("1")
     with pytest.raises(ValueError, match="method='ahash'"):
         I.perceptual_hash(base, method="ahash")
+
+
+# ------------------------------------------------ box resampling and hashes vs Pillow --
+# labkit re-implements Pillow's BOX resize in numpy (labkit.quality._resample); Pillow is the
+# reference. Pillow 13 runs the vertical pass first when the height shrinks much more than
+# the width (python-pillow/Pillow#9549); labkit follows 13, so bit-for-bit checks need it.
+PILLOW_13 = int(PIL.__version__.split(".")[0]) >= 13
+bit_exact = pytest.mark.skipif(not PILLOW_13, reason="labkit reproduces Pillow 13's pass order")
+
+RESIZES = [((8, 8), (32, 32)), ((300, 200), (32, 32)), ((200, 300), (32, 32)), ((9, 8), (32, 32)),
+           ((9, 8), (8, 9)), ((64, 64), (8, 9)), ((31, 33), (32, 32)), ((1, 1), (32, 32)), ((1, 57), (8, 9)),
+           ((700, 5), (32, 32)), ((1000, 30), (8, 9)), ((5, 700), (32, 32)), ((17, 32), (32, 32)),
+           ((32, 32), (32, 32)), ((480, 640), (8, 9)), ((33, 1), (32, 32)), ((100, 40), (80, 120))]
+
+
+def _pillow_box(a, h, w):
+    return np.asarray(Image.fromarray(np.asarray(a, dtype=np.float32)).resize((w, h), Image.BOX))
+
+
+def _test_images(rng, shape, n):
+    """Noise at several scales, smooth ramps and flat patches: float images of ``shape``."""
+    out = []
+    for k in range(n):
+        kind = k % 4
+        if kind == 0:
+            a = rng.random(shape) * 255
+        elif kind == 1:
+            a = rng.standard_normal(shape) * 1e4
+        elif kind == 2:
+            yy, xx = np.mgrid[:shape[0], :shape[1]]
+            a = np.sin(xx / rng.uniform(1, 20)) * 100 + yy * rng.uniform(-3, 3)
+        else:
+            a = np.repeat(rng.integers(0, 256, (shape[0], 1)), shape[1], axis=1).astype(float)
+            a[rng.random(shape) < 0.1] = rng.uniform(0, 255)
+        out.append(a)
+    return out
+
+
+def _close(got, ref):
+    return np.allclose(got, ref, rtol=1e-6, atol=1e-6 * max(1.0, float(np.abs(ref).max())))
+
+
+@pytest.mark.parametrize("src,dst", RESIZES, ids=[f"{a[0]}x{a[1]}-{b[0]}x{b[1]}" for a, b in RESIZES])
+def test_box_resize_matches_pillow(src, dst):
+    rng = np.random.default_rng(sum(src) * 1000 + sum(dst))
+    for a in _test_images(rng, src, 12):
+        got, ref = box_resize(a, *dst), _pillow_box(a, *dst)
+        assert got.shape == ref.shape == dst and got.dtype == np.float32
+        assert _close(got, ref)
+        if PILLOW_13:
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_box_resize_matches_pillow_on_random_sizes():
+    rng = np.random.default_rng(7)
+    exact = 0
+    for _ in range(300):
+        src = tuple(int(v) for v in rng.integers(1, 260, 2))
+        dst = tuple(int(v) for v in rng.integers(1, 48, 2))
+        (a,) = _test_images(rng, src, 1)
+        got, ref = box_resize(a, *dst), _pillow_box(a, *dst)
+        assert _close(got, ref), (src, dst)
+        exact += np.array_equal(got, ref)
+    assert exact == 300 or not PILLOW_13
+
+
+def test_the_pillow_comparison_catches_a_wrong_resize():
+    """Near misses (another filter, another pass order, a float64 intermediate) fail the checks above."""
+    def bilinear(a, h, w):
+        return np.asarray(Image.fromarray(np.asarray(a, np.float32)).resize((w, h), Image.BILINEAR))
+
+    def horizontal_first(a, h, w):  # Pillow < 13's order: two one-pass resizes
+        return box_resize(box_resize(a, a.shape[0], w), h, w)
+
+    def float64_between_passes(a, h, w):
+        def weights(n_in, n_out):
+            eye = np.eye(n_in, dtype=np.float32)
+            return np.stack([box_resize(row[None, :], 1, n_out)[0] for row in eye]).astype(np.float64)
+        return (weights(a.shape[0], h).T @ np.asarray(a, np.float32).astype(np.float64)
+                @ weights(a.shape[1], w)).astype(np.float32)
+
+    rng = np.random.default_rng(3)
+    cases = [(a, dst) for src, dst in RESIZES if src != dst for a in _test_images(rng, src, 4)]
+    assert not all(_close(bilinear(a, *dst), _pillow_box(a, *dst)) for a, dst in cases)
+    if PILLOW_13:
+        for wrong in (horizontal_first, float64_between_passes):
+            assert not all(np.array_equal(wrong(a, *dst), _pillow_box(a, *dst)) for a, dst in cases), wrong
+
+
+def _reference_hash(image, method):
+    """labkit's hash as it was computed with Pillow before the numpy resize."""
+    a = np.asarray(image, dtype=np.float64)
+    if a.ndim == 3:
+        a = a[..., :3] @ np.array([0.299, 0.587, 0.114]) if a.shape[2] >= 3 else a[..., 0]
+    im = Image.fromarray(a.astype(np.float32))
+    if method == "phash":
+        low = dctn(np.asarray(im.resize((32, 32), Image.BOX), dtype=np.float64), type=2, norm="ortho")[:8, :8]
+        bits = low > np.median(low.ravel()[1:])
+    else:
+        small = np.asarray(im.resize((9, 8), Image.BOX), dtype=np.float64)
+        bits = small[:, 1:] > small[:, :-1]
+    return int(np.packbits(bits.astype(np.uint8).ravel()).view(">u8")[0])
+
+
+def _hash_images():
+    rng = np.random.default_rng(11)
+    images = []
+    for k in range(200):
+        h, w = (int(v) for v in rng.integers(1, 400, 2))
+        if k % 5 == 0:
+            img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        elif k % 5 == 1:
+            img = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        elif k % 5 == 2:  # smooth: many near-equal coefficients, where rounding decides bits
+            yy, xx = np.mgrid[:h, :w]
+            img = (np.sin(xx / 7.0) + np.cos(yy / 5.0)) * 60 + 128
+        elif k % 5 == 3:  # flat with a few dots
+            img = np.full((h, w, 3), rng.integers(0, 256), dtype=np.uint8)
+            img[rng.random((h, w)) < 0.01] = 255
+        else:
+            img = rng.random((h, w, 4)) * 255  # RGBA float: alpha ignored
+        images.append(img)
+    return images
+
+
+@bit_exact
+@pytest.mark.parametrize("method", ["phash", "dhash"])
+def test_perceptual_hash_equals_the_pillow_reference(method):
+    images = _hash_images()
+    assert [I.perceptual_hash(x, method=method) for x in images] == \
+        [_reference_hash(x, method) for x in images]
+
+
+@bit_exact
+def test_perceptual_hash_equals_the_pillow_reference_on_photographs():
+    data = pytest.importorskip("skimage.data")
+    names = ["astronaut", "camera", "coffee", "chelsea", "coins", "moon", "page", "text", "brick", "grass",
+             "gravel", "horse", "rocket", "retina", "hubble_deep_field", "logo", "microaneurysms",
+             "shepp_logan_phantom", "immunohistochemistry", "clock", "checkerboard", "colorwheel"]
+    for name in names:
+        img = getattr(data, name)()
+        for x in (img, img[::-1], img[:, : max(1, img.shape[1] // 3)], img[: max(1, img.shape[0] // 5)]):
+            for method in ("phash", "dhash"):
+                assert I.perceptual_hash(x, method=method) == _reference_hash(x, method), (name, x.shape, method)
+
+
+def test_the_hash_comparison_catches_a_wrong_resize(monkeypatch):
+    def bilinear(a, h, w):
+        return np.asarray(Image.fromarray(np.asarray(a, np.float32)).resize((w, h), Image.BILINEAR))
+
+    monkeypatch.setattr(I, "box_resize", bilinear)
+    images = _hash_images()[:40]
+    for method in ("phash", "dhash"):
+        assert [I.perceptual_hash(x, method=method) for x in images] != \
+            [_reference_hash(x, method) for x in images]
+
+
+def test_box_resize_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"image has shape \(2, 2, 3\); expected a non-empty 2-D"):
+        box_resize(np.zeros((2, 2, 3)), 4, 4)
+    with pytest.raises(ValueError, match="width=0; expected an integer >= 1"):
+        box_resize(np.zeros((2, 2)), 4, 0)
 
 
 def test_duplicates_with_conflicting_labels():
@@ -164,6 +329,23 @@ def test_geometry_defect(rule, kind, geometry):
 @pytest.mark.parametrize("kind,geometry", CLEAN, ids=[f"{k}{i}" for i, (k, _) in enumerate(CLEAN)])
 def test_geometry_clean(kind, geometry):
     assert I.geometry_findings(_ann(kind, geometry), SIZES).empty
+
+
+@pytest.mark.parametrize("kind,geometry,finding", [
+    ("box", {"x0": 30, "y0": 5, "x1": 41, "y1": 20},
+     ["box_out_of_bounds", "box (30, 5, 41, 20) outside the 40x30 image"]),
+    ("box", {"x0": 5, "y0": 5, "x1": 5, "y1": 20}, ["box_zero_area", "box (5, 5, 5, 20) is 0 x 15 px"]),
+    ("polygon", {"points": [[1, 1], [20, 1], [20, 31.2]]},
+     ["polygon_out_of_bounds", "bounds (1, 1, 20, 31.2) outside the 40x30 image"]),
+    ("ellipse", {"cx": 20, "cy": 28, "rx": 5, "ry": 3, "angle": 90},
+     ["ellipse_out_of_bounds", "bounds (17, 23, 23, 33) outside the 40x30 image"]),
+    ("point", {"points": [[10, 10], [45, 3]]},
+     ["point_out_of_bounds", "point(s) [[45.0, 3.0]] outside the 40x30 image"]),
+    ("box", {"x0": 1, "y0": 2}, ["geometry_unreadable", "box geometry cannot be read: 'x1'"]),
+])
+def test_geometry_messages(kind, geometry, finding):
+    """The bounds come from labkit.geometry.geometry_bounds; the messages are part of the report."""
+    assert I.geometry_findings(_ann(kind, geometry), SIZES)[["rule", "detail"]].values.tolist() == [finding]
 
 
 def test_geometry_needs_the_image_size():

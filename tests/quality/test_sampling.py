@@ -6,8 +6,16 @@ and II-A); arrows resolve to the first plan below/above, with that plan's sample
 import pandas as pd
 import pytest
 
-from labkit.quality.sampling import (AQLS, CODE_LETTERS, SAMPLE_SIZES, code_letter, draw_sample, plan_table,
-                                     proportion_interval, sampling_plan)
+from labkit.quality.sampling import (
+    AQLS,
+    CODE_LETTERS,
+    SAMPLE_SIZES,
+    code_letter,
+    draw_sample,
+    plan_table,
+    proportion_interval,
+    sampling_plan,
+)
 
 # (lot size, level, letter) from Table 1, including range boundaries
 TABLE_1 = [

@@ -9,7 +9,7 @@
 
 All take the long layout (``task``, ``worker``, ``label`` [, geometry]) or arrays and
 return results indexed by task; writing consensus into a project is
-:func:`labkit.consensus.write_consensus`.
+:func:`labkit.services.consensus.write_consensus`.
 """
 from __future__ import annotations
 

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..layouts import _code_rows
+from .._coding import code_rows
 
 
-class _Votes(NamedTuple):
+class Votes(NamedTuple):
     """Sparse votes and the labels of their axes (see the module docstring)."""
 
     matrix: sp.csr_matrix  # (N, M*K)
@@ -45,31 +45,31 @@ class _Votes(NamedTuple):
 
 
 def encode_votes(long: pd.DataFrame, *, categories: Sequence[Any] | None = None,
-                 duplicates: str = "error") -> _Votes:
+                 duplicates: str = "error") -> Votes:
     """Validate long labels and code them as a sparse vote matrix of weight-1 votes.
 
     Works on the rows directly (never a dense tasks x workers table), so many workers
     with a few tasks each cost no more than a few workers with many.
     """
-    t_codes, w_codes, l_codes, tasks, workers, cats = _code_rows(long, categories, duplicates)
+    t_codes, w_codes, l_codes, tasks, workers, cats = code_rows(long, categories, duplicates)
     n, m, k = len(tasks), len(workers), len(cats)
     matrix = sp.csr_matrix((np.ones(len(t_codes)), (t_codes, w_codes * k + l_codes)), shape=(n, m * k))
     matrix.sort_indices()
-    return _Votes(matrix, tasks, workers, cats)
+    return Votes(matrix, tasks, workers, cats)
 
 
-def add_worker(votes: _Votes, rows: np.ndarray, weights: np.ndarray, name: Any) -> _Votes:
+def add_worker(votes: Votes, rows: np.ndarray, weights: np.ndarray, name: Any) -> Votes:
     """Append one worker whose votes are ``weights`` (R, K) on the tasks at ``rows`` (R,)."""
     if name in votes.workers:
         raise ValueError(f"a worker named {name!r} is already in the data; pass another name=")
     n, mk = votes.matrix.shape
     k = votes.n_classes
-    r, l = np.nonzero(weights > 0)
-    extra = sp.csr_matrix((weights[r, l], (rows[r], mk + l)), shape=(n, mk + k))
+    r, c = np.nonzero(weights > 0)
+    extra = sp.csr_matrix((weights[r, c], (rows[r], mk + c)), shape=(n, mk + k))
     matrix = sp.hstack([votes.matrix, sp.csr_matrix((n, k))], format="csr") + extra
     matrix.sort_indices()
     workers = votes.workers.append(pd.Index([name], name="worker"))
-    return _Votes(matrix.tocsr(), votes.tasks, workers, votes.categories)
+    return Votes(matrix.tocsr(), votes.tasks, workers, votes.categories)
 
 
 def first_max(scores: np.ndarray) -> np.ndarray:
@@ -77,19 +77,19 @@ def first_max(scores: np.ndarray) -> np.ndarray:
     return scores.argmax(1)
 
 
-def labels_series(codes: np.ndarray, votes: _Votes) -> pd.Series:
+def labels_series(codes: np.ndarray, votes: Votes) -> pd.Series:
     """Label per task as a Series indexed by ``task`` and named ``label``."""
     values = np.asarray(votes.categories)[codes]
     return pd.Series(values, index=pd.Index(votes.tasks, name="task"), name="label")
 
 
-def probas_frame(probas: np.ndarray, votes: _Votes) -> pd.DataFrame:
+def probas_frame(probas: np.ndarray, votes: Votes) -> pd.DataFrame:
     """Posteriors (N, K) as a DataFrame indexed by ``task`` with a column per label."""
     return pd.DataFrame(probas, index=pd.Index(votes.tasks, name="task"),
                         columns=pd.Index(votes.categories, name="label"))
 
 
-def check_true_labels(true_labels: Any, votes: _Votes) -> tuple[np.ndarray, np.ndarray]:
+def check_true_labels(true_labels: Any, votes: Votes) -> tuple[np.ndarray, np.ndarray]:
     """Rows and category codes of known (gold) labels, validated against the votes."""
     if not isinstance(true_labels, pd.Series):
         raise ValueError(f"true_labels must be a pandas Series indexed by task; got "

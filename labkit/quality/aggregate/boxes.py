@@ -1,15 +1,18 @@
 """Box consensus: match boxes across annotators, keep objects with a quorum, fuse coordinates."""
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
 from labkit.geometry import box_iou
 
-from ..geometric import _check_data, _check_threshold, _geometries, _match_iou
+from .._matching import (
+    check_geometry_data,
+    check_quorum,
+    check_threshold,
+    geometries,
+    match_iou,
+)
 
 __all__ = ["fuse_boxes", "cluster_boxes"]
 
@@ -55,7 +58,7 @@ def cluster_boxes(boxes: np.ndarray, workers: np.ndarray, *, iou_threshold: floa
         matched_b = np.zeros(len(idx), dtype=bool)
         if len(mass):
             fused = sums / np.maximum(mass, 1e-300)[:, None]
-            i, j = _match_iou(box_iou(fused, boxes[idx]), iou_threshold)
+            i, j = match_iou(box_iou(fused, boxes[idx]), iou_threshold)
             cluster[idx[j]] = i
             sums[i] += weights[idx[j], None] * boxes[idx[j]]
             mass[i] += weights[idx[j]]
@@ -115,9 +118,9 @@ def fuse_boxes(data: pd.DataFrame, *, iou_threshold: float = 0.5, quorum: float 
         x0   y0    x1    y1  support  score    workers
     0  1.0  0.0  11.0  10.0        3    1.0  (a, b, c)
     """
-    data, _ = _check_data(data, "box")
-    iou_threshold = _check_threshold(iou_threshold, "iou_threshold")
-    need = _quorum(quorum)
+    data, _ = check_geometry_data(data, "box")
+    iou_threshold = check_threshold(iou_threshold, "iou_threshold")
+    need = check_quorum(quorum)
     if weights not in ("score", None):
         raise ValueError(f"weights must be 'score' or None; got {weights!r}")
     boxes = np.asarray(_boxes(data))
@@ -153,21 +156,7 @@ def fuse_boxes(data: pd.DataFrame, *, iou_threshold: float = 0.5, quorum: float 
 
 
 def _boxes(data: pd.DataFrame) -> np.ndarray:
-    geoms = _geometries(data, "box")
+    geoms = geometries(data, "box")
     if isinstance(geoms, np.ndarray):
         return geoms
     return np.array([[g["x0"], g["y0"], g["x1"], g["y1"]] for g in geoms], dtype=float).reshape(-1, 4)
-
-
-def _quorum(quorum: Any) -> int | float:
-    if isinstance(quorum, (bool, np.bool_)):
-        raise ValueError(f"quorum must be an int >= 1 or a float in (0, 1]; got {quorum!r}")
-    if isinstance(quorum, (int, np.integer)):
-        if quorum < 1:
-            raise ValueError(f"quorum={quorum}: an int quorum counts annotators and must be >= 1")
-        return int(quorum)
-    q = float(quorum)
-    if not (0 < q <= 1) or math.isnan(q):
-        raise ValueError(f"quorum={quorum}: a float quorum is a share of annotators in (0, 1]; "
-                         "pass an int to count annotators")
-    return q

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._votes import _Votes, check_true_labels, encode_votes, first_max, labels_series, probas_frame
+from ._votes import (
+    Votes,
+    check_true_labels,
+    encode_votes,
+    first_max,
+    labels_series,
+    probas_frame,
+)
 
 __all__ = ["DawidSkene"]
 
@@ -98,7 +105,7 @@ class DawidSkene:
         self.categories = categories
         self.duplicates = duplicates
 
-    def fit(self, data: pd.DataFrame, true_labels: pd.Series | None = None) -> "DawidSkene":
+    def fit(self, data: pd.DataFrame, true_labels: pd.Series | None = None) -> DawidSkene:
         """Run EM on long labels.
 
         Parameters
@@ -115,7 +122,7 @@ class DawidSkene:
         votes = encode_votes(data, categories=self.categories, duplicates=self.duplicates)
         return self._fit_votes(votes, true_labels)
 
-    def _fit_votes(self, votes: _Votes, true_labels: pd.Series | None = None) -> "DawidSkene":
+    def _fit_votes(self, votes: Votes, true_labels: pd.Series | None = None) -> DawidSkene:
         gold = None if true_labels is None else check_true_labels(true_labels, votes)
         probas, priors, errors, history = _em(votes.matrix, votes.n_classes, len(votes.workers),
                                               self.n_iter, self.tol, gold)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._votes import _Votes, encode_votes, first_max, labels_series, probas_frame
+from ._votes import Votes, encode_votes, first_max, labels_series, probas_frame
 
 __all__ = ["MajorityVote"]
 
@@ -55,7 +55,7 @@ class MajorityVote:
         self.categories = categories
         self.duplicates = duplicates
 
-    def fit(self, data: pd.DataFrame, weights: Mapping[Any, float] | pd.Series | None = None) -> "MajorityVote":
+    def fit(self, data: pd.DataFrame, weights: Mapping[Any, float] | pd.Series | None = None) -> MajorityVote:
         """Count the votes.
 
         Parameters
@@ -74,7 +74,7 @@ class MajorityVote:
         self._finish(votes, counted.counts())
         return self
 
-    def _finish(self, votes: _Votes, counts: np.ndarray) -> None:
+    def _finish(self, votes: Votes, counts: np.ndarray) -> None:
         total = counts.sum(1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             probas = np.where(total > 0, counts / np.where(total > 0, total, 1), 1.0 / votes.n_classes)
@@ -93,7 +93,7 @@ class MajorityVote:
         return self.fit(data, weights).probas_
 
 
-def _weighted(votes: _Votes, weights: Mapping[Any, float] | pd.Series) -> _Votes:
+def _weighted(votes: Votes, weights: Mapping[Any, float] | pd.Series) -> Votes:
     w = pd.Series(weights, dtype=float) if not isinstance(weights, pd.Series) else weights.astype(float)
     missing = [x for x in votes.workers if x not in w.index]
     if missing:
@@ -106,7 +106,7 @@ def _weighted(votes: _Votes, weights: Mapping[Any, float] | pd.Series) -> _Votes
     return votes._replace(matrix=(votes.matrix @ scale).tocsr())
 
 
-def _accuracy(votes: _Votes, codes: np.ndarray) -> pd.Series:
+def _accuracy(votes: Votes, codes: np.ndarray) -> pd.Series:
     """Each worker's share of vote weight on the aggregated label (a soft vote counts its mass)."""
     k = votes.n_classes
     coo = votes.matrix.tocoo()

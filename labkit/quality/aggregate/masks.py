@@ -7,6 +7,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .._matching import check_geometry_data, check_quorum, check_threshold, match_iou
+
 __all__ = ["StapleResult", "mask_majority", "staple", "fuse_masks"]
 
 MASK_METHODS = ("staple", "majority")
@@ -185,7 +187,7 @@ def staple(masks: Any, *, max_iter: int = 100, tol: float = 1e-7, prior: float |
     d = votes.astype(float)  # (U, R)
     p, q = np.full(r, p0), np.full(r, q0)
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (the count is reported after the loop)
         lp, l1p = np.log(np.clip(p, _CLIP, 1 - _CLIP)), np.log(np.clip(1 - p, _CLIP, 1 - _CLIP))
         lq, l1q = np.log(np.clip(q, _CLIP, 1 - _CLIP)), np.log(np.clip(1 - q, _CLIP, 1 - _CLIP))
         log_a = np.log(f) + d @ lp + (1 - d) @ l1p
@@ -218,8 +220,6 @@ def _patterns(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _cluster_by_similarity(sim: np.ndarray, workers: np.ndarray, threshold: float) -> np.ndarray:
     """Objects from (n, n) pairwise IoU: annotators in sorted order, each one's objects matched
     one-to-one (Hungarian) to the clusters by mean IoU with the clusters' members."""
-    from ..geometric import _match_iou
-
     cluster = np.full(len(workers), -1, dtype=np.int64)
     n_clusters = 0
     for w in sorted(pd.unique(workers), key=str):
@@ -230,7 +230,7 @@ def _cluster_by_similarity(sim: np.ndarray, workers: np.ndarray, threshold: floa
             member = np.zeros((n_clusters, len(done)))
             member[cluster[done], np.arange(len(done))] = 1.0
             link = (member @ sim[np.ix_(done, idx)]) / member.sum(1, keepdims=True)
-            i, j = _match_iou(link, threshold)
+            i, j = match_iou(link, threshold)
             cluster[idx[j]] = i
             matched[j] = True
         new = idx[~matched]
@@ -289,17 +289,14 @@ def fuse_masks(data: pd.DataFrame, *, method: str = "staple", by: str = "object"
     >>> out[["support", "n_workers"]].values.tolist(), int(decode_rle(out.geometry[0]).sum())
     ([[3, 3]], 16)
     """
+    from labkit._util.checks import check_choice
     from labkit.geometry import decode_rle, encode_rle, mask_iou
 
-    from ..geometric import _check_data, _check_threshold
-    from ..layouts import _check_choice
-    from .boxes import _quorum
-
-    method = _check_choice(method, MASK_METHODS, "method")
-    by = _check_choice(by, _MASK_BY, "by")
-    data, _ = _check_data(data, "mask")
-    iou_threshold = _check_threshold(iou_threshold, "iou_threshold")
-    need = _quorum(quorum)
+    method = check_choice(method, MASK_METHODS, "method")
+    by = check_choice(by, _MASK_BY, "by")
+    data, _ = check_geometry_data(data, "mask")
+    iou_threshold = check_threshold(iou_threshold, "iou_threshold")
+    need = check_quorum(quorum)
     seen_by: dict[Any, set] = {}
     if seen is not None:
         for t, w in zip(seen["task"], seen["worker"]):

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labkit._util.checks import check_choice
+
 from .. import _validate_probs as _v
-from ..layouts import _check_choice
 from ._votes import add_worker, encode_votes
 from .dawid_skene import DawidSkene
 from .majority_vote import MajorityVote
@@ -89,7 +90,7 @@ def aggregate_with_model(data: pd.DataFrame, probs: Any, *, sample_ids: Sequence
     >>> agg.probas_.round(2).loc[1].tolist()
     [0.4, 0.6]
     """
-    method = _check_choice(method, METHODS, "method")
+    method = check_choice(method, METHODS, "method")
     weight = float(weight)
     if not np.isfinite(weight) or weight < 0:
         raise ValueError(f"weight must be a finite non-negative number; got {weight}")
@@ -119,6 +120,6 @@ def _pool_mean(probs: Any) -> np.ndarray:
     arr = np.asarray(probs)
     if arr.ndim == 2:
         arr = arr[None]
-    src = _v.open_probs(arr)
-    _v.check_chunk(src.array, src, 0, 0, from_logits=False)
-    return src.array.astype(np.float64).mean(0)
+    src = _v.open_probs(arr)  # checks the shape and dtype of arr (an array source keeps it as is)
+    _v.check_chunk(arr, src, 0, 0, from_logits=False)
+    return arr.astype(np.float64).mean(0)
