@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -68,3 +69,37 @@ def project(location, image_files, tmp_path):
     p.add_images(image_files)
     yield p
     p.close()
+
+
+# ----------------------------------------------------------------------------- the demo project
+
+DEMO_DIGITS = 60
+"""Digits in the session's demo project (plus the 4 photos): enough for the difficulty notebook's 2 folds."""
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> Path:
+    """The demo project, built once per session by ``build_demo`` (``DEMO_DIGITS`` digits).
+
+    Never open or change this folder: read :func:`demo_dir`, or take a :func:`copy_demo`.
+    """
+    from labkit.demo import build_demo
+
+    out = tmp_path_factory.mktemp("demo_template") / "demo"
+    build_demo(out, n_digits=DEMO_DIGITS, progress=False).close()
+    return out
+
+
+@pytest.fixture(scope="session")
+def copy_demo(demo_template):
+    """``copy_demo(dest)``: a private copy of the demo project at ``dest`` (returned), for tests that change it."""
+    def copy(dest: Path) -> Path:
+        return Path(shutil.copytree(demo_template, dest))
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def demo_dir(copy_demo, tmp_path_factory) -> Path:
+    """The demo project folder shared by the tests that only READ it (a change would leak into others)."""
+    return copy_demo(tmp_path_factory.mktemp("demo_shared") / "demo")

@@ -8,12 +8,10 @@ import nbformat
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "difficulty.ipynb"
 
 
-def test_difficulty_notebook_executes(tmp_path):
+def test_difficulty_notebook_executes(copy_demo, tmp_path):
     import papermill as pm
 
-    from labkit.demo import build_demo
-
-    build_demo(tmp_path / "demo", n_digits=60, progress=False)
+    copy_demo(tmp_path / "demo")  # a copy: the notebook trains a pool into the project
     out = tmp_path / "out.ipynb"
     pm.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
                         parameters={"project": str(tmp_path / "demo"), "archs": ["resnet18"], "fractions": [1.0],

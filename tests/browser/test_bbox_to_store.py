@@ -8,8 +8,11 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from PIL import Image, ImageDraw
 
-from tests.browser.harness import (  # noqa: F401  (fixtures)
-    browser, js_errors, kernel_exec, lab, open_notebook, page, pytestmark, run_all_cells, shot_dir,
+from tests.browser.harness import (
+    kernel_exec,
+    open_notebook,
+    pytestmark,
+    run_all_cells,
     wait_for_file,
 )
 

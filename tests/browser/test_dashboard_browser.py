@@ -5,18 +5,18 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tests.browser.harness import (  # noqa: F401  (fixtures)
-    browser, js_errors, kernel_exec, lab, open_notebook, page, pytestmark, run_all_cells, shot_dir,
+from tests.browser.harness import (
+    open_notebook,
+    pytestmark,
+    run_all_cells,
 )
 from tests.browser.test_labeler_browser import _kernel_json, _wait_kernel
 
 pytestmark = [pytestmark, pytest.mark.browser]
 
 
-def test_dashboard_adjudicate_and_undo(lab, page, js_errors, shot_dir):
-    from labkit.demo import build_demo
-
-    build_demo(lab["dir"] / "demo", n_digits=40, progress=False)
+def test_dashboard_adjudicate_and_undo(lab, page, js_errors, shot_dir, copy_demo):
+    copy_demo(lab["dir"] / "demo")  # a copy: the test adjudicates in it
     nb = new_notebook(cells=[new_code_cell(
         "import json\nfrom labkit import Project\nfrom labkit.widgets import AgreementDashboard\n"
         "d = AgreementDashboard(Project.open('demo'), adjudicator='demo-admin')\nd")],

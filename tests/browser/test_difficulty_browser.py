@@ -5,8 +5,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tests.browser.harness import (  # noqa: F401  (fixtures)
-    browser, js_errors, kernel_exec, lab, open_notebook, page, pytestmark, run_all_cells, shot_dir,
+from tests.browser.harness import (
+    open_notebook,
+    pytestmark,
+    run_all_cells,
 )
 from tests.browser.test_labeler_browser import _wait_kernel
 
@@ -28,10 +30,8 @@ d
 """
 
 
-def test_filter_select_send(lab, page, js_errors, shot_dir):
-    from labkit.demo import build_demo
-
-    build_demo(lab["dir"] / "demo", n_digits=40, progress=False)
+def test_filter_select_send(lab, page, js_errors, shot_dir, copy_demo):
+    copy_demo(lab["dir"] / "demo")  # a copy: the test queues images to relabel
     nbformat.write(new_notebook(cells=[new_code_cell(CELL)], metadata={"kernelspec": {
         "name": "python3", "display_name": "Python 3", "language": "python"}}), lab["dir"] / "hard.ipynb")
     open_notebook(page, lab, "hard.ipynb")

@@ -9,8 +9,11 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from PIL import Image
 
-from tests.browser.harness import (  # noqa: F401  (fixtures)
-    browser, js_errors, kernel_exec, lab, open_notebook, page, pytestmark, run_all_cells, shot_dir,
+from tests.browser.harness import (
+    kernel_exec,
+    open_notebook,
+    pytestmark,
+    run_all_cells,
 )
 from tests.widgets.conftest import box_of, scene
 

@@ -1,11 +1,47 @@
 """The background Prefetcher: fills the cache for a queue and yields to the foreground."""
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
+
+TIMEOUT = 30.0  # seconds; only reached when the code under test is broken
+
+
+def wait_until(condition, what: str, timeout: float = TIMEOUT) -> None:
+    """Poll ``condition()`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting until {what}")
+        time.sleep(0.005)
+
+
+def stack(thread: threading.Thread) -> list[str]:
+    """The function names on ``thread``'s Python stack, innermost first."""
+    frame, names = sys._current_frames().get(thread.ident), []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+def run_in_thread(fn) -> tuple[threading.Thread, list]:
+    """Start ``fn`` in a daemon thread; the list receives its result, or the exception it raised."""
+    out: list = []
+
+    def body():
+        try:
+            out.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out.append(exc)
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t, out
 
 
 def test_prefetcher_fills_the_cache(seg_project, tiny_segmenter):
@@ -64,8 +100,9 @@ def test_pause_resume_and_set_queue(seg_project, tiny_segmenter):
     pf.pause()
     pf.start()
     pf.set_queue([1, 2])
-    time.sleep(0.3)
-    assert pf.done == [] and pf.pending == [1, 2]
+    # held: the worker saw the queue and waits for the pause instead of taking an image
+    assert pf.wait_held(timeout=TIMEOUT), f"the paused prefetcher did not hold: {pf!r}"
+    assert pf.done == [] and pf.pending == [1, 2] and pf.current is None
     pf.set_queue([4])
     pf.resume()
     assert pf.wait(timeout=60)
@@ -87,11 +124,13 @@ def test_background_encoder_waits_for_foreground_work(tiny_segmenter):
         finished.set()
 
     with seg.gate.foreground():
-        t = threading.Thread(target=background)
+        t = threading.Thread(target=background, daemon=True)
         t.start()
-        time.sleep(0.3)
+        # parked: blocked in the gate's wait at a yield point (or, if the gate let it through, done)
+        wait_until(lambda: finished.is_set() or stack(t)[:1] == ["wait"] and "_hook" in stack(t),
+                   "the background encoder reached a yield point")
         assert not finished.is_set() and len(progress) == 1  # stopped at the first yield point
-    assert finished.wait(30)
+    assert finished.wait(TIMEOUT)
     t.join()
     assert len(progress) > 5 and "bg" in seg.cache
 
@@ -105,23 +144,25 @@ def test_foreground_waits_for_or_takes_over_the_same_image(tiny_segmenter, progr
 
     seg = tiny_segmenter()
     image = random_image(seed=21)
-    hold = threading.Event()
-    result = []
+    started, hold = threading.Event(), threading.Event()
 
     def check():
-        hold.wait(10)  # the background job sits at its first yield point until released
+        started.set()
+        hold.wait(TIMEOUT)  # the background job sits at its first yield point until released
 
-    t = threading.Thread(target=lambda: result.append(seg.precompute(image, key="same", background=True,
-                                                                     check=check)))
-    t.start()
-    while "same" not in seg._jobs:
-        time.sleep(0.01)
-    seg._jobs["same"].points = progress  # pretend it is just starting / nearly done
-    releaser = threading.Timer(0.3, hold.set)
-    releaser.start()
+    t, result = run_in_thread(lambda: seg.precompute(image, key="same", background=True, check=check))
+    assert started.wait(TIMEOUT), "the background encoding never reached its first yield point"
+    job = seg._jobs["same"]
+    job.points = progress  # pretend it is just starting / nearly done
     before = seg.encoder_calls
-    seg.set_image(image, key="same")
-    t.join()
+    fg, fg_result = run_in_thread(lambda: seg.set_image(image, key="same"))
+    # release the background job only once the foreground has chosen: take it over, or wait for it
+    wait_until(lambda: job.cancel or job.wanted, "set_image took the job over or waited for it")
+    hold.set()
+    fg.join(TIMEOUT)
+    t.join(TIMEOUT)
+    assert not fg.is_alive() and not t.is_alive(), "set_image or the background job never finished"
+    assert fg_result == [None]
     foreground_calls = seg.encoder_calls - before - (1 if result == [True] else 0)
     assert foreground_calls == expect_foreground_encodes
     assert result == ([False] if expect_foreground_encodes else [True])
@@ -162,8 +203,8 @@ def test_waiting_for_a_paused_prefetch_does_not_deadlock(seg_project, tiny_segme
     seg._jobs[key].points = 10**6  # nearly done: the foreground will wait, not take over
     done = threading.Event()
     threading.Thread(target=lambda: (seg.set_image(image, key=key), done.set()), daemon=True).start()
-    while not seg._jobs[key].wanted:
-        time.sleep(0.01)
+    job = seg._jobs[key]
+    wait_until(lambda: job.wanted, "set_image waits for the prefetch of its image")
     proceed.set()  # the encoder now meets the pause
     assert done.wait(30), "set_image waited forever on a paused prefetch"
     assert pf.done == [3] or pf.wait(5) and pf.done == [3]

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from labkit.quality import difficulty as dmod
-from labkit.quality.difficulty import (ConfusionClasses, c_perplexity, confusion_classes,
-                                       difficulty_table, x_perplexity)
+from labkit.quality.difficulty import ConfusionClasses, c_perplexity, confusion_classes, difficulty_table, x_perplexity
 
 FLOAT_COLUMNS = ["c_perplexity", "x_perplexity", "expected_entropy", "predictive_entropy",
                  "mutual_information", "variation_ratio", "margin", "label_prob"]
@@ -402,7 +401,15 @@ def test_bad_probabilities(probs, message):
 
 
 def test_within_tolerance_is_accepted():
-    c_perplexity(_with((0, 42, 9), 0.1005))  # rows off by 5e-4, e.g. rounded float32 outputs
+    # probs[0, 42] sums to 1.0005 (e.g. rounded float32 outputs): inside the 1e-3 tolerance, so
+    # it is scored, not rejected. Every other row is uniform over K=10 classes (C = 10).
+    out = c_perplexity(_with((0, 42, 9), 0.1005))
+    assert out.shape == (100,) and out.dtype == np.float64
+    np.testing.assert_allclose(out, 10.0, rtol=1e-6)
+    # Unclipped, sample 42 would score 2 ** mean(H) = 10.0013 > K (its row has a little more
+    # than one unit of mass): a row off by up to the tolerance must still give C in [1, K].
+    assert reference(_with((0, 42, 9), 0.1005))["c_perplexity"][42] > 10.001
+    assert out.max() <= 10.0 and out[42] == 10.0
 
 
 def test_first_bad_chunk_is_reported(small_chunks):

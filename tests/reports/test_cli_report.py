@@ -5,7 +5,7 @@ import click
 import pandas as pd
 from click.testing import CliRunner
 
-from labkit.cli_report import inspect, report
+from labkit.cli.report import inspect, report
 
 
 @click.group()

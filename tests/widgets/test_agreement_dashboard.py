@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.demo import build_demo
+from labkit import Project
 from labkit.widgets import AgreementDashboard
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return build_demo(tmp_path_factory.mktemp("d") / "demo", n_digits=60, progress=False)
+def demo(copy_demo, tmp_path_factory):
+    """A copy of the session's demo project (these tests adjudicate in it)."""
+    p = Project.open(copy_demo(tmp_path_factory.mktemp("d") / "demo"))
+    yield p
+    p.close()
 
 
 def test_label_agreement_and_adjudication(demo):

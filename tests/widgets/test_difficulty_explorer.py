@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from labkit.demo import build_demo
+from labkit import Project
 from labkit.quality import difficulty_table
 from labkit.widgets import DifficultyExplorer
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory):
-    p = build_demo(tmp_path_factory.mktemp("d") / "demo", n_digits=40, progress=False)
+def scored(copy_demo, tmp_path_factory):
+    p = Project.open(copy_demo(tmp_path_factory.mktemp("d") / "demo"))  # a copy: sending to relabel writes
     ref = p.annotations(kind="label", source="import:sklearn-digits").set_index("task")["label"]
     classes = p.classes()
     rng = np.random.default_rng(0)
