@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.labkit-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench sysdeps install clean
+.PHONY: demo test lint bench sysdeps install clean
 
 install: $(STAMP)
 
@@ -19,13 +19,18 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/labkit demo --out demo_project --force
-	$(PY) -c "from labkit.reports import audit_demo; print('audit report:', audit_demo('demo_project', 'demo_project/reports').html)"
+	$(PY) -c "from labkit.demo import audit_demo; print('audit report:', audit_demo('demo_project', 'demo_project/reports').html)"
 
 # Debian packages the tests need (PostgreSQL server, Chromium); apt-get as root.
 sysdeps:
 	@bash scripts/install-sysdeps.sh
 
-test: $(STAMP) sysdeps
+# ruff and mypy (configured in pyproject.toml) must be clean before the tests run
+lint: $(STAMP)
+	$(VENV)/bin/ruff check labkit tests benchmarks
+	$(VENV)/bin/mypy
+
+test: $(STAMP) sysdeps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

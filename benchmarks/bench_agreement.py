@@ -59,8 +59,8 @@ def run() -> dict:
     data = make_data()
     r = {}
     for level in ("nominal", "ordinal", "interval"):
-        t_ours, ours = best_of(lambda: krippendorff_alpha(data, level=level))
-        t_peer, peer = best_of(lambda: float(krippendorff.alpha(data, level_of_measurement=level)))
+        t_ours, ours = best_of(lambda level=level: krippendorff_alpha(data, level=level))
+        t_peer, peer = best_of(lambda level=level: float(krippendorff.alpha(data, level_of_measurement=level)))
         if abs(ours - peer) > 1e-9:
             raise AssertionError(f"{level}: labkit alpha {ours!r} != krippendorff.alpha {peer!r}")
         r[f"alpha {level}"] = (t_ours, t_peer, ours)

@@ -153,7 +153,7 @@ def test_segmenter_latency(tmp_path):
         pf.start()
         time.sleep(0.5)
         rows.append((name, "Prefetcher running", _predict_times(seg[name], 40, think=THINK_S,
-                                                                 until=lambda: pf.current is None)))
+                                                                 until=lambda pf=pf: pf.current is None)))
         assert pf.wait(timeout=240) and pf.done == [image_id], pf
         prefetch_s[name] = time.perf_counter() - t
         pf.stop()
