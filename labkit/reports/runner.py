@@ -23,6 +23,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,9 +265,10 @@ def _run(path: Path, report: str, values: dict, out_dir, kernel_name, timeout, w
     record["data"] = data_fingerprint(values["project"])
     error = None
     try:
-        pm.execute_notebook(str(path), str(nb_out), parameters=values, kernel_name=kernel_name, language="python",
-                            cwd=str(out),
-                            progress_bar=False, log_output=False, execution_timeout=timeout)
+        with _kernel_sockets() as manager:
+            pm.execute_notebook(str(path), str(nb_out), parameters=values, kernel_name=kernel_name,
+                                language="python", cwd=str(out), progress_bar=False, log_output=False,
+                                execution_timeout=timeout, **manager)
     except PapermillExecutionError as exc:
         error = exc
     record["finished_at"] = utc_iso()
@@ -287,6 +289,31 @@ def _run(path: Path, report: str, values: dict, out_dir, kernel_name, timeout, w
         raise ReportError(f"report {report!r} failed in cell {error.exec_count}: {error.ename}: {error.evalue}. "
                           f"The executed notebook is {nb_out} and the HTML with the error is {html_out}")
     return ReportResult(name=report, html=html_out, notebook=nb_out, record=rec_out, ok=True, parameters=values)
+
+
+@contextlib.contextmanager
+def _kernel_sockets() -> Iterator[dict[str, Any]]:
+    """Run the report's kernel on Unix sockets in a private folder (POSIX), not on TCP.
+
+    Nothing then listens on the network, and the kernel does not warn that it runs over
+    TCP without encryption. Yields papermill's ``kernel_manager_class`` option (none on
+    Windows, which has no IPC transport).
+    """
+    if os.name == "nt":
+        yield {}
+        return
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    with tempfile.TemporaryDirectory(prefix="labkit-kernel-") as folder:  # created 0700
+        sockets = str(Path(folder) / "kernel")
+
+        class LocalKernelManager(AsyncKernelManager):
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(transport="ipc", ip=sockets, **kwargs)
+
+        yield {"kernel_manager_class": LocalKernelManager}
 
 
 def _listing(folder: Path) -> dict[Path, tuple[int, int]]:
