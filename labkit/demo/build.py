@@ -82,7 +82,7 @@ def build_demo(out: str | Path, *, n_digits: int = 300, seed: int = 0, force: bo
 
     ``force`` replaces an existing demo project there (only one that labkit's demo made).
     """
-    from tqdm.auto import tqdm
+    from labkit._util.progress import progress_bar
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -121,7 +121,7 @@ def build_demo(out: str | Path, *, n_digits: int = 300, seed: int = 0, force: bo
     truth = dict(zip(digit_ids, digit_labels))
     refs = dict(zip(photo_ids, PHOTOS))
     sizes = p.images()[["width", "height"]]
-    for s in tqdm(SIMULATED, desc="simulated annotators", disable=not progress):
+    for s in progress_bar(SIMULATED, desc="simulated annotators", disable=not progress):
         records = []
         queue = p.queue(s.name)
         for img in queue:

@@ -59,8 +59,7 @@ def write_images(files: pd.DataFrame, keys: dict[int, str], folder: Path, *, fac
     is re-encoded from its pixels, so no metadata survives. A file that changed since
     import stops the export before anything is written.
     """
-    from tqdm.auto import tqdm
-
+    from labkit._util.progress import progress_bar
     from labkit.privacy import anonymize_image, read_metadata, save_clean
 
     paths = dict(files["path"].items())
@@ -86,7 +85,7 @@ def write_images(files: pd.DataFrame, keys: dict[int, str], folder: Path, *, fac
         return len(boxes), removed
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # OpenCV and Pillow release the GIL
-        results = list(tqdm(pool.map(one, list(paths)), total=len(paths), desc="exporting images", unit="img",
+        results = list(progress_bar(pool.map(one, list(paths)), total=len(paths), desc="exporting images", unit="img",
                             disable=not progress or len(paths) < 20))
     stats = {"images": len(paths), "faces_blurred": int(sum(r[0] for r in results)),
              "images_with_faces": int(sum(r[0] > 0 for r in results)),

@@ -152,10 +152,10 @@ def _pool_targets(root: Path) -> tuple[list[_Target], list[tuple]]:
 
 
 def _check_all(targets: list[_Target], *, progress: bool, workers: int) -> list[_Found]:
-    from tqdm.auto import tqdm
+    from labkit._util.progress import progress_bar
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(_check, targets), total=len(targets), desc="verifying files",
+        return list(progress_bar(pool.map(_check, targets), total=len(targets), desc="verifying files",
                          unit="file", disable=not progress or len(targets) < 50))
 
 

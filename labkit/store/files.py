@@ -73,10 +73,10 @@ def _inspect(path: Path) -> ImageInfo | str:
 
 def inspect_images(paths: Sequence[Path], *, progress: bool = False) -> list[ImageInfo]:
     """Validate and hash every file; raise one ImageError listing every bad file."""
-    from tqdm.auto import tqdm
+    from labkit._util.progress import progress_bar
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # PIL and hashlib release the GIL
-        results = list(tqdm(pool.map(_inspect, paths), total=len(paths), desc="reading images",
+        results = list(progress_bar(pool.map(_inspect, paths), total=len(paths), desc="reading images",
                             unit="img", disable=not progress or len(paths) < 50))
     bad = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
     if bad:

@@ -116,9 +116,8 @@ def project_files(project: ProjectLike, ids: Sequence[int] | None, *, purpose: s
 
 
 def _hash_files(paths: Sequence[Path], *, progress: bool) -> list[str | None]:
-    from tqdm.auto import tqdm
-
     from labkit._util.hashing import sha256_file
+    from labkit._util.progress import progress_bar
 
     def one(p: Path) -> str | None:
         try:
@@ -127,7 +126,7 @@ def _hash_files(paths: Sequence[Path], *, progress: bool) -> list[str | None]:
             return None
 
     with ThreadPoolExecutor(max_workers=4) as ex:  # hashlib releases the GIL
-        return list(tqdm(ex.map(one, paths), total=len(paths), desc="hashing images", unit="img",
+        return list(progress_bar(ex.map(one, paths), total=len(paths), desc="hashing images", unit="img",
                          disable=not progress or len(paths) < 2000))
 
 

@@ -101,7 +101,8 @@ def score(pool: Any, iset: _images.ImageSet, positions: np.ndarray, keys: np.nda
           num_workers: int, device: Any, shard_size: int, progress: bool) -> str:
     """Score ``iset`` images at ``positions`` (content ``keys``) into ``out[:, slots]``; return the device."""
     import torch
-    from tqdm.auto import tqdm
+
+    from labkit._util.progress import progress_bar
 
     dev = _torch.pick_device(device)
     models = load_models(pool, dev)
@@ -124,7 +125,7 @@ def score(pool: Any, iset: _images.ImageSet, positions: np.ndarray, keys: np.nda
         pending, n_pending = [], 0
 
     done = 0
-    with tqdm(total=len(positions), desc=f"pool predict ({M} models, {dev.type})", unit="img",
+    with progress_bar(total=len(positions), desc=f"pool predict ({M} models, {dev.type})", unit="img",
               disable=not progress) as bar:
         for _, x in _images.batches(iset, positions, size=pool.image_size, batch_size=batch_size,
                                     num_workers=num_workers, pin_memory=dev.type == "cuda"):

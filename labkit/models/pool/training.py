@@ -53,7 +53,7 @@ def train_pool(cls, project: ProjectLike, *, labels: Any, archs: Sequence[str] |
                batch_size: int, lr: float, seed: int, name: str, device: Any, num_workers: int,
                jobs: int, threads: int | None, progress: bool, overwrite: bool):
     """:meth:`ModelPool.train` (see there); ``cls`` is the class to build."""
-    from tqdm.auto import tqdm
+    from labkit._util.progress import progress_bar
 
     from . import _torch
 
@@ -116,7 +116,7 @@ def train_pool(cls, project: ProjectLike, *, labels: Any, archs: Sequence[str] |
                       f"raise epochs", stacklevel=3)
     common = dict(num_classes=len(classes), epochs=epochs, batch_size=batch_size, lr=lr)
     total = done_images + sum(_images_seen(j, batch_size, epochs) for j in todo)
-    with tqdm(total=total, initial=done_images, unit="img", disable=not progress,
+    with progress_bar(total=total, initial=done_images, unit="img", disable=not progress,
               desc=f"training pool ({len(paths)} models, {dev.type})") as bar:
         if jobs == 1 or dev.type != "cpu" or len(todo) < 2:
             with _torch.num_threads(threads):
