@@ -2,7 +2,10 @@
 
 A new command is a ``click`` command in its own module (copy :mod:`labkit.cli.migrate`),
 added to :data:`COMMANDS` below. Command modules import only click at module level;
-labkit's heavier parts load when a command runs.
+labkit's heavier parts load when a command runs. Commands are
+:class:`~labkit.cli._common.ErrorsCommand` (groups :class:`~labkit.cli._common.ErrorsGroup`)
+and take the project as ``PROJECT`` (``-P``) or ``LOCATION``: labkit's errors then show
+their fix as a ``labkit`` command for that project, not as Python.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ def main():
     """labkit: label images with SAM, score difficulty, measure agreement, audit quality."""
 
 
-COMMANDS = [demo.demo, project.project, project.images, project.annotators, project.assign,
+COMMANDS = [demo.demo, project.project, project.images, project.classes, project.annotators, project.assign,
             interchange.import_, interchange.export, interchange.formats, embed.embed, report.report,
             report.inspect, pool.pool, pool.issues, privacy.privacy, migrate.migrate, verify.verify]
 for _command in COMMANDS:

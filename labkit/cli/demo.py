@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import click
 
+from labkit.cli._common import ErrorsCommand
 
-@click.command()
+
+@click.command(cls=ErrorsCommand)
 @click.option("--out", default="demo_project", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the demo project.")
 @click.option("--digits", "n_digits", default=300, show_default=True, help="How many digit images.")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import click
 
-from labkit.cli._common import PROJECT, open_project
+from labkit.cli._common import PROJECT, ErrorsCommand, open_project, user_error
 
 
-@click.command("embed")
+@click.command("embed", cls=ErrorsCommand)
 @PROJECT
 @click.option("--segmenter", "name", default="sam_vit_b", show_default=True,
               help="A registered segmenter with embeddings (sam_vit_b, sam_vit_l, sam_vit_h).")
@@ -31,16 +31,13 @@ def embed(project: str, name: str, checkpoint: str | None, cache_dir: str | None
 
     from labkit.models.embeddings import project_cache_dir
     from labkit.models.segmenters.registry import load_segmenter
-    try:
-        p = open_project(project)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    p = open_project(project)
     try:
         try:
             seg = load_segmenter(name, checkpoint=checkpoint, device=device,
                                  cache_dir=cache_dir or project_cache_dir(p), decoder="torch")
         except (ValueError, FileNotFoundError) as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise user_error(exc) from exc
         if not seg.has_embeddings:
             raise click.ClickException(f"segmenter {name!r} has no embeddings to precompute; "
                                        "use a SAM segmenter (sam_vit_b, sam_vit_l, sam_vit_h)")

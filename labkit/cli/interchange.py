@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import click
 
-from labkit.cli._common import PROJECT, open_project
+from labkit.cli._common import PROJECT, ErrorsCommand, open_project
 
 
-@click.command("import")
+@click.command("import", cls=ErrorsCommand)
 @PROJECT
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--format", "fmt", required=True, help="See `labkit formats`.")
@@ -21,7 +21,7 @@ def import_(project, path, fmt, annotator, images_dir, add_classes):
     click.echo(f"imported {s}")
 
 
-@click.command()
+@click.command(cls=ErrorsCommand)
 @PROJECT
 @click.argument("path", type=click.Path())
 @click.option("--format", "fmt", required=True, help="See `labkit formats`.")
@@ -37,7 +37,7 @@ def export(project, path, fmt, with_images, anonymize, strip_metadata, recipient
     click.echo(f"wrote {out}")
 
 
-@click.command()
+@click.command(cls=ErrorsCommand)
 def formats():
     """List the annotation formats labkit reads and writes."""
     from labkit.formats import FORMATS

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import click
 
-from labkit.cli._common import PROJECT
+from labkit.cli._common import PROJECT, ErrorsCommand
 
 
-@click.command("migrate")
+@click.command("migrate", cls=ErrorsCommand)
 @PROJECT
 def migrate(project):
     """Upgrade an older project's schema in place (a folder project is backed up first)."""

@@ -9,10 +9,10 @@ import json
 
 import click
 
-from labkit.cli._common import PROJECT, open_project
+from labkit.cli._common import PROJECT, ErrorsGroup, open_project
 
 
-@click.group()
+@click.group(cls=ErrorsGroup)
 def privacy():
     """Data subjects: consent, erasure, retention and the privacy report."""
 
@@ -31,6 +31,18 @@ def privacy_report(project, as_json, html_out):
         Path(html_out).write_text(f"<!doctype html><meta charset='utf-8'><title>Privacy report</title>"
                                   f"<body>{rep._repr_html_()}</body>", encoding="utf-8")
     click.echo(json.dumps(rep.to_dict(), indent=2, default=str) if as_json else rep.to_text())
+
+
+@privacy.command("subjects")
+@PROJECT
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def privacy_subjects(project, as_json):
+    """List the data subjects: consent, purpose, dates and image counts (admins only)."""
+    table = open_project(project).subjects()
+    if as_json:
+        click.echo(table.reset_index().to_json(orient="records", date_format="iso", indent=2))
+    else:
+        click.echo(table.to_string() if len(table) else "no data subjects")
 
 
 @privacy.command("consent")

@@ -1,31 +1,37 @@
-"""``labkit project|images|annotators|assign``: create projects, add images and people, distribute work."""
+"""``labkit project|images|classes|annotators|assign``: projects, images, classes, people and their work."""
 from __future__ import annotations
 
 import json
 
 import click
 
-from labkit.cli._common import PROJECT, open_project
+from labkit.cli._common import LOCATION, PROJECT, ErrorsCommand, ErrorsGroup, open_project
+
+_ROLES = click.Choice(["admin", "annotator", "viewer"])
 
 
-@click.group()
+def _csv(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+@click.group(cls=ErrorsGroup)
 def project():
     """Create and inspect projects."""
 
 
 @project.command("create")
-@click.argument("location")
+@LOCATION
 @click.option("--classes", required=True, help="Comma-separated class names, e.g. cat,dog.")
 def project_create(location, classes):
     """Create an empty project at LOCATION (folder or postgresql:// URL)."""
     from labkit.services.project import Project
 
-    p = Project.create(location, classes=[c.strip() for c in classes.split(",") if c.strip()])
+    p = Project.create(location, classes=_csv(classes))
     click.echo(f"created {p.location} with {len(p.classes())} classes")
 
 
 @project.command("info")
-@click.argument("location")
+@LOCATION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def project_info(location, as_json):
     """Summarise the project at LOCATION."""
@@ -35,7 +41,7 @@ def project_info(location, as_json):
     click.echo(json.dumps(p.info(), indent=2, default=str) if as_json else project_summary(p))
 
 
-@click.group()
+@click.group(cls=ErrorsGroup)
 def images():
     """Manage images."""
 
@@ -58,7 +64,33 @@ def images_add(project, paths, split, subject, consent, purpose):
     click.echo(f"added {len(ids)} images")
 
 
-@click.group()
+@images.command("list")
+@PROJECT
+@click.option("--split", default=None, help="Only images of this split.")
+def images_list(project, split):
+    """List the images you may see: id, split, size and path."""
+    table = open_project(project).images(split=split)
+    for image, r in table.iterrows():
+        click.echo(f"{image:>6}  {r.split or '-':<8} {r.width}x{r.height:<6} {r.path}")
+    click.echo(f"{len(table)} images")
+
+
+@click.group(cls=ErrorsGroup)
+def classes():
+    """Manage the taxonomy."""
+
+
+@classes.command("add")
+@PROJECT
+@click.argument("names", nargs=-1, required=True)
+def classes_add(project, names):
+    """Append classes NAMES to the taxonomy (all or nothing; admins only)."""
+    p = open_project(project)
+    p.add_classes(list(names))
+    click.echo(f"added {len(names)} classes; the project has {', '.join(p.classes())}")
+
+
+@click.group(cls=ErrorsGroup)
 def annotators():
     """Manage annotators."""
 
@@ -66,8 +98,7 @@ def annotators():
 @annotators.command("add")
 @PROJECT
 @click.argument("name")
-@click.option("--role", type=click.Choice(["admin", "annotator", "viewer"]), default="annotator",
-              show_default=True)
+@click.option("--role", type=_ROLES, default="annotator", show_default=True)
 @click.option("--db-user", default=None, help="PostgreSQL: the database login of this person.")
 @click.option("--password", is_flag=True, help="PostgreSQL: create the login; the password is asked for.")
 def annotators_add(project, name, role, db_user, password):
@@ -78,15 +109,33 @@ def annotators_add(project, name, role, db_user, password):
     click.echo(f"added {name} ({role})")
 
 
-@click.command()
+@annotators.command("set-role")
+@PROJECT
+@click.argument("name")
+@click.argument("role", type=_ROLES)
+def annotators_set_role(project, name, role):
+    """Give member NAME the role ROLE (admins only; PostgreSQL: their grants change with it)."""
+    open_project(project).set_role(name, role)
+    click.echo(f"{name} is now {role}")
+
+
+@click.command(cls=ErrorsCommand)
 @PROJECT
 @click.option("--annotators", "names", required=True, help="Comma-separated annotator names.")
 @click.option("--overlap", default=1, show_default=True, help="Annotators per image.")
 @click.option("--split", default=None, help="Only images of this split.")
-def assign(project, names, overlap, split):
+@click.option("--images", "image_ids", default=None, help="Only these comma-separated image ids.")
+def assign(project, names, overlap, split, image_ids):
     """Distribute images to annotators, balanced, OVERLAP annotators per image."""
+    if image_ids is not None and split is not None:
+        raise click.UsageError("give --images or --split, not both")
+    try:
+        chosen = None if image_ids is None else [int(i) for i in _csv(image_ids)]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated image ids such as 1,2,3; got {image_ids!r}",
+                                 param_hint="--images") from None
     p = open_project(project)
-    ids = p.images(split=split).index.tolist()
-    new = p.assign(ids, [n.strip() for n in names.split(",")], overlap=overlap)
+    ids = p.images(split=split).index.tolist() if chosen is None else chosen
+    new = p.assign(ids, _csv(names), overlap=overlap)
     click.echo(f"{len(new)} new assignments")
     click.echo(p.progress().to_string())

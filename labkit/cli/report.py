@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import click
 
-from labkit.cli._common import PROJECT, open_project
+from labkit.cli._common import PROJECT, ErrorsCommand, open_project, remember_project
 
 
-@click.command("report")
+@click.command("report", cls=ErrorsCommand)
 @click.argument("name", required=False)
-@click.option("--project", "-P", "project", help="Project folder (SQLite) or postgresql:// URL.")
+@click.option("--project", "-P", "project", callback=remember_project,
+              help="Project folder (SQLite) or postgresql:// URL.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the report files.")
 @click.option("--contract", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Contract TOML file (sets the notebook's 'contract' parameter).")
@@ -49,7 +50,7 @@ def report(name, project, out_dir, contract, params, list_):
     click.echo(str(result.html))
 
 
-@click.command("inspect")
+@click.command("inspect", cls=ErrorsCommand)
 @PROJECT
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="The inspection sheet to write (CSV).")

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from labkit.cli._common import PROJECT, open_project
+from labkit.cli._common import PROJECT, ErrorsCommand, open_project
 
 #: Exit codes: 0 every file matches; 1 a file changed, is missing or unreadable; 2 cannot verify.
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
@@ -20,7 +20,7 @@ class CannotVerify(click.ClickException):
 _SHOWN = ["status", "kind", "image", "member", "path", "expected", "actual", "error"]
 
 
-@click.command("verify")
+@click.command("verify", cls=ErrorsCommand)
 @PROJECT
 @click.option("--all", "show_all", is_flag=True, help="List every file checked, not only the problems.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (summary and files).")

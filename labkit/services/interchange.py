@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from labkit._util.checks import unknown_names
 from labkit.geometry import normalize_geometry
 from labkit.services.export_images import (
     Pseudonyms,
@@ -22,7 +23,8 @@ from labkit.services.export_images import (
     write_images,
 )
 from labkit.store import schema as S
-from labkit.store.errors import ImageError
+from labkit.store.classes import add_classes_fix
+from labkit.store.errors import PROJECT, Fix, FixableError, ImageError, command
 from labkit.store.files import inspect_images
 from labkit.store.protocol import StoredProject
 
@@ -31,7 +33,7 @@ __all__ = ["ImportProblem", "ImportSummary", "export", "import_annotations"]
 _MAX_PROBLEMS = 30
 
 
-class ImportProblem(ValueError):
+class ImportProblem(FixableError, ValueError):
     """An annotation file does not fit the project; nothing was imported."""
 
 
@@ -49,10 +51,10 @@ class ImportSummary:
                 f"{len(self.annotators_added)} new annotators")
 
 
-def _fail(path, problems: list[str]) -> None:
+def _fail(path, problems: list[str], fixes: list[Fix]) -> None:
     more = f"\n  ... and {len(problems) - _MAX_PROBLEMS} more" if len(problems) > _MAX_PROBLEMS else ""
     raise ImportProblem(f"cannot import {path}: {len(problems)} problem(s); the project is unchanged:\n  "
-                        + "\n  ".join(problems[:_MAX_PROBLEMS]) + more)
+                        + "\n  ".join(problems[:_MAX_PROBLEMS]) + more, fix=Fix.join(fixes))
 
 
 class _ImageIndex:
@@ -125,6 +127,7 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
     ds = reader(path, **reader_options)
     source = source or f"import:{format}"
     problems: list[str] = []
+    fixes: list[Fix] = []  # said once, after every problem
 
     with store.ctx.connect() as conn:
         index = _ImageIndex(store.images.all_rows(conn))
@@ -152,8 +155,11 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
                 problems.append(f"{rec.where or rec.key}: image {rec.key!r} is neither in the project nor in "
                                 f"{images_dir}")
         else:
-            problems.append(f"{rec.where or rec.key}: image {rec.key!r} is not in the project; add it first "
-                            "(project.add_images) or pass images_dir=")
+            problems.append(f"{rec.where or rec.key}: image {rec.key!r} is not in the project")
+            fixes.append(Fix("add the images first with project.add_images([...]), or pass images_dir='folder' "
+                             "to add them with the import",
+                             "add the images first with " + command("images", "add", "-P", PROJECT, "FILE...")
+                             + ", or pass --images-dir FOLDER to add them with the import"))
     new_infos = {}
     if to_add and not problems:
         try:
@@ -174,14 +180,17 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
                if c not in class_ids]
     used_unknown = sorted({o.label for o in ds.objects} - set(class_ids))
     if used_unknown and not add_classes:
-        problems.append(f"unknown classes {used_unknown[:20]} (project has {list(class_ids)[:20]}); "
-                        "add them with project.add_classes([...]) or pass add_classes=True")
+        problems.append(unknown_names(used_unknown, list(class_ids), "class", plural="classes",
+                                      valid_as="the project has", limit=20))
+        add = add_classes_fix(used_unknown)
+        fixes.append(Fix(f"{add.python} if they are new, or pass add_classes=True",
+                         f"{add.cli} if they are new, or pass --add-classes"))
     new_classes = [c for c in unknown if c in {o.label for o in ds.objects}] if add_classes else []
 
     # 3. annotators
     if annotator is None and any(o.worker is None for o in ds.objects):
-        problems.append(f"the {format} file does not name an annotator for every annotation; "
-                        "pass annotator='name'")
+        problems.append(f"the {format} file does not name an annotator for every annotation")
+        fixes.append(Fix("pass annotator='name'", "pass --annotator NAME"))
     worker_names = [annotator] if annotator else sorted({f"{format}:{o.worker}" for o in ds.objects})
     simulated = [n for n in worker_names if n in known_annotators and known_annotators[n].simulated]
     if simulated:
@@ -203,7 +212,7 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
             continue
         prepared.append((o, geom))
     if problems:
-        _fail(path, problems)
+        _fail(path, problems, fixes)
 
     def fn(conn: sa.Connection) -> ImportSummary:
         policy.require_admin(conn, "import_annotations", "import annotations")

@@ -13,7 +13,6 @@ from labkit._util.lazy import lazy_exports
 _MODULES = {
     "labkit.store.context": ["StoreContext"],
     "labkit.store.errors": ["AccessDenied", "ImageError", "ProjectError"],
-    "labkit.store.migrate": ["migrate"],
     "labkit.store.policy": ["AccessPolicy"],
     "labkit.store.project_store": ["ProjectStore"],
     "labkit.store.protocol": ["ProjectLike"],

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from numbers import Integral
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,10 +14,11 @@ from labkit._util.checks import check_json
 from labkit._util.clock import utc_now
 from labkit.geometry import KINDS, normalize_geometry
 from labkit.store import schema as S
-from labkit.store.classes import ClassRepository
+from labkit.store.classes import ClassRepository, unknown_classes
 from labkit.store.context import StoreContext
 from labkit.store.engine import inserted_id
-from labkit.store.images import ImageRepository
+from labkit.store.errors import Fix, FixableError, ProjectError, clauses
+from labkit.store.images import ImageRepository, missing_images
 from labkit.store.members import MemberRepository
 
 __all__ = ["AnnotationRepository"]
@@ -52,8 +55,7 @@ class AnnotationRepository:
             raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
         class_ids = class_ids if class_ids is not None else self._classes.ids(conn)
         if label not in class_ids:
-            raise ValueError(f"unknown class {label!r}; the project's classes are {list(class_ids)[:30]}. "
-                             "Add it with project.add_classes([...]) if it is new")
+            raise unknown_classes([label], list(class_ids))
         img = image_row if image_row is not None else self._images.row(conn, image)
         if annotator_row is not None:
             who = annotator_row
@@ -117,13 +119,16 @@ class AnnotationRepository:
 
         def fn(conn):
             class_ids = self._classes.ids(conn)
+            who, images = self.check_names(conn, records, class_ids, then="nothing was stored")
             t = utc_now()
             rows = []
             for i, r in enumerate(records):
                 try:
-                    rows.append(self.prepare(conn, class_ids=class_ids, **r))
+                    rows.append(self.prepare(conn, class_ids=class_ids, **self._found(r, who, images), **r))
                 except (ValueError, TypeError) as exc:
                     where = f"record {i}: " if len(records) > 1 else ""
+                    if isinstance(exc, FixableError):
+                        raise exc.reworded(where, "nothing was stored") from exc
                     raise type(exc)(f"{where}{exc}; nothing was stored") from exc
             self._ctx.policy.check_annotation_writes(conn, "add_annotations", [r["annotator_id"] for r in rows],
                                           [r["image_id"] for r in rows])
@@ -134,6 +139,55 @@ class AnnotationRepository:
                         actor=records[0]["annotator"] if len({r["annotator"] for r in records}) == 1 else None)
             return ids
         return self._ctx.write(fn) if records else []
+
+    def check_names(self, conn: sa.Connection, records: Sequence[Any], class_ids: Mapping[str, int],
+                    *, then: str | None = None) -> tuple[dict[Any, Any], dict[Any, Any]]:
+        """The annotator and image rows ``records`` name; one ProjectError for every unknown name.
+
+        Unknown classes, annotators and images are checked together, so a batch with
+        several mistakes reports them all at once, with the records they are in (``then``
+        ends the message). :meth:`prepare` then checks each record in full.
+
+        Returns
+        -------
+        annotators, images : dict
+            The rows found, by the name or image id/path the records give.
+        """
+        def named(key: str, ok: Any) -> dict[Any, list[int]]:
+            found: dict[Any, list[int]] = {}
+            for i, r in enumerate(records):
+                if isinstance(r, Mapping) and ok(r.get(key)):
+                    found.setdefault(r[key], []).append(i)
+            return found
+
+        def where(names: dict[Any, list[int]], bad: Iterable[Any]) -> str:
+            at = sorted({i for n in bad for i in names[n]})
+            if len(records) == 1:
+                return ""
+            return f"record {at[0]}: " if len(at) == 1 else f"records {at[:20]}: "
+
+        labels = named("label", lambda v: isinstance(v, str) and v not in class_ids)
+        people = named("annotator", lambda v: isinstance(v, str))
+        images = named("image", lambda v: isinstance(v, (Integral, str, Path)) and not isinstance(v, bool))
+        who = self._members.find(conn, list(people))
+        rows = dict(zip(images, self._images.find(conn, list(images))))
+        errors: list[tuple[str, ProjectError]] = []
+        if labels:
+            errors.append((where(labels, labels), unknown_classes(list(labels), list(class_ids))))
+        if unknown := [n for n in people if n not in who]:
+            errors.append((where(people, unknown), self._members.unknown(conn, unknown)))
+        if missing := [k for k, row in rows.items() if row is None]:
+            errors.append((where(images, missing), missing_images(missing)))
+        if errors:
+            raise ProjectError(clauses(*(at + e.problem for at, e in errors), then),
+                               fix=Fix.join(e.fix for _, e in errors))
+        return who, rows
+
+    @staticmethod
+    def _found(record: Mapping[str, Any], who: Mapping[Any, Any], images: Mapping[Any, Any]) -> dict[str, Any]:
+        """The rows :meth:`check_names` found for one record, as :meth:`prepare`'s ``*_row`` arguments."""
+        found = {"annotator_row": who.get(record.get("annotator")), "image_row": images.get(record.get("image"))}
+        return {k: v for k, v in found.items() if v is not None}
 
     def insert_rows(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         """Insert checked annotation rows (``image_id``, ``annotator_id``, ``kind``, ``class_id``,
@@ -228,7 +282,8 @@ class AnnotationRepository:
 
         def fn(conn):
             class_ids = self._classes.ids(conn)
-            rows = [self.prepare(conn, class_ids=class_ids, **r) for r in add]
+            who, images = self.check_names(conn, add, class_ids, then="nothing was changed")
+            rows = [self.prepare(conn, class_ids=class_ids, **self._found(r, who, images), **r) for r in add]
             self._ctx.policy.check_annotation_writes(conn, action, [r["annotator_id"] for r in rows],
                                           [r["image_id"] for r in rows], by=by)
             for aid in delete:

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from labkit._util.clock import utc_now
 from labkit.store import schema as S
 from labkit.store.context import StoreContext
+from labkit.store.errors import PROJECT, Fix, ProjectError, command
+from labkit.store.images import LIST_IMAGES
 from labkit.store.members import MemberRepository
 
 __all__ = ["AssignmentRepository"]
@@ -54,17 +56,18 @@ class AssignmentRepository:
 
         def fn(conn: sa.Connection) -> Any:
             self._ctx.policy.require_admin(conn, "assign", "assign images")
-            rows = {n: self._members.row(conn, n) for n in annotators}
+            rows = self._members.rows(conn, annotators)
             viewers = [n for n, r in rows.items() if r.role == "viewer"]
             if viewers:
-                raise ValueError(f"viewers cannot be assigned images: {viewers}")
+                raise ProjectError(f"viewers cannot be assigned images: {viewers}; nothing was assigned",
+                                   fix=_make_annotators(viewers))
             ids = list(conn.execute(sa.select(S.images.c.id).order_by(S.images.c.id)).scalars()) \
                 if images is None else [int(i) for i in images]
             known = dict(conn.execute(sa.select(S.images.c.id, S.images.c.consent)
                                       .where(S.images.c.id.in_(ids))).all())
             missing = [i for i in ids if i not in known]
             if missing:
-                raise ValueError(f"no such images: {missing[:20]}; nothing was assigned")
+                raise ProjectError(f"no such images: {missing[:20]}; nothing was assigned", fix=LIST_IMAGES)
             withdrawn = [i for i in ids if known[i] == "withdrawn"]
             if withdrawn and images is not None:
                 raise ValueError(f"images {withdrawn[:20]} belong to subjects who withdrew consent; "
@@ -124,11 +127,12 @@ class AssignmentRepository:
             self._ctx.policy.require_admin(conn, "requeue", "requeue images")
             who = self._members.row(conn, annotator)
             if who.role == "viewer":
-                raise ValueError(f"{annotator!r} is a viewer; viewers cannot be given images")
+                raise ProjectError(f"{annotator!r} is a viewer; viewers cannot be given images",
+                                   fix=_make_annotators([annotator]))
             known = set(conn.execute(sa.select(S.images.c.id).where(S.images.c.id.in_(ids))).scalars())
             missing = [i for i in ids if i not in known]
             if missing:
-                raise ValueError(f"no such images: {missing[:20]}; nothing was queued")
+                raise ProjectError(f"no such images: {missing[:20]}; nothing was queued", fix=LIST_IMAGES)
             have = dict(conn.execute(sa.select(a.c.image_id, a.c.status).where(
                 a.c.annotator_id == who.id, a.c.image_id.in_(ids))).all())
             t = utc_now()
@@ -174,7 +178,8 @@ class AssignmentRepository:
             res = conn.execute(sa.update(a).where(a.c.image_id == int(image), a.c.annotator_id == who.id)
                                .values(status=status, done_at=None if status == "pending" else utc_now()))
             if res.rowcount == 0:
-                raise ValueError(f"image {image} is not assigned to {annotator!r}; see project.queue({annotator!r})")
+                raise ProjectError(f"image {image} is not assigned to {annotator!r}",
+                                   fix=Fix(f"project.queue({annotator!r}) lists their images"))
             self._ctx.audit(conn, "submit", target="images", target_id=int(image), actor=annotator, status=status)
         self._ctx.write(fn)
 
@@ -196,3 +201,11 @@ class AssignmentRepository:
         out["fraction_done"] = (out["done"] + out["skipped"]) / out["assigned"]
         out.columns.name = None
         return out
+
+
+def _make_annotators(viewers: list[str]) -> Fix:
+    """The fix for viewers given work: an admin makes them annotators."""
+    return Fix("make them annotators first with "
+               + " and ".join(f"project.set_role({n!r}, 'annotator')" for n in viewers),
+               "make them annotators first with "
+               + " and ".join(command("annotators", "set-role", "-P", PROJECT, n, "annotator") for n in viewers))

@@ -5,11 +5,12 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from labkit._util.checks import unknown_names
 from labkit.store import schema as S
 from labkit.store.context import StoreContext
-from labkit.store.errors import ProjectError
+from labkit.store.errors import PROJECT, Fix, ProjectError, command
 
-__all__ = ["ClassRepository", "check_class_names"]
+__all__ = ["ClassRepository", "add_classes_fix", "check_class_names", "unknown_classes"]
 
 
 class ClassRepository:
@@ -32,15 +33,18 @@ class ClassRepository:
             have = self.ids(conn)
             dup = [n for n in names if n in have]
             if dup:
-                raise ProjectError(f"classes already in the project: {dup}")
+                new = [n for n in names if n not in have]
+                raise ProjectError(f"classes already in the project: {dup} (it has {list(have)[:30]}); "
+                                   "nothing was added", fix=add_classes_fix(new, "add only the new ones with")
+                                   if new else None)
             self.append(conn, names)
             self._ctx.audit(conn, "add_classes", target="classes", classes=list(names))
         self._ctx.write(fn)
 
     # ------------------------------------------------- inside a transaction --
     def ids(self, conn: sa.Connection) -> dict[str, int]:
-        """``{name: id}`` of every class."""
-        return dict(conn.execute(sa.select(S.classes.c.name, S.classes.c.id)).all())
+        """``{name: id}`` of every class, in display order (messages list them so)."""
+        return dict(conn.execute(sa.select(S.classes.c.name, S.classes.c.id).order_by(S.classes.c.position)).all())
 
     def append(self, conn: sa.Connection, names: Sequence[str]) -> None:
         """Insert new classes after the last one (the caller checked names and rights)."""
@@ -62,3 +66,17 @@ def check_class_names(names: Sequence[str]) -> list[str]:
     if dup:
         raise ProjectError(f"class names must be unique; repeated: {dup}")
     return names
+
+
+def add_classes_fix(names: Sequence[str], how: str = "add them with", when: str = "") -> Fix:
+    """The fix "add these classes": ``project.add_classes([...])``, ``labkit classes add -P ... NAME...``."""
+    return Fix(f"{how} project.add_classes({list(names)!r}){when}",
+               f"{how} {command('classes', 'add', '-P', PROJECT, *names)}{when}")
+
+
+def unknown_classes(unknown: Sequence[str], known: Sequence[str]) -> ProjectError:
+    """The error for class names the project lacks: all of them, close matches, and how to add them."""
+    them, new = ("it", "it is new") if len(unknown) == 1 else ("them", "they are new")
+    return ProjectError(unknown_names(unknown, known, "class", plural="classes",
+                                      valid_as="the project's classes are"),
+                        fix=add_classes_fix(unknown, f"add {them} with", f" if {new}"))

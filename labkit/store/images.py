@@ -26,11 +26,15 @@ from labkit._util.hashing import sha256_file
 from labkit.store import schema as S
 from labkit.store.context import StoreContext
 from labkit.store.engine import inserted_id
-from labkit.store.errors import ImageError, ProjectError
+from labkit.store.errors import PROJECT, Fix, ImageError, ProjectError, command
 from labkit.store.files import ImageInfo, expand_paths, inspect_images, load_rgb
 from labkit.store.subjects import SubjectRepository
 
-__all__ = ["ImageRepository"]
+__all__ = ["ImageRepository", "LIST_IMAGES", "missing_images"]
+
+#: The fix for an image id or path the project does not have.
+LIST_IMAGES = Fix("project.images() lists the project's images (ids and paths)",
+                  command("images", "list", "-P", PROJECT) + " lists the project's images (ids and paths)")
 
 
 class ImageRepository:
@@ -85,8 +89,11 @@ class ImageRepository:
             consents = self._subjects.register(conn, subjects, consent=consent, purpose=purpose)
             existing = set(conn.execute(sa.select(S.images.c.path).where(S.images.c.path.in_(stored))).scalars())
             if existing:
-                raise ImageError(f"{len(existing)} image(s) are already in the project; nothing was added "
-                                 f"(pass only new files): {sorted(existing)[:20]}")
+                raise ImageError(f"{len(existing)} image(s) are already in the project; nothing was added: "
+                                 f"{sorted(existing)[:20]}", fix=Fix(
+                                     "pass only new files; project.images() lists those in the project",
+                                     "pass only new files; " + command("images", "list", "-P", PROJECT)
+                                     + " lists those in the project"))
             ids = self.insert(conn, infos, split=split, subjects=subjects, attributes=attrs, consents=consents)
             self._ctx.audit(conn, "add_images", target="images", count=len(ids),
                             first_id=ids[0] if ids else None, split=split)
@@ -203,7 +210,7 @@ class ImageRepository:
                 rows = {r.id: r for r in conn.execute(sa.select(S.images).where(S.images.c.id.in_(ids)))}
                 missing = [i for i in ids if i not in rows]
                 if missing:
-                    raise ProjectError(f"no images {missing[:20]} in the project; project.images() lists them")
+                    raise missing_images(missing)
                 self._ctx.policy.check_image_reads(conn, "read_images", list(rows.values()))
             return [rows[i] for i in ids]
         rows = self._ctx.guard(check)
@@ -217,14 +224,25 @@ class ImageRepository:
     # ------------------------------------------------- inside a transaction --
     def row(self, conn: sa.Connection, image: int | str | Path) -> Any:
         """The ``images`` row of an id or path; ProjectError if there is none."""
-        if isinstance(image, (str, Path)):
-            row = conn.execute(sa.select(S.images).where(
-                S.images.c.path == self._ctx.stored_path(Path(image)))).first()
-        else:
-            row = conn.execute(sa.select(S.images).where(S.images.c.id == int(image))).first()
-        if row is None:
-            raise ProjectError(f"no image {image!r} in the project; ids and paths are listed by project.images()")
-        return row
+        return self.rows(conn, [image])[0]
+
+    def rows(self, conn: sa.Connection, images: Sequence[int | str | Path]) -> list[Any]:
+        """The ``images`` rows of ids or paths, in order; one ProjectError naming every missing one."""
+        rows = self.find(conn, images)
+        missing = [image for image, row in zip(images, rows) if row is None]
+        if missing:
+            raise missing_images(missing)
+        return rows
+
+    def find(self, conn: sa.Connection, images: Sequence[int | str | Path]) -> list[Any]:
+        """The ``images`` row of each id or path, ``None`` where the project has none (two queries)."""
+        paths = {i: self._ctx.stored_path(Path(i)) for i in images if isinstance(i, (str, Path))}
+        ids = [int(i) for i in images if not isinstance(i, (str, Path))]
+        img = S.images.c
+        by_id = {r.id: r for r in conn.execute(sa.select(S.images).where(img.id.in_(ids)))} if ids else {}
+        by_path = {r.path: r for r in conn.execute(sa.select(S.images).where(
+            img.path.in_(list(set(paths.values())))))} if paths else {}
+        return [by_path.get(paths[i]) if isinstance(i, (str, Path)) else by_id.get(int(i)) for i in images]
 
     def insert(self, conn: sa.Connection, infos: Sequence[ImageInfo], *, split: str | None,
                subjects: Sequence[str | None], attributes: Sequence[Mapping[str, Any] | None],
@@ -262,6 +280,14 @@ class ImageRepository:
         img = S.images.c
         rows = conn.execute(sa.select(img.id, img.path, img.sha256).order_by(img.id)).all()
         return [(int(r.id), self._ctx.resolve(r.path), r.sha256) for r in rows]
+
+
+def missing_images(missing: Sequence[int | str | Path]) -> ProjectError:
+    """The error for image ids or paths the project does not have: all of them (the first 20 shown)."""
+    shown = [str(m) if isinstance(m, Path) else m for m in dict.fromkeys(missing)]
+    more = f" (and {len(shown) - 20} more)" if len(shown) > 20 else ""
+    what = f"image {shown[0]!r}" if len(shown) == 1 else f"images {shown[:20]}{more}"
+    return ProjectError(f"no {what} in the project", fix=LIST_IMAGES)
 
 
 def _per_image(value: Any, n: int, what: str, one_type: Any) -> list:

@@ -7,14 +7,15 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from labkit._util.checks import unknown_names
 from labkit._util.clock import utc_now
 from labkit.store import pg_access
 from labkit.store import schema as S
 from labkit.store.context import StoreContext
 from labkit.store.engine import inserted_id
-from labkit.store.errors import AccessDenied, ProjectError
+from labkit.store.errors import PROJECT, AccessDenied, Fix, ProjectError, command
 
-__all__ = ["MemberRepository", "pg_identity", "unmapped_login"]
+__all__ = ["MemberRepository", "pg_identity", "unknown_annotators", "unmapped_login"]
 
 
 class MemberRepository:
@@ -45,18 +46,22 @@ class MemberRepository:
         if not isinstance(name, str) or not name.strip():
             raise ProjectError(f"annotator name must be a non-empty string, got {name!r}")
         if role not in S.ROLES:
-            raise ProjectError(f"unknown role {role!r}; expected one of {S.ROLES}")
+            raise ProjectError(unknown_names([role], S.ROLES, "role"))
         login = db_user or (name if password is not None else None)
         if login is not None and self._ctx.backend != "postgresql":
-            raise ProjectError("password= and db_user= are for PostgreSQL projects; a folder (SQLite) project "
-                               "is protected by the folder's file permissions")
+            raise ProjectError("database logins are for PostgreSQL projects; a folder (SQLite) project is "
+                               "protected by the folder's file permissions",
+                               fix=Fix("leave out password= and db_user=", "leave out --password and --db-user"))
         if login is not None and simulated:
             raise ProjectError("a simulated annotator cannot have a database login")
 
         def fn(conn: sa.Connection) -> int:
             self._ctx.policy.require_admin(conn, "add_annotator", "add people to the project")
             if conn.execute(sa.select(S.annotators.c.id).where(S.annotators.c.name == name)).first():
-                raise ProjectError(f"annotator {name!r} already exists")
+                raise ProjectError(f"annotator {name!r} already exists", fix=Fix(
+                    f"pick another name, or change their role with project.set_role({name!r}, {role!r})",
+                    "pick another name, or change their role with "
+                    + command("annotators", "set-role", "-P", PROJECT, name, role)))
             if login is not None:
                 _pg_login(conn, login, password, role)
             aid = inserted_id(conn.execute(sa.insert(S.annotators).values(
@@ -70,7 +75,7 @@ class MemberRepository:
     def set_role(self, name: str, role: str) -> None:
         """Change a member's role (admins only); on PostgreSQL their grants change with it."""
         if role not in S.ROLES:
-            raise ProjectError(f"unknown role {role!r}; expected one of {S.ROLES}")
+            raise ProjectError(unknown_names([role], S.ROLES, "role"))
 
         def fn(conn: sa.Connection) -> None:
             me = self._ctx.policy.require_admin(conn, "set_role", "change roles")
@@ -78,7 +83,10 @@ class MemberRepository:
             admins = conn.execute(sa.select(sa.func.count()).select_from(S.annotators).where(
                 S.annotators.c.role == "admin")).scalar()
             if row.role == "admin" and role != "admin" and admins == 1:
-                raise ProjectError(f"{name!r} is the project's only admin; make someone else admin first")
+                raise ProjectError(f"{name!r} is the project's only admin", fix=Fix(
+                    "make someone else admin first: project.set_role('name', 'admin')",
+                    "make someone else admin first: " + command("annotators", "set-role", "-P", PROJECT,
+                                                                "NAME", "admin")))
             conn.execute(sa.update(S.annotators).where(S.annotators.c.id == row.id).values(role=role))
             if row.db_user and self._ctx.backend == "postgresql":
                 pg_access.grant(conn, row.db_user, role)
@@ -108,12 +116,25 @@ class MemberRepository:
     # ------------------------------------------------- inside a transaction --
     def row(self, conn: sa.Connection, name: str) -> Any:
         """The ``annotators`` row of ``name``; ProjectError naming the known ones if there is none."""
-        row = conn.execute(sa.select(S.annotators).where(S.annotators.c.name == name)).first()
-        if row is None:
-            known = list(conn.execute(sa.select(S.annotators.c.name)).scalars())
-            raise ProjectError(f"unknown annotator {name!r}; known: {known[:20]}. "
-                               f"Register it first with project.add_annotator({name!r})")
-        return row
+        return self.rows(conn, [name])[name]
+
+    def rows(self, conn: sa.Connection, names: Sequence[str]) -> dict[str, Any]:
+        """The ``annotators`` rows of ``names``, by name; one ProjectError naming every unknown one."""
+        found = self.find(conn, names)
+        unknown = [n for n in dict.fromkeys(names) if n not in found]
+        if unknown:
+            raise self.unknown(conn, unknown)
+        return found
+
+    def find(self, conn: sa.Connection, names: Sequence[str]) -> dict[str, Any]:
+        """The ``annotators`` rows of those of ``names`` that are members, by name (one query)."""
+        names = list(dict.fromkeys(names))
+        return {r.name: r for r in conn.execute(sa.select(S.annotators).where(S.annotators.c.name.in_(names)))}
+
+    def unknown(self, conn: sa.Connection, names: Sequence[str]) -> ProjectError:
+        """The error for ``names`` that are not members (see :func:`unknown_annotators`)."""
+        known = list(conn.execute(sa.select(S.annotators.c.name).order_by(S.annotators.c.id)).scalars())
+        return unknown_annotators(names, known)
 
     def ensure(self, conn: sa.Connection, names: Sequence[str]) -> tuple[dict[str, int], list[str]]:
         """Ids of ``names``, registering missing ones as (human) annotators; and which were new.
@@ -132,16 +153,27 @@ class MemberRepository:
         return ids, added
 
 
+def unknown_annotators(unknown: Sequence[str], known: Sequence[str]) -> ProjectError:
+    """The error for names that are not members: all of them, close matches, and how to register them."""
+    them, new = ("it", "it is new") if len(unknown) == 1 else ("them", "they are new")
+    py = " and ".join(f"project.add_annotator({n!r})" for n in unknown)
+    cli = " and ".join(command("annotators", "add", "-P", PROJECT, n) for n in unknown)
+    return ProjectError(unknown_names(unknown, known, "annotator", valid_as="known:"), fix=Fix(
+        f"register {them} with {py} if {new}", f"register {them} with {cli} if {new}"))
+
+
 def _pg_login(conn: sa.Connection, login: str, password: str | None, role: str) -> None:
     """Create (or map an existing) PostgreSQL login for a new member and grant it ``role``."""
     if conn.execute(sa.select(S.annotators.c.name).where(S.annotators.c.db_user == login)).first():
         raise ProjectError(f"the database login {login!r} is already mapped to a member of this project")
     if pg_access.role_exists(conn, login):
         if password is not None:
-            raise ProjectError(f"the database login {login!r} already exists on this server; pass "
-                               "password=None to give that login access, or db_user='...' for a new one")
+            raise ProjectError(f"the database login {login!r} already exists on this server", fix=Fix(
+                "pass password=None to give that login access, or db_user='...' for a new one",
+                "leave out --password to give that login access, or pass --db-user NEW_LOGIN for a new one"))
     elif password is None:
-        raise ProjectError(f"there is no database login {login!r}; pass password=... to create it")
+        raise ProjectError(f"there is no database login {login!r}",
+                           fix=Fix("pass password=... to create it", "pass --password to create it"))
     else:
         pg_access.create_login(conn, login, password)
     pg_access.grant(conn, login, role)
@@ -149,9 +181,12 @@ def _pg_login(conn: sa.Connection, login: str, password: str | None, role: str) 
 
 def unmapped_login(login: str, actor: str) -> AccessDenied:
     """The error for a PostgreSQL login that no member of the project is mapped to."""
-    return AccessDenied(f"the database login {login!r} is not a member of this project; an admin maps it "
-                        f"with project.add_annotator('name', role=..., db_user={login!r}) (or password=... "
-                        "for a new login)", actor=actor, action="open")
+    return AccessDenied(f"the database login {login!r} is not a member of this project", actor=actor,
+                        action="open", fix=Fix(
+                            f"an admin maps it with project.add_annotator('name', role=..., db_user={login!r}) "
+                            "(or password=... for a new login)",
+                            "an admin maps it with " + command("annotators", "add", "-P", PROJECT, "NAME",
+                                                               "--role", "ROLE", "--db-user", login)))
 
 
 def pg_identity(engine: sa.Engine, user: str | None) -> str:

@@ -16,11 +16,12 @@ admin      everything: images, classes, people, assignments, consent and
 =========  ===================================================================
 
 A denied action raises :class:`~labkit.store.errors.AccessDenied` (a
-:class:`PermissionError`) whose message names the rule and the fix, changes nothing, and
-is written to the audit log as ``denied``. On SQLite the folder's file permissions are the
-only protection against someone who bypasses labkit; on PostgreSQL each person logs in
-with their own credentials and the database enforces the same rules with grants and
-row-level security (:mod:`labkit.store.pg_access`), so raw SQL cannot bypass them either.
+:class:`PermissionError`) whose message names the rule, the role that would allow it and
+the admins who can grant it, changes nothing, and is written to the audit log as
+``denied``. On SQLite the folder's file permissions are the only protection against
+someone who bypasses labkit; on PostgreSQL each person logs in with their own
+credentials and the database enforces the same rules with grants and row-level security
+(:mod:`labkit.store.pg_access`), so raw SQL cannot bypass them either.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 
 from labkit.store import schema as S
-from labkit.store.errors import AccessDenied
+from labkit.store.errors import PROJECT, AccessDenied, Fix, command
 
 __all__ = ["AccessPolicy"]
 
@@ -48,14 +49,19 @@ class AccessPolicy:
         """The acting member's ``annotators`` row; AccessDenied if the user is not a member."""
         row = conn.execute(sa.select(S.annotators).where(S.annotators.c.name == self.user)).first()
         if row is None:
-            raise AccessDenied(
-                f"{self.user!r} is not a member of this project; an admin adds you with "
-                f"project.add_annotator({self.user!r}, role='viewer'|'annotator'|'admin'), or open the "
-                "project as a member with Project.open(..., user='name')", actor=self.user, action="open")
+            admins = self._admins(conn)
+            raise AccessDenied(f"{self.user!r} is not a member of this project", fix=Fix(
+                f"{admins} adds you with project.add_annotator({self.user!r}, role='annotator') (or role='viewer' "
+                "or 'admin'), or open the project as a member with Project.open(..., user='name')",
+                f"{admins} adds you with "
+                + command("annotators", "add", "-P", PROJECT, self.user, "--role", "annotator")
+                + " (or --role viewer or admin), or act as a member: LABKIT_USER=name labkit ..."),
+                actor=self.user, action="open")
         return row
 
-    def deny(self, action: str, message: str, **details: Any) -> NoReturn:
-        raise AccessDenied(f"{self.user!r} may not {message}", actor=self.user, action=action, details=details)
+    def deny(self, action: str, message: str, *, fix: Fix | None = None, **details: Any) -> NoReturn:
+        raise AccessDenied(f"{self.user!r} may not {message}", actor=self.user, action=action, details=details,
+                           fix=fix)
 
     def require(self, conn: sa.Connection, action: str, *roles: str, what: str | None = None,
                 me: Any = None) -> Any:
@@ -63,9 +69,25 @@ class AccessPolicy:
         me = me if me is not None else self.actor(conn)
         if me.role not in roles:
             need = " or ".join(roles)
+            grant = next(r for r in ("viewer", "annotator", "admin", *roles) if r in roles)  # the least one
+            admins = self._admins(conn)
             self.deny(action, f"{what or action.replace('_', ' ')}: that needs the {need} role "
-                              f"(you are {me.role}); ask an admin", role=me.role)
+                              f"(you are {me.role})", role=me.role, fix=Fix(
+                                  f"{admins} can grant it with project.set_role({me.name!r}, {grant!r})",
+                                  f"{admins} can grant it with "
+                                  + command("annotators", "set-role", "-P", PROJECT, me.name, grant)))
         return me
+
+    @staticmethod
+    def _admins(conn: sa.Connection) -> str:
+        """Who can grant access: "an admin (ana, ben)", or "an admin" when the names cannot be read."""
+        try:
+            names = list(conn.execute(sa.select(S.annotators.c.name).where(S.annotators.c.role == "admin")
+                                      .order_by(S.annotators.c.id).limit(6)).scalars())
+        except sa.exc.DBAPIError:  # a login without SELECT on annotators (PostgreSQL): the rule still shows
+            names = []
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        return f"an admin ({shown})" if names else "an admin"
 
     def require_admin(self, conn: sa.Connection, action: str, what: str | None = None) -> Any:
         return self.require(conn, action, "admin", what=what)
@@ -119,9 +141,11 @@ class AccessPolicy:
             self.deny(action, f"write annotations of {names}: annotators change only their own", owners=names)
         missing = sorted({int(i) for i in images} - self.assigned(conn, me.id, images))
         if missing:
-            self.deny(action, f"annotate images {missing[:20]}: they are not assigned to you; an admin "
-                              f"assigns them with project.assign({missing[:5]}, [{me.name!r}])",
-                      images=missing[:100])
+            self.deny(action, f"annotate images {missing[:20]}: they are not assigned to you", fix=Fix(
+                f"an admin assigns them with project.assign({missing[:20]}, [{me.name!r}])",
+                "an admin assigns them with " + command("assign", "-P", PROJECT, "--annotators", me.name,
+                                                        "--images", ",".join(map(str, missing[:20])))),
+                images=missing[:100])
         withdrawn = list(conn.execute(sa.select(S.images.c.id).where(
             S.images.c.id.in_(list(set(images))), S.images.c.consent == "withdrawn")).scalars())
         if withdrawn:

@@ -32,8 +32,8 @@ from labkit.store.annotations import AnnotationRepository
 from labkit.store.assignments import AssignmentRepository
 from labkit.store.classes import ClassRepository, check_class_names
 from labkit.store.context import StoreContext
-from labkit.store.engine import create_engine, is_url, make_url, write_transaction
-from labkit.store.errors import AccessDenied, ProjectError
+from labkit.store.engine import create_engine, is_url, make_url, safe_location, write_transaction
+from labkit.store.errors import PROJECT, AccessDenied, Fix, ProjectError, command
 from labkit.store.images import ImageRepository
 from labkit.store.members import MemberRepository, pg_identity, unmapped_login
 from labkit.store.subjects import SubjectRepository
@@ -65,8 +65,10 @@ class ProjectStore:
         if not is_url(location):
             root = Path(location)
             if (root / "project.db").exists():
-                raise ProjectError(f"{root} already holds a labkit project; open it with "
-                                   f"Project.open({str(root)!r})")
+                raise ProjectError(f"{root} already holds a labkit project", fix=Fix(
+                    f"open it with Project.open({str(root)!r}), or create the new one in another folder",
+                    f"use it with -P {PROJECT} (e.g. {command('project', 'info', PROJECT)}), or create the new "
+                    "one in another folder"))
             root.mkdir(parents=True, exist_ok=True)
         else:
             root = _workdir_for(url, workdir)
@@ -74,7 +76,10 @@ class ProjectStore:
         if sa.inspect(engine).has_table("meta"):
             engine.dispose()
             raise ProjectError(f"the database {url.render_as_string(hide_password=True)} already "
-                               "holds a labkit project; use Project.open, or an empty database")
+                               "holds a labkit project", fix=Fix(
+                                   "open it with Project.open(url), or create the new one in an empty database",
+                                   f"use it with -P {PROJECT} (e.g. {command('project', 'info', PROJECT)}), or "
+                                   "create the new one in an empty database"))
         S.metadata.create_all(engine)
         user = user or default_user()
         t = utc_now()
@@ -103,14 +108,14 @@ class ProjectStore:
         if not is_url(location):
             root = Path(location)
             if not (root / "project.db").exists():
-                raise ProjectError(f"no labkit project at {root} (no project.db); create one with "
-                                   f"Project.create({str(root)!r}, classes=[...])")
+                raise ProjectError(f"no labkit project at {root} (no project.db)", fix=_create_fix(root))
         else:
             root = _workdir_for(url, workdir)
         engine = create_engine(url)
         if not sa.inspect(engine).has_table("meta"):
             engine.dispose()
-            raise ProjectError(f"{url.render_as_string(hide_password=True)} holds no labkit project")
+            raise ProjectError(f"{url.render_as_string(hide_password=True)} holds no labkit project",
+                               fix=_create_fix(location))
         try:
             with engine.connect() as conn:
                 version = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).scalar()
@@ -123,8 +128,12 @@ class ProjectStore:
             engine.dispose()
             if isinstance(version, int) and version < S.SCHEMA_VERSION:
                 raise ProjectError(f"project schema version {version} is older than this labkit's "
-                                   f"({S.SCHEMA_VERSION}); upgrade it with `labkit migrate --project {location}` "
-                                   "(a folder project is backed up first)")
+                                   f"({S.SCHEMA_VERSION})", fix=Fix(
+                                       "upgrade it with `from labkit.store.migrate import migrate; "
+                                       f"migrate({safe_location(location)!r})` (a folder project is backed up "
+                                       "first)",
+                                       f"upgrade it with {command('migrate', '-P', PROJECT)} "
+                                       "(a folder project is backed up first)"))
             raise ProjectError(f"project schema version {version}, but this labkit ({__version__}) reads "
                                f"version {S.SCHEMA_VERSION}; install the labkit that created it")
         try:
@@ -162,6 +171,11 @@ class ProjectStore:
                 "deleted_annotations": count(a, a.c.deleted_at.is_not(None)),
                 "assignments": count(S.assignments),
             }
+
+
+def _create_fix(location: str | Path) -> Fix:
+    return Fix(f"create one with Project.create({safe_location(location)!r}, classes=[...])",
+               "create one with " + command("project", "create", PROJECT, "--classes", "NAME1,NAME2"))
 
 
 def default_user() -> str:

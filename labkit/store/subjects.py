@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from labkit._util.clock import utc_now
 from labkit.store import schema as S
 from labkit.store.context import StoreContext
+from labkit.store.errors import PROJECT, Fix, ProjectError, command
 
 __all__ = ["ERASED", "ErasedRecords", "SubjectRepository", "scrub_audit"]
 
@@ -211,8 +212,12 @@ class SubjectRepository:
                                  .where(S.subjects.c.subject.in_(names))).all()) if names else {}
         withdrawn = [s for s in names if have.get(s) == "withdrawn"]
         if withdrawn:
-            raise ValueError(f"{len(withdrawn)} subject(s) withdrew consent; their images cannot be added. "
-                             "Record new consent first with project.set_consent(subject, 'given', ...)")
+            first = withdrawn[0]
+            raise ProjectError(
+                f"{len(withdrawn)} subject(s) withdrew consent ({withdrawn[:10]}); their images cannot be added",
+                fix=Fix(f"record new consent first with project.set_consent({first!r}, 'given', by=...)",
+                        "record new consent first with "
+                        + command("privacy", "consent", "-P", PROJECT, first, "--status", "given")))
         new = [s for s in names if s not in have]
         if new:
             conn.execute(sa.insert(S.subjects), [
@@ -223,7 +228,9 @@ class SubjectRepository:
     def row(self, conn: sa.Connection, subject: str) -> Any:
         row = conn.execute(sa.select(S.subjects).where(S.subjects.c.subject == subject)).first()
         if row is None:
-            raise ValueError(f"no data subject {subject!r} in the project; project.subjects() lists them")
+            raise ProjectError(f"no data subject {subject!r} in the project",
+                               fix=Fix("project.subjects() lists them",
+                                       command("privacy", "subjects", "-P", PROJECT) + " lists them"))
         return row
 
 

@@ -50,7 +50,8 @@ def test_errors_are_messages(project_copy, tmp_path):
     res = runner.invoke(issues, ["--project", str(project_copy.root), "--name", "nope"])
     assert res.exit_code == 1 and "no pool named 'nope'" in res.output
     res = runner.invoke(pool, _train_args(project_copy.root) + ["--epochs", "1"])
-    assert res.exit_code == 1 and "pass overwrite=True" in res.output
+    assert res.exit_code == 1 and "pass --overwrite to replace it, or choose another --name" in res.output
+    assert "overwrite=True" not in res.output
     res = runner.invoke(pool, ["predict", "--project", str(tmp_path / "none")])
     assert res.exit_code == 1 and "no labkit project" in res.output
     res = runner.invoke(pool, ["predict", "--project", str(project_copy.root), "--checkpoint", "resnet18"])

@@ -81,7 +81,7 @@ def test_coco_import_then_export_loads_in_pycocotools(project, tmp_path):
      "nowhere.png.*not in the project"),
     (_coco(categories=[{"id": 1, "name": "cow"}], annotations=[
         {"id": 1, "image_id": 10, "category_id": 1, "bbox": [0, 0, 1, 1]}]),
-     ImportProblem, "unknown classes \\['cow'\\]"),
+     ImportProblem, "unknown class 'cow'.*\n.*project.add_classes\\(\\['cow'\\]\\).*add_classes=True"),
     (_coco(annotations=[{"id": 1, "image_id": 10, "category_id": 1, "bbox": [30, 0, 20, 5]}]), ImportProblem,
      "annotations\\[0\\].*outside"),
     (_coco(images=[{"id": 10, "file_name": "img_0.png", "width": 640, "height": 480}], annotations=[]),

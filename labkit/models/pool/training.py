@@ -31,6 +31,7 @@ import numpy as np
 
 from labkit._util.atomic import atomic_path, write_json
 from labkit._util.clock import utc_iso
+from labkit.store.errors import Fix, ProjectError
 from labkit.store.protocol import ProjectLike
 
 from . import _images
@@ -222,6 +223,10 @@ def _labels_digest(keys: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()
 
 
+_REPLACE = Fix("pass overwrite=True to replace it, or choose another name",
+               "pass --overwrite to replace it, or choose another --name")
+
+
 def _claim(home: Path, config: dict, overwrite: bool) -> None:
     """Make ``home`` this training run's folder: new, a resumable earlier run, or overwritten."""
     path = home / "train.json"
@@ -233,14 +238,12 @@ def _claim(home: Path, config: dict, overwrite: bool) -> None:
                         if not old or old.get(k) != v}
                 shown = {k: ("changed" if k == "labels_sha256" else f"{a} -> {b}")
                          for k, (a, b) in diff.items()}
-                raise ValueError(f"a pool named {home.name!r} was trained in {home} with other "
-                                 f"options or labels ({shown}); pass overwrite=True to replace it, "
-                                 "or choose another name")
+                raise ProjectError(f"a pool named {home.name!r} was trained in {home} with other "
+                                   f"options or labels ({shown})", fix=_REPLACE)
             shutil.rmtree(home)
     elif home.exists() and any(home.iterdir()):
         if not overwrite:
-            raise ValueError(f"{home} exists but holds no pool training record; pass overwrite=True "
-                             "to replace it, or choose another name")
+            raise ProjectError(f"{home} exists but holds no pool training record", fix=_REPLACE)
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)
     if not path.exists():
