@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from labkit.cli._common import PROJECT, open_project
+from labkit.cli._common import PROJECT, ErrorsCommand, ErrorsGroup, open_project, user_error
 
 _NAME = click.option("--name", default="default", show_default=True,
                      help="The trained pool's name (its folder is <project>/pool/<name>).")
@@ -24,6 +24,22 @@ _RUN = [click.option("--image-size", type=int, default=None,
                      help="torch CPU threads (default: one per core; 1 is faster on a busy machine)."),
         click.option("--no-verify", is_flag=True,
                      help="Score image files that changed since import instead of stopping.")]
+
+
+_REFERENCE = click.option(
+    "--reference", "references", multiple=True, metavar="NAME",
+    help="An annotator whose labels are a reference (compared against, not a vote); repeat for "
+         "more. Added to the ones labkit finds (a dataset's labels a simulation drew from).")
+
+
+def _delivery(p, references: tuple[str, ...]):
+    """The project's delivered labels (the definition every labkit view uses)."""
+    from labkit.models.pool.labels import project_delivery
+
+    try:
+        return project_delivery(p, references=list(references))
+    except ValueError as exc:
+        raise user_error(exc) from exc
 
 
 def _run_options(fn):
@@ -56,7 +72,7 @@ def _pool(p, name: str, checkpoints: tuple[str, ...], image_size: int | None):
             specs.append({"arch": arch, "checkpoint": path, "name": f"{arch}:{path}"})
         return ModelPool.from_checkpoints(specs, classes=p.classes(), image_size=image_size or 224)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise user_error(exc) from exc
 
 
 def _predict(pool, p, batch_size, num_workers, device, threads, no_verify):
@@ -64,10 +80,10 @@ def _predict(pool, p, batch_size, num_workers, device, threads, no_verify):
         return pool.predict(p, batch_size=batch_size, num_workers=num_workers, device=device,
                             threads=threads, verify=not no_verify)
     except (ValueError, FileNotFoundError) as exc:  # ImageError is a ValueError
-        raise click.ClickException(str(exc)) from exc
+        raise user_error(exc) from exc
 
 
-@click.group("pool")
+@click.group("pool", cls=ErrorsGroup)
 def pool():
     """Train and run the model pool that scores difficulty and finds label errors."""
 
@@ -93,27 +109,31 @@ def pool():
 @click.option("--threads", type=int, default=None,
               help="torch CPU threads with --jobs 1 (default: one per core).")
 @click.option("--overwrite", is_flag=True, help="Replace a pool of this name trained differently.")
+@_REFERENCE
 def train(project, name, archs, fractions, folds, image_size, epochs, batch_size, lr, seed, device,
-          num_workers, jobs, threads, overwrite):
-    """Train a cross-fitted pool on the project's image-level labels (majority per image).
+          num_workers, jobs, threads, overwrite, references):
+    """Train a cross-fitted pool on the project's delivered labels.
 
+    The delivered label is the stored consensus, else the majority of the annotators (one
+    vote each, ties to the class listed first); reference annotators are not votes.
     Resumable: run the same command again after an interruption and finished models are kept.
     """
     from labkit.models.pool import ModelPool
 
     p = open_project(project)
     try:
+        delivery = _delivery(p, references)
         pool_ = ModelPool.train(
-            p, archs=None if archs is None else _csv(archs, what="architecture"),
+            p, labels=delivery.labels, archs=None if archs is None else _csv(archs, what="architecture"),
             fractions=None if fractions is None else _csv(fractions, float, "fraction"),
             folds=folds, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
             seed=seed, name=name, device=device, num_workers=num_workers, jobs=jobs,
             threads=threads, overwrite=overwrite)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise user_error(exc) from exc
     finally:
         p.close()
-    click.echo(f"trained {pool_!r}\n  saved in {pool_.home}")
+    click.echo(f"trained {pool_!r}\n  on labels: {delivery.describe()}\n  saved in {pool_.home}")
 
 
 @pool.command("predict")
@@ -139,7 +159,7 @@ def predict(project, name, checkpoints, image_size, batch_size, num_workers, dev
                f"{prov['reused']}\n  saved in {prov['saved_to']}")
 
 
-@click.command("issues")
+@click.command("issues", cls=ErrorsCommand)
 @PROJECT
 @_NAME
 @_CHECKPOINT
@@ -150,13 +170,16 @@ def predict(project, name, checkpoints, image_size, batch_size, num_workers, dev
               default="either", show_default=True, help="Which flags make a candidate.")
 @click.option("--x-threshold", default=0.8, show_default=True,
               help="Share of models voting against the label that makes an X-candidate.")
+@_REFERENCE
 @_run_options
-def issues(project, name, checkpoints, top, csv_path, candidates, x_threshold, image_size,
+def issues(project, name, checkpoints, top, csv_path, candidates, x_threshold, references, image_size,
            batch_size, num_workers, device, threads, no_verify):
     """List label-error candidates: confident learning (cleanlab) and X-perplexity.
 
     Uses the pool's saved predictions (computing what is missing) and the project's
-    image-level labels (majority per image). Best candidates first, with the reason.
+    delivered labels: the stored consensus, else the majority of the annotators (one vote
+    each, ties to the class listed first), reference annotators not voting, as in the
+    audit report. Best candidates first, with the reason.
     """
     import pandas as pd
 
@@ -166,10 +189,12 @@ def issues(project, name, checkpoints, top, csv_path, candidates, x_threshold, i
     try:
         pool_ = _pool(p, name, checkpoints, image_size)
         pred = _predict(pool_, p, batch_size, num_workers, device, threads, no_verify)
+        delivery = _delivery(p, references)
         try:
-            found = project_label_issues(p, pred, candidates=candidates, x_threshold=x_threshold)
+            found = project_label_issues(p, pred, labels=delivery.labels, candidates=candidates,
+                                         x_threshold=x_threshold)
         except ValueError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise user_error(exc) from exc
     finally:
         p.close()
     if csv_path:
@@ -178,6 +203,7 @@ def issues(project, name, checkpoints, top, csv_path, candidates, x_threshold, i
     click.echo(f"{len(found)} label-error candidate(s) among {pred.shape[1]} images"
                + (f" ({n_labeled} cross-fitted)" if n_labeled is not None else "")
                + (f"; all written to {csv_path}" if csv_path else ""))
+    click.echo(f"  given label: {delivery.describe()}")
     if not len(found):
         return
     shown = found if top == 0 else found.head(top)

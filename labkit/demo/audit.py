@@ -126,7 +126,7 @@ def audit_demo(project: Project | str | Path = "demo_project", out_dir: str | Pa
     contract_path.write_text(DEMO_CONTRACT)
     contract = load_contract(contract_path)
     ann = p.annotations()
-    delivered = delivered_labels(ann[ann["worker"] != REFERENCE], p.classes())
+    delivered = delivered_labels(ann, p.classes(), references=[REFERENCE])  # as every view: the reference is no vote
     if train_pool:
         from labkit.models.pool import ModelPool
 

@@ -1,4 +1,4 @@
-"""labkit.quality: the pure numpy/pandas core (difficulty, agreement, consensus, layouts).
+"""labkit.quality: the pure numpy/pandas core (difficulty, agreement, consensus, delivered labels, layouts).
 
 Nothing here imports an image, plotting or model library, ipywidgets or papermill (files
 are read by ``labkit.store``, figures drawn by ``labkit.plots``); names load on first use,
@@ -15,6 +15,7 @@ _MODULES = {
     "labkit.quality.sampling": ["SamplingPlan", "code_letter", "sampling_plan", "draw_sample",
                                 "proportion_interval", "plan_table"],
     "labkit.quality.composition": ["attribute_shares", "coverage_matrix", "validation_table"],
+    "labkit.quality.delivered": ["Delivery", "deliver", "find_references"],
     "labkit.quality.disagreement": ["disagreement_by_task"],
     "labkit.quality.issues": ["ISSUE_COLUMNS", "label_issues"],
     "labkit.quality.aggregate": [

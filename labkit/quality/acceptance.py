@@ -1,7 +1,8 @@
 """Acceptance against a data-quality contract: clauses, measurements and a verdict.
 
-A *contract* (seed 000: an agreement between a data provider and a data user) sets a
-threshold per clause; a *measurement* is what the audit found for a clause, with the
+A *contract* (a data-quality agreement between a data provider and a data user, after
+the image-recognition data-quality agreement template labkit follows) sets a threshold
+per clause; a *measurement* is what the audit found for a clause, with the
 evidence behind it; :func:`evaluate` turns both into a PASS / FAIL / NOT EVALUATED
 verdict per clause and an overall verdict. A clause without a measurement is NOT
 EVALUATED, never PASS, and makes the overall verdict INCOMPLETE unless another clause
@@ -13,7 +14,7 @@ Contracts are TOML files or dicts (``contracts/example.toml`` shows every table)
     [thresholds]  one number per clause of CLAUSES
     [taxonomy]    classes (valid classes), main_classes (need images_per_class)
     [requirements] annotation_kinds, attributes     (what every image must have)
-    [coverage]    min_images, [coverage.scenarios] attribute = [required values]
+    [coverage]    min_images, per_class, [coverage.scenarios] attribute = [required values]
     [sampling]    level, seed, decision, interval  (ISO 2859-1 inspection)
     [agreement]   metric, kind, level, n_boot
     [annotations] exclude_workers (e.g. a reference annotator that is not part of the delivery)
@@ -37,10 +38,10 @@ from .sampling import AQLS, LEVELS, SamplingPlan, proportion_interval
 
 __all__ = ["CLAUSES", "DIMENSIONS", "Contract", "Measurement", "Verdict", "load_contract", "evaluate",
            "measure_completeness", "measure_class_counts", "measure_coverage", "measure_agreement",
-           "measure_inspection", "measure_rate", "inspection_template", "read_inspection",
+           "measure_inspection", "measure_rate", "metric_title", "inspection_template", "read_inspection",
            "INSPECTION_COLUMNS", "DEFECT_TYPES"]
 
-#: The six quality dimensions of seed 000, in report order.
+#: The six quality dimensions of the data-quality agreement, in report order.
 DIMENSIONS = ("accuracy", "completeness", "diversity", "consistency", "annotation_quality", "cleanliness")
 
 #: clause -> (dimension, direction, description). ``max``: the measured value must be at
@@ -50,7 +51,8 @@ CLAUSES: dict[str, tuple[str, str, str]] = {
     "annotation_error_rate": ("annotation_quality", "max", "annotation errors of any kind among inspected samples"),
     "completeness_rate": ("completeness", "min", "images intact, with their required annotations and attributes"),
     "images_per_class": ("completeness", "min", "images of the least represented main class"),
-    "scenario_coverage": ("diversity", "min", "required scenarios (attribute values) with enough images"),
+    "scenario_coverage": ("diversity", "min", "required scenarios (attribute values, or class × value) "
+                                              "with enough images"),
     "agreement": ("consistency", "min", "inter-annotator agreement, lower bound of its interval"),
     "label_issue_rate": ("cleanliness", "max", "label-error candidates from the model pool among labeled images"),
     "duplicate_conflicts": ("cleanliness", "max", "duplicate images whose labels conflict"),
@@ -62,13 +64,18 @@ _SECTIONS: dict[str, dict[str, type | tuple]] = {
     "thresholds": {k: (int, float) for k in CLAUSES},
     "taxonomy": {"classes": list, "main_classes": list},
     "requirements": {"annotation_kinds": list, "attributes": list},
-    "coverage": {"min_images": int, "scenarios": dict},
+    "coverage": {"min_images": int, "scenarios": dict, "per_class": list},
     "sampling": {"level": str, "seed": int, "decision": str, "interval": str},
     "agreement": {"metric": str, "kind": str, "level": float, "n_boot": int},
     "annotations": {"exclude_workers": list},
     "validation": {"pool_accuracy": (int, float), "mask_miou": (int, float)},
 }
 _DECISIONS = ("iso2859", "upper_bound", "point")
+_INTERVALS = {"wilson": "Wilson", "clopper-pearson": "Clopper–Pearson"}
+#: How a report names an agreement metric; others are shown with spaces for underscores.
+METRIC_TITLES = {"krippendorff_alpha": "Krippendorff's alpha", "fleiss_kappa": "Fleiss' kappa",
+                 "cohen_kappa": "Cohen's kappa", "gwet_ac1": "Gwet's AC1", "scott_pi": "Scott's pi",
+                 "percent_agreement": "percent agreement"}
 _RATE_CLAUSES = ("key_error_rate", "annotation_error_rate", "completeness_rate", "scenario_coverage",
                  "label_issue_rate", "geometry_error_rate")
 
@@ -164,6 +171,12 @@ def load_contract(spec: str | Path | Mapping[str, Any]) -> Contract:
     if sampling.get("interval", "wilson") not in ("wilson", "clopper-pearson"):
         raise ValueError(f"contract [sampling] interval = {sampling['interval']!r}; expected "
                          "'wilson' or 'clopper-pearson'")
+    coverage = sections.get("coverage", {})
+    unlisted = [a for a in coverage.get("per_class", []) if a not in coverage.get("scenarios", {})]
+    if unlisted:
+        raise ValueError(f"contract [coverage] per_class names {unlisted}, which [coverage.scenarios] does not "
+                         f"list (it lists {list(coverage.get('scenarios', {}))}); add the values every main class "
+                         f"needs, e.g. [coverage.scenarios] {unlisted[0]} = [...]")
     if decision == "iso2859":
         for k in ("key_error_rate", "annotation_error_rate"):
             if k in thresholds and not any(math.isclose(thresholds[k] * 100, a) for a in AQLS):
@@ -182,7 +195,9 @@ class Measurement:
     ``value`` None means NOT EVALUATED (``reason`` says why). ``low``/``high``: an
     interval of the value; ``n``: how many items it rests on; ``ids``: the items
     behind a failure (images or annotations); ``passed``: a decision made by a rule of
-    its own (an ISO 2859-1 plan), else the value is compared with the threshold.
+    its own (an ISO 2859-1 plan), else the value is compared with the threshold;
+    ``decision``: that rule's outcome in words, with its numbers (a report shows it as
+    the measured value).
     """
 
     value: float | None
@@ -194,6 +209,7 @@ class Measurement:
     passed: Any = None  # callable threshold -> bool, or None
     reason: str = ""
     judged_on: str = "value"
+    decision: str = ""
 
 
 def not_evaluated(reason: str) -> Measurement:
@@ -229,7 +245,7 @@ def measure_class_counts(counts: pd.Series, *, minimum: float | None = None) -> 
     low = counts.sort_values(kind="stable")
     below = low[low < minimum] if minimum is not None else low.iloc[:0]
     shown = below if len(below) else low.iloc[:3]
-    text = ", ".join(f"{c}: {int(n)}" for c, n in shown.items())
+    text = ", ".join(f"class {c} ({int(n)} images)" for c, n in shown.items())
     head = f"{len(below)} of {len(counts)} classes below {minimum:g}: " if minimum is not None and len(below) \
         else "fewest images: "
     return Measurement(value=float(low.iloc[0]), n=len(counts), ids=tuple(below.index),
@@ -237,11 +253,22 @@ def measure_class_counts(counts: pd.Series, *, minimum: float | None = None) -> 
 
 
 def measure_coverage(counts: pd.DataFrame, required: Mapping[str, Sequence[Any]], *,
-                     min_images: int = 1) -> Measurement:
-    """Share of required (attribute, value) scenarios with at least ``min_images`` images.
+                     min_images: int = 1, per_class: Mapping[str, pd.DataFrame] | None = None) -> Measurement:
+    """Share of required scenarios with at least ``min_images`` images.
 
-    ``counts`` has columns ``attribute``, ``value``, ``images`` (e.g. from
-    :func:`labkit.quality.composition.attribute_shares`).
+    A scenario is an (attribute, value) pair of ``required``; for an attribute of
+    ``per_class`` it is a (class, attribute, value) combination instead: every class
+    must have ``min_images`` images with each required value (e.g. every class in each
+    split).
+
+    Parameters
+    ----------
+    counts : DataFrame with columns ``attribute``, ``value``, ``images`` (e.g. from
+        :func:`labkit.quality.composition.attribute_shares`)
+    required : attribute -> the values the contract requires
+    per_class : attribute -> images per class (rows, the classes that must be covered) and
+        value (columns), e.g. :func:`labkit.quality.composition.coverage_matrix`; a
+        required value that is not a column has no image
 
     Examples
     --------
@@ -249,29 +276,51 @@ def measure_coverage(counts: pd.DataFrame, required: Mapping[str, Sequence[Any]]
     >>> m = measure_coverage(c, {"light": ["day", "night", "dusk"]}, min_images=2)
     >>> round(m.value, 3), m.ids
     (0.333, ('light=night', 'light=dusk'))
+    >>> by_class = pd.DataFrame({"day": [5, 4], "night": [1, 0]}, index=["cat", "dog"])
+    >>> m = measure_coverage(c, {"light": ["day", "night"]}, min_images=2, per_class={"light": by_class})
+    >>> m.value, m.ids
+    (0.5, ('cat × light=night', 'dog × light=night'))
     """
     if not required:
         return not_evaluated("the contract lists no scenarios ([coverage.scenarios])")
+    per_class = dict(per_class or {})
     have = {(a, str(v)): int(n) for a, v, n in zip(counts["attribute"], counts["value"], counts["images"])}
     missing, total = [], 0
     for attr, values in required.items():
+        if attr in per_class:
+            m = per_class[attr].rename(columns=str)
+            for cls in m.index:
+                for v in values:
+                    total += 1
+                    if (int(m.at[cls, str(v)]) if str(v) in m.columns else 0) < min_images:
+                        missing.append(f"{cls} × {attr}={v}")
+            continue
         for v in values:
             total += 1
             if have.get((attr, str(v)), 0) < min_images:
                 missing.append(f"{attr}={v}")
-    text = (f"{total - len(missing)} of {total} scenarios have >= {min_images} images"
-            + (f"; short: {', '.join(missing[:12])}" if missing else ""))
+    if not total:
+        return not_evaluated("the scenarios the contract lists have no value or class to cover")
+    what = "scenarios" if not per_class else "scenarios (attribute values, or class × value)"
+    text = (f"{total - len(missing)} of {total} {what} have ≥ {min_images} images"
+            + (f"; short: {', '.join(missing[:12])}" + (" …" if len(missing) > 12 else "") if missing else ""))
     return Measurement(value=(total - len(missing)) / total, n=total, ids=tuple(missing), evidence=text)
+
+
+def metric_title(metric: str) -> str:
+    """How a report names an agreement metric: ``"krippendorff_alpha"`` -> ``"Krippendorff's alpha"``."""
+    return METRIC_TITLES.get(metric, metric.replace("_", " "))
 
 
 def measure_agreement(interval: Any, *, n_tasks: int, metric: str) -> Measurement:
     """Agreement judged on the lower bound of its interval (an ``AgreementInterval``)."""
+    name = metric_title(metric)
     if interval is None or not math.isfinite(getattr(interval, "estimate", float("nan"))):
-        return not_evaluated(f"{metric} is undefined (fewer than 2 annotators on any image, or one "
+        return not_evaluated(f"{name} is undefined (fewer than 2 annotators on any image, or one "
                              "label only)")
     return Measurement(value=float(interval.estimate), low=float(interval.low), high=float(interval.high),
                        n=n_tasks, judged_on="low",
-                       evidence=f"{metric} {interval.estimate:.3f}, {interval.level:.0%} interval "
+                       evidence=f"{name} {interval.estimate:.3f}, {interval.level:.0%} interval "
                                 f"[{interval.low:.3f}, {interval.high:.3f}] over {n_tasks} images "
                                 f"({interval.n_boot} bootstrap resamples)")
 
@@ -363,7 +412,9 @@ def measure_inspection(sheet: pd.DataFrame, plan: SamplingPlan, *, threshold: fl
         Count ``key`` defects only (key error rate) or every defect (annotation error rate).
     decision : {"iso2859", "upper_bound", "point"}
         Pass when the plan accepts the lot (defects <= Ac), when the interval's upper
-        bound is at most the threshold, or when the observed rate is.
+        bound is at most the threshold, or when the observed rate is. With ``iso2859``
+        the measurement's ``decision`` states the outcome with the plan's numbers, e.g.
+        ``"3 of 50 sampled defective ≤ Ac 3: lot accepted"``.
     """
     n = plan.sample_size
     part = sheet.iloc[:n]
@@ -375,8 +426,7 @@ def measure_inspection(sheet: pd.DataFrame, plan: SamplingPlan, *, threshold: fl
     k = int(is_err.sum())
     rate, low, high = proportion_interval(k, n, method=interval)
     verdict = plan.decide(k)
-    rule = {"iso2859": f"lot {verdict}ed: {k} defective <= Ac {plan.accept}" if verdict == "accept"
-            else f"lot rejected: {k} defective >= Re {plan.reject}",
+    rule = {"iso2859": plan.outcome(k),
             "upper_bound": f"upper bound {high:.1%} vs {threshold:.1%}",
             "point": f"observed {rate:.1%} vs {threshold:.1%}"}[decision]
     passed = {"iso2859": lambda t: verdict == "accept", "upper_bound": lambda t: high <= t,
@@ -384,9 +434,12 @@ def measure_inspection(sheet: pd.DataFrame, plan: SamplingPlan, *, threshold: fl
     ids = tuple(done.loc[is_err, "image"])
     return Measurement(value=rate, low=low, high=high, n=n, ids=ids, passed=passed,
                        judged_on={"iso2859": "plan", "upper_bound": "high", "point": "value"}[decision],
+                       decision=rule if decision == "iso2859" else "",
                        evidence=f"{k} of {n} inspected images with {'key ' if errors == 'key' else ''}errors "
-                                f"({rate:.1%}, 95% {interval} interval {low:.1%}–{high:.1%}); "
-                                f"n={n}, Ac={plan.accept}, Re={plan.reject} (code {plan.plan_letter}); {rule}")
+                                f"(sample rate {rate:.1%}, 95% {_INTERVALS.get(interval, interval)} interval "
+                                f"{low:.1%}–{high:.1%}); ISO 2859-1 plan of code {plan.plan_letter}: n = {n}, "
+                                f"Ac {plan.accept}, Re {plan.reject}; "
+                                + (f"lot {verdict}ed" if decision == "iso2859" else rule))
 
 
 # -------------------------------------------------------------------- verdict --
@@ -426,7 +479,8 @@ def evaluate(contract: Contract, measurements: Mapping[str, Measurement]) -> Ver
 
     Returns a :class:`Verdict` whose ``table`` is indexed by clause with columns
     ``dimension``, ``description``, ``measured``, ``low``, ``high``, ``threshold``,
-    ``rule`` (e.g. ``"<= 0.01"``), ``judged_on``, ``status``, ``evidence``, ``ids``, ``n``.
+    ``rule`` (e.g. ``"<= 0.01"``), ``judged_on``, ``decision`` (the outcome of a rule of the
+    measurement's own, in words, or ""), ``status``, ``evidence``, ``ids``, ``n``.
     The overall verdict is FAIL if any clause fails, else INCOMPLETE if any clause is
     NOT EVALUATED, else PASS.
 
@@ -449,11 +503,12 @@ def evaluate(contract: Contract, measurements: Mapping[str, Measurement]) -> Ver
         rows.append({"clause": clause, "dimension": dim, "description": text, "measured": m.value,
                      "low": m.low, "high": m.high, "threshold": threshold,
                      "rule": f"{'<=' if direction == 'max' else '>='} {threshold:g}",
-                     "judged_on": m.judged_on, "status": _status(clause, m, direction, threshold),
+                     "judged_on": m.judged_on, "decision": m.decision if m.value is not None else "",
+                     "status": _status(clause, m, direction, threshold),
                      "evidence": m.evidence if m.value is not None else f"not evaluated: {m.reason}",
                      "ids": list(m.ids), "n": m.n})
     cols = ["clause", "dimension", "description", "measured", "low", "high", "threshold", "rule",
-            "judged_on", "status", "evidence", "ids", "n"]
+            "judged_on", "decision", "status", "evidence", "ids", "n"]
     table = pd.DataFrame(rows, columns=cols).set_index("clause")
     statuses = set(table["status"])
     overall = "FAIL" if "FAIL" in statuses else "INCOMPLETE" if "NOT EVALUATED" in statuses else "PASS"

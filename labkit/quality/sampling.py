@@ -88,6 +88,36 @@ class SamplingPlan:
             raise ValueError(f"nonconforming={nonconforming!r}; expected a count >= 0")
         return "accept" if nonconforming <= self.accept else "reject"
 
+    def _aql_text(self) -> str:
+        # Table 2-A: up to 10 the AQL is percent nonconforming, above it nonconformities per 100 items
+        return f"AQL {self.aql:g}%" if self.aql <= 10 else f"AQL {self.aql:g} per 100 items"
+
+    def rule(self) -> str:
+        """The acceptance rule in words, with the plan's numbers (for a report's "required" column).
+
+        Examples
+        --------
+        >>> sampling_plan(304, 2.5).rule()
+        'ISO 2859-1 plan for AQL 2.5%: accept the lot with ≤ Ac 3 defective of 50 sampled'
+        """
+        return (f"ISO 2859-1 plan for {self._aql_text()}: accept the lot with ≤ Ac {self.accept} defective "
+                f"of {self.sample_size} sampled")
+
+    def outcome(self, nonconforming: int) -> str:
+        """The decision for ``nonconforming`` items found in the sample, in words.
+
+        Examples
+        --------
+        >>> p = sampling_plan(304, 2.5)  # n = 50, Ac 3, Re 4
+        >>> p.outcome(3)
+        '3 of 50 sampled defective ≤ Ac 3: lot accepted'
+        >>> p.outcome(4)
+        '4 of 50 sampled defective ≥ Re 4: lot rejected'
+        """
+        if self.decide(nonconforming) == "accept":
+            return f"{nonconforming} of {self.sample_size} sampled defective ≤ Ac {self.accept}: lot accepted"
+        return f"{nonconforming} of {self.sample_size} sampled defective ≥ Re {self.reject}: lot rejected"
+
     def describe(self) -> str:
         via = "" if self.plan_letter == self.letter else f" (arrow to {self.plan_letter})"
         full = ", 100% inspection" if self.full_inspection else ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,7 +54,7 @@ main { max-width: 1100px; margin: 0 auto; padding: 8px 24px 40px; }
 .lk table.lk-table tbody tr:nth-child(even) { background: #fafbfc; }
 .lk table.lk-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .lk table.lk-table tr.fail td { background: #fff5f5; }
-.lk table.lk-table td.low { background: #fde2e1; color: var(--lk-fail); font-weight: 700; }
+.lk table.lk-table td.fail { background: #fde2e1; color: var(--lk-fail); font-weight: 700; }
 .lk .note { border-left: 4px solid var(--lk-line); background: var(--lk-soft); padding: 8px 12px; margin: 8px 0; }
 .lk .note.na { border-color: var(--lk-na); } .lk .note.fail { border-color: var(--lk-fail); }
 .lk .note.pass { border-color: var(--lk-pass); }
@@ -112,11 +113,12 @@ def fmt(value: Any, *, percent: bool = False, digits: int = 3) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, (int,)) or (isinstance(value, float) and value.is_integer() and not percent
-                                     and abs(value) >= 1):
+    if percent and isinstance(value, numbers.Real):
+        return f"{float(value):.1%}"
+    if isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1):
         return f"{int(value):,}"
     if isinstance(value, float):
-        return f"{value:.1%}" if percent else f"{value:.{digits}g}"
+        return f"{value:.{digits}g}"
     return str(value)
 
 
@@ -134,7 +136,7 @@ def table(df: pd.DataFrame, *, index: bool = False, percent: Iterable[str] = (),
         cells = [f"<th>{esc(idx)}</th>"] if index else []
         for c in shown.columns:
             v = row[c]
-            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            num = isinstance(v, numbers.Real) and not isinstance(v, bool)  # numpy numbers too
             extra = cell_class.iloc[pos][c] if cell_class is not None else ""
             klass = " ".join(k for k in ("num" if num else "", extra) if k)
             text = str(v) if c in raw else esc(fmt(v, percent=c in percent))
@@ -162,10 +164,15 @@ def figure(fig: Any, *, dpi: int = 110) -> str:
 
 
 def section(dimension: str, intro: str, *parts: str, clauses: pd.DataFrame | None = None) -> Html:
-    """A report section: heading, one line of intro, the clauses it judges, then the parts."""
+    """A report section: heading, one line of intro, the clauses it judges, then the parts.
+
+    ``clauses`` are rows of a verdict table; a ``required`` column (plain text) states each
+    requirement as the verdict table does, else the bare ``rule`` is shown.
+    """
     title = DIMENSION_TITLES.get(dimension, dimension)
     head = f'<h2 id="{esc(dimension)}">{esc(title)}</h2><p class="sub">{intro}</p>'
     if clauses is not None and len(clauses):
-        head += "".join(note(f"{pill(r.status)} <b>{esc(c)}</b> {esc(r.rule)} — {esc(r.evidence)}",
+        head += "".join(note(f"{pill(r.status)} <b>{esc(c)}</b> required: "
+                             f"{esc(r.required if 'required' in clauses.columns else r.rule)} — {esc(r.evidence)}",
                              STATUS_CLASS.get(r.status, "na")) for c, r in clauses.iterrows())
     return block(head, *parts)

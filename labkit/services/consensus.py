@@ -38,6 +38,10 @@ BOX_METHODS = ("fusion",)
 def _inputs(project: Project, kind: str, annotator: str, images: Sequence[int] | None) -> pd.DataFrame:
     df = project.annotations(kind=kind)
     df = df[(df["source"] != "consensus") & (df["worker"] != annotator)]
+    if kind == "label":  # a reference is compared against, not a vote (labkit.quality.delivered)
+        from labkit.quality.delivered import find_references
+
+        df = df[~df["worker"].isin(find_references(df))]
     if images is not None:
         df = df[df["task"].isin([int(i) for i in images])]
     return df
@@ -76,7 +80,9 @@ def write_consensus(project: Project, *, kind: str = "label", method: str | None
     """Aggregate the project's annotations of one kind and store the consensus.
 
     Inputs are the live (not deleted) annotations of ``kind`` whose source is not
-    ``"consensus"``. The result is written as annotations of ``annotator`` (created with
+    ``"consensus"``; for labels, without the reference annotators that
+    :func:`labkit.quality.delivered.find_references` finds (they are compared against, not
+    votes, as in every delivered label). The result is written as annotations of ``annotator`` (created with
     role ``"annotator"`` if missing) with ``source="consensus"``; each records in its
     provenance the ``method``, the ids of the annotations it came from (``inputs``), the
     ``parameters`` and the ``labkit_version``. Earlier consensus of this kind by

@@ -12,6 +12,8 @@ from labkit.widgets._common import safe_action
 from labkit.widgets._render import PALETTE, compose, rgb
 
 if TYPE_CHECKING:
+    from labkit.quality.agreement import AgreementInterval
+    from labkit.quality.delivered import Delivery
     from labkit.services.project import Project
 
 log = logging.getLogger("labkit.agreement")
@@ -20,6 +22,11 @@ CONSENSUS = "consensus"
 
 class AgreementDashboard(w.VBox):
     """Agreement between a project's annotators, with review and adjudication.
+
+    Image-level labels are the votes of the project's delivered labels
+    (:func:`labkit.models.pool.labels.project_delivery`, the definition every labkit view
+    uses): one label per annotator and image, reference annotators and consensus left out,
+    so its alpha is the audit report's. The numbers state the definition.
 
     Parameters
     ----------
@@ -44,6 +51,8 @@ class AgreementDashboard(w.VBox):
         self.adjudicator = adjudicator or project.user
         self.gallery_size = gallery_size
         self.decisions: list = []
+        self.delivery: Delivery  # set by refresh(): the delivered labels and their votes
+        self.alpha: AgreementInterval | None = None  # Krippendorff's alpha shown (labels only)
         kinds = sorted(set(project.annotations()["kind"])) or ["label"]
         self.kind = w.Dropdown(options=kinds, value=kind if kind in kinds else kinds[0], description="kind")
         self.cls = w.Dropdown(options=["all", *project.classes()], value="all", description="class")
@@ -89,9 +98,15 @@ class AgreementDashboard(w.VBox):
         return safe_action(self.status, log)(fn)
 
     def data(self) -> pd.DataFrame:
-        """The annotations under the current filters (consensus excluded)."""
-        df = self.project.annotations(kind=self.kind.value)
-        df = df[df["source"] != "consensus"]
+        """The annotations under the current filters (consensus and reference annotators excluded).
+
+        Labels are the votes of the delivered labels: one per annotator and image (the latest).
+        """
+        if self.kind.value == "label":
+            df = self.delivery.votes
+        else:
+            df = self.project.annotations(kind=self.kind.value)
+            df = df[(df["source"] != "consensus") & ~df["worker"].isin(self.delivery.references)]
         if self.cls.value != "all" and self.kind.value != "label":
             df = df[df["label"] == self.cls.value]
         if self.workers.value:
@@ -106,24 +121,32 @@ class AgreementDashboard(w.VBox):
         """Recompute numbers, plots and the gallery for the current filters."""
         from labkit import plots
         from labkit import quality as q
+        from labkit.models.pool.labels import project_delivery
         from labkit.quality.disagreement import disagreement_by_task
 
+        self.delivery = project_delivery(self.project)
         if reset_workers:
-            all_workers = self.project.annotations(kind=self.kind.value)
-            names = sorted(set(all_workers.loc[all_workers["source"] != "consensus", "worker"]))
+            if self.kind.value == "label":
+                names = list(self.delivery.voters)
+            else:
+                all_workers = self.project.annotations(kind=self.kind.value)
+                keep = (all_workers["source"] != "consensus") & ~all_workers["worker"].isin(self.delivery.references)
+                names = sorted(set(all_workers.loc[keep, "worker"]))
             self.workers.unobserve_all("value")
             self.workers.options = names
             self.workers.value = ()
             self.workers.observe(self._safe(lambda _: self.refresh(reset_workers=False)), "value")
         df = self.data()
         long = df[["task", "worker", "label"]]
+        long = long[long.groupby("task")["worker"].transform("nunique").to_numpy() >= 2]  # as the audit
         self.colours = self._colours(df["worker"].unique())
         outs = self.plots.children
         for o in outs:
             o.clear_output()
         rows = []
-        if self.kind.value == "label" and long["task"].duplicated().any():
-            alpha = q.confidence_interval("krippendorff_alpha", long, n_boot=500)
+        self.alpha = None
+        if self.kind.value == "label" and len(long):
+            alpha = self.alpha = q.confidence_interval("krippendorff_alpha", long, n_boot=500)
             rows = [("Krippendorff's alpha (95% CI)", f"{alpha.estimate:.3f} [{alpha.low:.3f}, {alpha.high:.3f}]"),
                     ("Fleiss' kappa", f"{q.fleiss_kappa(long):.3f}"),
                     ("Percent agreement", f"{q.percent_agreement(long):.1%}")]
@@ -147,10 +170,16 @@ class AgreementDashboard(w.VBox):
                         ("Annotator pairs x images", f"{len(pairs)}")]
                 with outs[0]:
                     _show(plots.iou_distribution(pairs))
-        rows.append(("Images with 2+ annotators", str(long.groupby("task")["worker"].nunique().ge(2).sum())))
+        rows.append(("Images with 2+ annotators", str(long["task"].nunique())))
+        if self.kind.value == "label":
+            definition = self.delivery.describe()
+        else:
+            definition = ("reference " + ", ".join(map(repr, self.delivery.references)) + " excluded"
+                          if self.delivery.references else "")
         self.numbers.value = "<table>" + "".join(
             f"<tr><td style='padding-right:1em'>{html.escape(k)}</td><td><b>{v}</b></td></tr>"
-            for k, v in rows) + "</table>"
+            for k, v in rows) + "</table>" + (
+            f"<small class='labkit-definition'>{html.escape(definition)}</small>" if definition else "")
         self.scores = disagreement_by_task(df, kind=self.kind.value) if len(df) else pd.DataFrame()
         self._fill_gallery(df)
 
@@ -201,9 +230,9 @@ class AgreementDashboard(w.VBox):
         kind = self.kind.value
         if mine.empty:
             return []
-        if kind == "label":
-            mv = q.MajorityVote().fit_predict(mine[["task", "worker", "label"]])
-            return [{"label": mv.iloc[0], "inputs": [int(i) for i in mine.index]}]
+        if kind == "label":  # the delivered-label rule on these votes: majority, ties to the first class
+            label = q.deliver(mine, self.project.classes(), find=False).labels.iloc[0]
+            return [{"label": label, "inputs": [int(i) for i in mine.index]}]
         if kind == "box":
             fused = q.fuse_boxes(mine)
             return [{"label": r["label"], "geometry": r["geometry"], "score": r.get("score"),

@@ -27,7 +27,10 @@ class DifficultyExplorer(w.VBox):
         :func:`labkit.quality.difficulty_table`, indexed by image id.
     project : labkit.Project
     labels : Series, optional
-        Given class name per image (for the class filter and captions).
+        Given class name per image (for the class filter and captions). Default: the
+        project's delivered labels (:func:`labkit.models.pool.labels.project_delivery`,
+        the definition every labkit view uses). The widget states the definition, and
+        says so when the labels passed differ from the delivered ones.
     probs : ndarray of shape (M, N, K), optional
         The pool's probabilities in ``table``'s row order, to show each model's vote.
     classes : list of str, optional
@@ -39,20 +42,26 @@ class DifficultyExplorer(w.VBox):
     --------
     In a notebook::
 
-        DifficultyExplorer(difficulty_table(probs, y, sample_ids=ids), project, labels=given)
+        DifficultyExplorer(project_difficulty(project, predictions), project)
     """
 
     def __init__(self, table: pd.DataFrame, project: Project, *, labels: pd.Series | None = None, probs=None,
                  classes=None, gallery_size: int = 12):
         if not len(table):
             raise ValueError("the difficulty table is empty; score some images first (labkit.quality.difficulty_table)")
+        from labkit.models.pool.labels import project_delivery
+
         self.table = table
         self.project = project
-        self.labels = labels.reindex(table.index) if labels is not None else None
+        self.delivery = project_delivery(project)
+        delivered = self.delivery.labels.reindex(table.index)
+        self.labels: pd.Series = delivered if labels is None else labels.reindex(table.index)
+        self.definition = w.HTML(self._definition(delivered))
+        self.definition.add_class("labkit-definition")
         self.probs = probs
         self.classes = list(classes) if classes is not None else project.classes()
         self.gallery_size = gallery_size
-        given = ["all"] + (sorted(self.labels.dropna().unique().tolist(), key=str) if self.labels is not None else [])
+        given = ["all"] + sorted(self.labels.dropna().unique().tolist(), key=str)
         self.cls = w.Dropdown(options=given, value="all", description="given label")
         c = table["c_perplexity"]
         self.c_range = w.FloatRangeSlider(value=(float(c.min()), float(c.max())), min=float(c.min()),
@@ -77,15 +86,25 @@ class DifficultyExplorer(w.VBox):
         self.status = w.HTML()
         self.status.add_class("labkit-status")
         self._checks: dict[int, w.Checkbox] = {}
-        super().__init__([w.HBox([self.cls, self.sort]), w.HBox([self.c_range, self.x_range]), self.count,
-                          self.hist, self.gallery, w.HBox([self.select_all, self.annotator, self.send_btn]),
-                          self.status])
+        super().__init__([w.HBox([self.cls, self.sort]), w.HBox([self.c_range, self.x_range]), self.definition,
+                          self.count, self.hist, self.gallery,
+                          w.HBox([self.select_all, self.annotator, self.send_btn]), self.status])
         self.add_class("labkit-difficulty")
         for widget in (self.cls, self.sort, self.c_range, self.x_range):
             widget.observe(self._safe(lambda _: self.refresh()), "value")
         self.select_all.on_click(self._safe(lambda _: self._check_all()))
         self.send_btn.on_click(self._safe(lambda _: self.send_to_relabel()))
         self.refresh()
+
+    def _definition(self, delivered: pd.Series) -> str:
+        """What "given" means here: the delivered-label definition, or how the caller's labels differ."""
+        text = "given label: " + self.delivery.describe()
+        same = (self.labels == delivered) | (self.labels.isna() & delivered.isna())
+        if not same.all():
+            differ = self.labels.index[~same.to_numpy()]
+            text = (f"given label: the labels passed in; they differ from the delivered label on {len(differ)} "
+                    f"image(s), e.g. {[int(i) for i in differ[:5]]} ({self.delivery.describe()})")
+        return f"<small>{html.escape(text)}</small>"
 
     def _check_all(self) -> None:
         for cb in self._checks.values():
@@ -100,7 +119,7 @@ class DifficultyExplorer(w.VBox):
         keep = t["c_perplexity"].between(*self.c_range.value)
         if t["x_perplexity"].notna().any():
             keep &= t["x_perplexity"].between(*self.x_range.value)
-        if self.cls.value != "all" and self.labels is not None:
+        if self.cls.value != "all":
             keep &= self.labels == self.cls.value
         return t[keep].sort_values(self.sort.value, ascending=self.sort.value in ("margin", "label_prob"),
                                    kind="stable")
@@ -114,14 +133,16 @@ class DifficultyExplorer(w.VBox):
         with self.hist:
             from IPython.display import display
 
-            if self.labels is not None and len(rows):
+            if len(rows):
                 display(plots.difficulty_histograms(rows, self.labels, score=self.sort.value))
         cards, self._checks = [], {}
         for image, r in rows.head(self.gallery_size).iterrows():
             img = self.project.read_image(int(image), verify=False)
             thumb = w.Image(value=compose(img, fit=140), format="jpeg",
                             layout=w.Layout(width="100%", height="auto", object_fit="contain"))
-            given = f"given {html.escape(str(self.labels[image]))} · " if self.labels is not None else ""
+            label = self.labels[image]
+            tie = " (tie)" if image in self.delivery.ties and label == self.delivery.labels[image] else ""
+            given = f"given {html.escape('—' if pd.isna(label) else str(label))}{tie} · "
             caption = w.HTML(f"<small>image {image} · C {r['c_perplexity']:.2f} · X {r['x_perplexity']:.2f}<br>"
                              f"{given}{self._votes(image)}</small>")
             cb = w.Checkbox(value=False, description="relabel", indent=False)

@@ -27,6 +27,8 @@ def test_example_contract_loads_with_every_clause():
     ({"sampling": {"decision": "vibes"}}, "decision = 'vibes'"),
     ({"samplng": {}}, r"unknown table \[samplng\] \(did you mean 'sampling'\?\)"),
     ({"coverage": {"min_image": 3}}, "unknown key 'min_image' .*'min_images'"),
+    ({"coverage": {"per_class": ["split"], "scenarios": {"light": ["day"]}}},
+     r"per_class names \['split'\], which \[coverage.scenarios\] does not list \(it lists \['light'\]\)"),
 ])
 def test_bad_contracts(spec, match):
     with pytest.raises(ValueError, match=match):
@@ -63,6 +65,21 @@ def test_measure_helpers():
     assert A.measure_rate(0, 0).value is None
 
 
+def test_coverage_per_class():
+    """[coverage] per_class: each (class, required value) is a scenario; a value no image has counts 0."""
+    shares = pd.DataFrame({"attribute": ["split", "split", "light"], "value": ["train", "test", "day"],
+                           "images": [40, 6, 46]})
+    by_class = pd.DataFrame({"train": [20, 20], "test": [5, 1]}, index=pd.Index(["cat", "dog"], name="class"))
+    m = A.measure_coverage(shares, {"split": ["train", "test", "val"], "light": ["day"]}, min_images=2,
+                           per_class={"split": by_class})
+    assert m.ids == ("cat × split=val", "dog × split=test", "dog × split=val")
+    assert m.value == 4 / 7 and m.n == 7 and "4 of 7 scenarios" in m.evidence
+    plain = A.measure_coverage(shares, {"split": ["train", "test", "val"]}, min_images=2)
+    assert plain.ids == ("split=val",)  # without per_class the same contract asks for values only
+    c = A.load_contract({"coverage": {"per_class": ["split"], "scenarios": {"split": ["train"]}}})
+    assert c.get("coverage", "per_class") == ["split"]
+
+
 def _sheet(tmp_path, verdicts):
     sample = [10 + i for i in range(len(verdicts))]
     path = A.inspection_template(sample, tmp_path / "sheet.csv", paths={10: "/data/a.png"})
@@ -97,10 +114,17 @@ def test_measure_inspection_by_iso_plan(tmp_path):
     sheet = A.read_inspection(_sheet(tmp_path, rows))
     key = A.measure_inspection(sheet, plan, threshold=0.01, errors="key")
     assert key.value == 2 / 80 and key.passed(0.01) and key.ids == (10, 11) and "lot accepted" in key.evidence
+    assert key.decision == "2 of 80 sampled defective ≤ Ac 2: lot accepted"  # the rule, with the plan's numbers
     anyd = A.measure_inspection(sheet, plan, threshold=0.01, errors="any")
     assert anyd.value == 4 / 80 and not anyd.passed(0.01) and "Re 3" in anyd.evidence
+    assert anyd.decision == "4 of 80 sampled defective ≥ Re 3: lot rejected"
+    assert plan.rule() == "ISO 2859-1 plan for AQL 1%: accept the lot with ≤ Ac 2 defective of 80 sampled"
+    c = A.load_contract({"thresholds": {"key_error_rate": 0.01, "annotation_error_rate": 0.01}})
+    v = A.evaluate(c, {"key_error_rate": key, "annotation_error_rate": anyd})
+    assert v.table["decision"].to_dict() == {"key_error_rate": key.decision, "annotation_error_rate": anyd.decision}
+    assert v.table["status"].to_dict() == {"key_error_rate": "PASS", "annotation_error_rate": "FAIL"}
     point = A.measure_inspection(sheet, plan, threshold=0.03, errors="key", decision="point")
-    assert point.passed(0.03)
+    assert point.passed(0.03) and point.decision == ""  # judged on the rate: the value says it all
     upper = A.measure_inspection(sheet, plan, threshold=0.03, errors="key", decision="upper_bound")
     assert not upper.passed(0.03)  # the interval's upper bound is above 3%
 

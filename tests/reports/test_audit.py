@@ -1,6 +1,8 @@
 """The audit computed in-process on the fixture project (no kernel): findings, clauses, sections."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,3 +88,51 @@ def test_predictions_file_is_checked(audit_dir, tmp_path):
     np.savez(tmp_path / "p.npz", probs=np.ones((1, 3, 2)), images=np.arange(3))
     with pytest.raises(ValueError, match=r"lacks arrays \['classes'\]"):
         run_audit(audit_dir / "proj", predictions=str(tmp_path / "p.npz"), out_dir=tmp_path)
+
+
+def _coverage_cells(html: str, attribute: str) -> dict[tuple[str, str], tuple[str, set[str]]]:
+    """The class x ``attribute`` table of the diversity section: (class, value) -> (count, cell classes)."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    head = next(h for h in soup.find_all("h3") if re.search(rf"× {attribute}\b", h.get_text()))
+    tab = head.find_next("table")
+    cols = [th.get_text() for th in tab.select("thead th")][1:]
+    cells = {}
+    for tr in tab.select("tbody tr"):
+        cls = tr.find("th").get_text()
+        for col, td in zip(cols, tr.find_all("td")):
+            cells[(cls, col)] = (td.get_text(), set(td.get("class", [])))
+    return cells
+
+
+def test_coverage_cells_are_neutral_when_no_clause_requires_them(audit):
+    """The fixture contract requires scenarios (attribute values), not class x value combinations."""
+    html = str(audit.diversity())
+    for attribute in ("light", "view"):
+        cells = _coverage_cells(html, attribute)
+        assert cells and all(klass <= {"num"} for _, klass in cells.values()), attribute
+    assert _coverage_cells(html, "view")[("circle", "side")][0] == "0"  # few images, still not a failure
+
+
+def test_a_required_class_by_value_cell_that_fails_is_red(audit_dir, tmp_path):
+    """[coverage] per_class = ["view"]: every main class needs min_images (3) images of each required view."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    contract = tomllib.loads((audit_dir / "contract.toml").read_text())
+    contract["coverage"]["per_class"] = ["view"]
+    a = run_audit(audit_dir / "proj", contract=contract, predictions="none", out_dir=tmp_path)
+    html = str(a.diversity())
+    view = _coverage_cells(html, "view")
+    assert view[("circle", "side")] == ("0", {"num", "fail"})  # required, 0 < 3: fails
+    assert view[("circle", "oblique")] == ("0", {"num", "fail"})  # required, no image has it: shown, fails
+    assert int(view[("circle", "top")][0]) >= 3 and "fail" not in view[("circle", "top")][1]
+    light = _coverage_cells(html, "light")  # not required per class: neutral, however few images
+    assert all(klass <= {"num"} for _, klass in light.values())
+    t = a.verdict_.table
+    assert t.loc["scenario_coverage", "status"] == "FAIL"
+    assert "circle × view=side" in t.loc["scenario_coverage", "evidence"]
+    assert "circle × view=top" not in t.loc["scenario_coverage", "ids"]

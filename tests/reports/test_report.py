@@ -70,6 +70,52 @@ def test_audit_html_has_the_verdict_first_and_every_section(report, audit_dir):
     assert clauses["duplicate_conflicts"] == "FAIL"
 
 
+def _verdict_row(soup, clause: str) -> str:
+    """The text of the clause's row in the verdict table (the first table with verdict pills)."""
+    for tr in soup.select("table.lk-table tbody tr"):
+        b = tr.find("b")
+        if b is not None and b.get_text() == clause and tr.select_one(".pill"):
+            return " ".join(tr.get_text(" ").split())
+    raise AssertionError(f"no verdict row for {clause}")
+
+
+@pytest.mark.parametrize("clause", ["key_error_rate", "annotation_error_rate"])
+def test_headline_row_states_the_acceptance_number_rule(report, audit_dir, filled_sheet, clause):
+    """PASS next to a sample rate above the threshold must explain itself: the row names the
+    ISO 2859-1 rule with the plan's numbers (n, Ac, AQL) and the defects found."""
+    from labkit import Project
+    from labkit.quality.acceptance import load_contract, read_inspection
+    from labkit.reports.audit.inspection import plan_inspection
+
+    p = Project.open(audit_dir / "proj")
+    try:
+        images = p.images().index
+    finally:
+        p.close()
+    plan = plan_inspection(images, load_contract(audit_dir / "contract.toml")).plans[clause]
+    sheet = read_inspection(filled_sheet).iloc[:plan.sample_size]
+    defect = sheet["verdict"] == "defect"
+    k = int((defect & (sheet["defect_type"] == "key") if clause == "key_error_rate" else defect).sum())
+    assert (clause, plan.sample_size, plan.accept) in {("key_error_rate", 3, 0), ("annotation_error_rate", 8, 1)}
+    row = _verdict_row(BeautifulSoup(report.html.read_text(encoding="utf-8"), "html.parser"), clause)
+    assert f"AQL {plan.aql:g}%" in row and f"≤ Ac {plan.accept} defective of {plan.sample_size} sampled" in row
+    if k <= plan.accept:
+        assert f"{k} of {plan.sample_size} sampled defective ≤ Ac {plan.accept}: lot accepted" in row
+        assert "PASS" in row
+    else:
+        assert f"{k} of {plan.sample_size} sampled defective ≥ Re {plan.reject}: lot rejected" in row
+        assert "FAIL" in row
+
+
+def test_report_has_no_internal_names(report):
+    """A reader sees what a document is, not our name for it, and no code identifiers as headers."""
+    soup = BeautifulSoup(report.html.read_text(encoding="utf-8"), "html.parser")
+    text = soup.get_text(" ")
+    assert re.findall(r"(?i)\bseeds? ?0\d\d|SEEDS\.md|\bseeds/", text) == []
+    headers = {th.get_text() for th in soup.select("table.lk-table thead th")}
+    assert sorted(h for h in headers if "_" in h) == []
+
+
 def test_audit_html_reads_offline_with_embedded_evidence(report):
     page = report.html.read_text(encoding="utf-8")
     assert external_resources(page) == []

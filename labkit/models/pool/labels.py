@@ -1,6 +1,8 @@
 """The labels a pool trains on and is audited against, and the cross-fitting split.
 
-- :func:`reference_labels`: one class per image from a project's image-level labels.
+- :func:`project_delivery`: a project's delivered labels and the votes behind them, by
+  the one definition of :mod:`labkit.quality.delivered` (what every view shows);
+  :func:`reference_labels`: just the labels (the default of ``ModelPool.train``).
 - :func:`project_label_issues`: label-error candidates for a project's images from a
   pool's predictions (:func:`labkit.quality.issues.label_issues` on the labeled images).
 - ``assign_folds`` / ``subsample``: the seeded, stratified cross-fitting split and the
@@ -9,22 +11,44 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from labkit.quality.delivered import Delivery, deliver
 from labkit.store.protocol import ProjectLike
 
-__all__ = ["project_label_issues", "reference_labels"]
+__all__ = ["project_delivery", "project_label_issues", "reference_labels"]
+
+
+def project_delivery(project: ProjectLike, *, references: Sequence[str] = ()) -> Delivery:
+    """The project's delivered labels: :func:`labkit.quality.delivered.deliver` on its image-level labels.
+
+    One label per image: the stored consensus, else the majority of the annotators' labels
+    (one vote each, ties to the class listed first in ``project.classes()``). Reference
+    annotators are not votes: the ``references`` given (e.g. a contract's
+    ``exclude_workers``) and those :func:`~labkit.quality.delivered.find_references` finds
+    (a dataset's own labels that simulated annotators were drawn from, as the demo's
+    ``sklearn-digits``). Deleted annotations and images withdrawn from consent are left out.
+
+    Returns
+    -------
+    Delivery
+        ``labels``, how each was decided, the votes, the voters (agreement's annotators)
+        and the references; ``describe()`` states the definition in one line.
+    """
+    return deliver(project.annotations(kind="label"), project.classes(), references=references)
 
 
 def reference_labels(project: ProjectLike) -> pd.Series:
-    """One label per image: the majority of its image-level ``label`` annotations.
+    """One label per image: the project's delivered labels (``project_delivery(project).labels``).
 
-    Every annotator counts once per annotation (people, imports and simulated
-    annotators alike); a tie goes to the class listed first in ``project.classes()``.
-    Images without a ``label`` annotation are left out; deleted annotations are ignored.
+    The name is older than reference annotators: these are the labels a pool trains on
+    and is audited against, by the one definition of :func:`project_delivery`, and a
+    reference annotator's labels are *not* among their votes. Images without a label
+    vote or consensus are left out.
 
     Returns
     -------
@@ -55,24 +79,14 @@ def reference_labels(project: ProjectLike) -> pd.Series:
     2    cat
     Name: label, dtype: object
     """
-    ann = project.annotations(kind="label")
-    classes = project.classes()
-    if not len(ann):
-        return pd.Series([], index=pd.Index([], name="image", dtype=np.int64), name="label",
-                         dtype=object)
-    counts = ann.groupby(["task", "label"]).size().unstack(fill_value=0)
-    counts = counts[[c for c in classes if c in counts.columns]]  # argmax: first = lowest position
-    out = pd.Series(counts.columns[counts.to_numpy().argmax(axis=1)], index=counts.index,
-                    name="label", dtype=object)
-    out.index = out.index.astype(np.int64).rename("image")
-    return out.sort_index()
+    return project_delivery(project).labels
 
 
 def check_labels(labels: Any, image_ids: pd.Index, classes: list[str]) -> pd.Series:
     """A caller's labels as a Series image id -> class name, restricted to valid entries."""
     if not isinstance(labels, pd.Series):
         raise ValueError(f"labels has type {type(labels).__name__}; expected a pandas.Series of "
-                         "class names indexed by image id (or None for the project's majority labels)")
+                         "class names indexed by image id (or None for the project's delivered labels)")
     labels = labels.dropna()
     if not labels.index.is_unique:
         dup = labels.index[labels.index.duplicated()][0]
@@ -136,8 +150,9 @@ def project_label_issues(project: ProjectLike, predictions: Any, *, labels: pd.S
         From ``pool.predict(project)``; must be out-of-sample (a pool trained with
         :meth:`ModelPool.train` is, by cross-fitting).
     labels : pandas.Series, optional
-        Class names indexed by image id; default :func:`reference_labels`. Images whose
-        label is not one of the pool's classes are left out, with a warning.
+        Class names indexed by image id; default: the delivered labels
+        (:func:`project_delivery`). Images whose label is not one of the pool's classes
+        are left out, with a warning.
     **options
         Passed to :func:`labkit.quality.issues.label_issues` (``x_threshold``,
         ``candidates``, ``return_all``, ...).
@@ -184,7 +199,7 @@ def project_difficulty(project: ProjectLike, predictions: Any, *, labels: pd.Ser
     predictions : PoolPredictions
         From :meth:`ModelPool.predict` (out of sample for a trained pool).
     labels : Series, optional
-        Class name per image id; default :func:`reference_labels`.
+        Class name per image id; default: the delivered labels (:func:`project_delivery`).
 
     Returns
     -------

@@ -7,6 +7,10 @@ label-error candidates, measures every contract clause and judges it. The return
 ``audit.accuracy()``, ...), so the notebook stays a parameters cell and one call per
 section.
 
+The delivered label of an image and the annotators agreement is computed over come from
+:func:`labkit.quality.delivered.deliver`, the definition every labkit view uses; the
+contract's ``[annotations] exclude_workers`` adds reference annotators to the ones it finds.
+
 This is the store-aware shell; the computations are the pure functions of
 :mod:`labkit.quality.integrity`, :mod:`~labkit.quality.acceptance`,
 :mod:`~labkit.quality.sampling` and :mod:`~labkit.quality.composition`.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +30,7 @@ import pandas as pd
 from labkit.quality import acceptance as acc
 from labkit.quality import composition as comp
 from labkit.quality import integrity as integ
+from labkit.quality.delivered import deliver
 from labkit.reports._html import Html
 from labkit.reports.audit import sections
 from labkit.reports.audit.inspection import (
@@ -101,22 +107,15 @@ def load_predictions(project: Project, predictions: str = "auto", *, pool: str =
                        fold=np.asarray(p.fold), models=tuple(p.models)), ""
 
 
-def delivered_labels(annotations: pd.DataFrame, classes: list[str]) -> pd.Series:
-    """One image-level label per image: the consensus when stored, else the majority (ties: class order)."""
-    lab = annotations[annotations["kind"] == "label"]
-    if lab.empty:
-        return pd.Series([], index=pd.Index([], name="image", dtype=np.int64), dtype=object, name="label")
-    cons = lab[lab["source"] == "consensus"].groupby("task")["label"].last()
-    votes = lab[lab["source"] != "consensus"]
-    out = pd.Series(dtype=object)
-    if len(votes):
-        counts = votes.groupby(["task", "label"]).size().unstack(fill_value=0)
-        order = [c for c in classes if c in counts.columns] + [c for c in counts.columns if c not in classes]
-        counts = counts[order]
-        out = pd.Series(counts.columns[counts.to_numpy().argmax(1)], index=counts.index, dtype=object)
-    out = pd.concat([out[~out.index.isin(cons.index)], cons]).sort_index()
-    out.index = out.index.astype(np.int64).rename("image")
-    return out.rename("label")
+def delivered_labels(annotations: pd.DataFrame, classes: list[str], *, references: Sequence[str] = ()) -> pd.Series:
+    """One image-level label per image: :func:`labkit.quality.delivered.deliver`'s labels.
+
+    The stored consensus, else the majority of the annotators (one vote each; ties to the
+    class listed first in ``classes``); reference annotators (``references`` and the ones
+    :func:`~labkit.quality.delivered.find_references` finds) are not votes.
+    ``annotations`` is ``project.annotations()`` (it needs the ``simulated`` column).
+    """
+    return deliver(annotations, classes, references=references).labels
 
 
 class QualityAudit:
@@ -146,13 +145,17 @@ class QualityAudit:
         self.images = images
         self.classes = p.classes()
         ann = p.annotations()
-        excluded = list(self.contract.get("annotations", "exclude_workers", []) or [])
+        # the one definition of every view: the contract's exclude_workers are references,
+        # added to the ones the project shows by itself (a simulation's dataset labels)
+        self.delivery = deliver(ann, self.classes,
+                                references=list(self.contract.get("annotations", "exclude_workers", []) or []))
+        excluded = list(self.delivery.references)
         self.excluded_workers = excluded
         self.reference = ann[ann["worker"].isin(excluded)]
         self.annotations = ann[~ann["worker"].isin(excluded)]
         self.taxonomy = list(self.contract.get("taxonomy", "classes", None) or self.classes)
         self.main_classes = list(self.contract.get("taxonomy", "main_classes", None) or self.taxonomy)
-        self.delivered = delivered_labels(self.annotations, self.classes)
+        self.delivered = self.delivery.labels
         objects = self.annotations[self.annotations["kind"] != "label"]
         present: dict[int, set] = {}
         for t, lab in zip(objects["task"], objects["label"]):
@@ -208,13 +211,10 @@ class QualityAudit:
         c = self.contract
         self.agreement_metric = c.get("agreement", "metric", "krippendorff_alpha")
         kind = c.get("agreement", "kind", "label")
-        data = self.annotations[(self.annotations["kind"] == kind) & (self.annotations["source"] != "consensus")]
         self.agreement_kind = kind
         self.interval, self.pairwise, self.geometric = None, None, None
-        if kind == "label" and len(data):
-            long = data[["task", "worker", "label"]].drop_duplicates(["task", "worker"], keep="last")
-            multi = long.groupby("task")["worker"].transform("size") >= 2
-            long = long[multi]
+        if kind == "label":
+            long = self.delivery.agreement_votes  # the voters of the delivered labels, as every view
             self.agreement_tasks = int(long["task"].nunique())
             if long["worker"].nunique() >= 2 and long["label"].nunique() >= 2:
                 from labkit.quality.agreement import pairwise
@@ -246,6 +246,29 @@ class QualityAudit:
         counts = pd.Series({c: sum(c in s for s in self.image_classes.values()) for c in self.main_classes},
                            dtype=int)
         self.class_counts = counts
+        ids = sorted(self.image_classes)
+        self.class_labels = pd.Series([c for i in ids for c in sorted(self.image_classes[i])],
+                                      index=pd.Index([i for i in ids for _ in self.image_classes[i]], name="image"),
+                                      dtype=object)
+
+    def coverage(self, attribute: str) -> pd.DataFrame:
+        """Images per main class (rows) and value of ``attribute`` (columns, as text).
+
+        The values ``[coverage.scenarios]`` requires for the attribute are columns even
+        when no image has them; images without the attribute are the last column,
+        ``(missing)``.
+        """
+        required = [str(v) for v in (self.contract.get("coverage", "scenarios", {}) or {}).get(attribute, [])]
+        rows = pd.Index(self.main_classes, name="class")
+        if attribute in self.attributes.columns and len(self.class_labels):
+            m = comp.coverage_matrix(self.class_labels, self.attributes, attribute, classes=self.main_classes)
+            m = m.T.groupby(m.columns.map(str), sort=False).sum().T  # 1 and "1" are one value in a contract
+        else:
+            m = pd.DataFrame(index=rows)
+        values = [c for c in m.columns if c != comp.MISSING] + [v for v in required if v not in m.columns]
+        m = m.reindex(columns=values + [c for c in m.columns if c == comp.MISSING], fill_value=0)
+        m.index, m.columns.name = rows, attribute
+        return m.astype(int)
 
     # -------------------------------------------------------------------- model --
     def _model(self, predictions: str, pool: str) -> None:
@@ -284,8 +307,10 @@ class QualityAudit:
         m["images_per_class"] = acc.measure_class_counts(self.class_counts,
                                                          minimum=c.thresholds.get("images_per_class"))
         required = c.get("coverage", "scenarios", {}) or {}
+        per_class = {a: self.coverage(a) for a in c.get("coverage", "per_class", []) or []}
         m["scenario_coverage"] = acc.measure_coverage(self.shares, required,
-                                                      min_images=int(c.get("coverage", "min_images", 1)))
+                                                      min_images=int(c.get("coverage", "min_images", 1)),
+                                                      per_class=per_class)
         m["agreement"] = acc.measure_agreement(self.interval, n_tasks=self.agreement_tasks,
                                                metric=self.agreement_metric)
         if self.agreement_kind != "label":

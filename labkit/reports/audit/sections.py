@@ -1,4 +1,4 @@
-"""The sections of the contract audit report, one function per seed 000 dimension.
+"""The sections of the contract audit report, one function per quality dimension of the contract.
 
 Each takes a :class:`~labkit.reports.audit.QualityAudit` and returns an
 :class:`~labkit.reports._html.Html` block: the clauses the section judges, then the
@@ -13,6 +13,7 @@ import pandas as pd
 
 from labkit.quality import composition as comp
 from labkit.quality import integrity as integ
+from labkit.quality.acceptance import metric_title
 from labkit.reports._html import (
     DIMENSION_TITLES,
     Html,
@@ -27,10 +28,16 @@ from labkit.reports._html import (
 )
 from labkit.reports.audit import evidence as ev
 
+#: Clauses whose values and thresholds are shares, shown in percent.
+_PERCENT = ("key_error_rate", "annotation_error_rate", "completeness_rate", "scenario_coverage",
+            "label_issue_rate", "geometry_error_rate")
+
 
 def _clauses(a, dimension: str) -> pd.DataFrame:
+    """The verdict rows of one dimension, with ``required`` (plain text) as the verdict table states it."""
     t = a.verdict_.table
-    return t[t["dimension"] == dimension]
+    t = t[t["dimension"] == dimension]
+    return t.assign(required=[_required(a, k, r) for k, r in t.iterrows()])
 
 
 def _read(a, image: int) -> np.ndarray | None:
@@ -48,23 +55,46 @@ def _card(a, image: int, caption: str, objects=()) -> str:
     return ev.figure_card(ev.thumbnail(img, objects), caption)
 
 
-def _measured(r) -> str:
-    pct = r.name in ("key_error_rate", "annotation_error_rate", "completeness_rate", "scenario_coverage",
-                     "label_issue_rate", "geometry_error_rate")
-    if r.measured is None or (isinstance(r.measured, float) and np.isnan(r.measured)):
+def _none(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and np.isnan(x))
+
+
+def _iso_plan(a, clause: str):
+    """The ISO 2859-1 plan whose acceptance number decides ``clause``, or None (a rate rule decides)."""
+    if a.contract.get("sampling", "decision", "iso2859") != "iso2859":
+        return None
+    return a.plans.get(clause)
+
+
+def _measured(a, clause: str, r) -> str:
+    """HTML: the value with its interval; for a clause an ISO 2859-1 plan decides, the plan's outcome first."""
+    pct = clause in _PERCENT
+    if _none(r.measured):
         return "—"
-    text = fmt(float(r.measured), percent=pct)
-    if r.low is not None and not (isinstance(r.low, float) and np.isnan(r.low)):
-        text += f" <span class='sub'>[{fmt(float(r.low), percent=pct)}, {fmt(float(r.high), percent=pct)}]</span>"
+
+    def num(x: Any) -> str:  # agreement with three decimals, as its evidence
+        return f"{float(x):.3f}" if clause == "agreement" else fmt(float(x), percent=pct)
+
+    text = num(r.measured)
+    if not _none(r.low):
+        text += f" <span class='sub'>[{num(r.low)}, {num(r.high)}]</span>"
+    if r.judged_on == "plan" and r.decision:
+        return f"{esc(r.decision)}<br><span class='sub'>sample rate {text}</span>"
     return text
 
 
-def _threshold(r) -> str:
-    pct = r.name in ("key_error_rate", "annotation_error_rate", "completeness_rate", "scenario_coverage",
-                     "label_issue_rate", "geometry_error_rate")
-    sign = "≤" if r.rule.startswith("<=") else "≥"
-    on = {"low": " (lower bound)", "high": " (upper bound)", "plan": " (ISO 2859-1 plan)"}.get(r.judged_on, "")
-    return f"{sign} {fmt(float(r.threshold), percent=pct)}{on}"
+def _required(a, clause: str, r) -> str:
+    """Plain text: the requirement as it is judged (an acceptance number, a bound of an interval, a value)."""
+    plan = _iso_plan(a, clause)
+    if plan is not None:
+        return plan.rule()
+    value = f"{'≤' if r.rule.startswith('<=') else '≥'} {fmt(float(r.threshold), percent=clause in _PERCENT)}"
+    if clause == "agreement" or r.judged_on == "low":
+        return f"lower bound of its {float(a.contract.get('agreement', 'level', 0.95)):.0%} interval {value}"
+    if r.judged_on == "high" or (clause in a.plans
+                                 and a.contract.get("sampling", "decision", "iso2859") == "upper_bound"):
+        return f"upper bound of its 95% interval {value}"
+    return value
 
 
 # --------------------------------------------------------------------- header --
@@ -99,15 +129,22 @@ def verdict(a) -> Html:
     rows = pd.DataFrame({
         "clause": [f"<b>{esc(k)}</b><br><span class='sub'>{esc(r.description)}</span>" for k, r in t.iterrows()],
         "dimension": [DIMENSION_TITLES[d] for d in t["dimension"]],
-        "required": [_threshold(r) for _, r in t.iterrows()],
-        "measured": [_measured(r) for _, r in t.iterrows()],
+        "required": [esc(_required(a, k, r)) for k, r in t.iterrows()],
+        "measured": [_measured(a, k, r) for k, r in t.iterrows()],
         "verdict": [pill(s) for s in t["status"]],
         "evidence": [esc(e) for e in t["evidence"]],
     })
     rc = pd.Series(["fail" if s == "FAIL" else "" for s in t["status"]])
     body = table(rows, raw=rows.columns, row_class=rc, max_rows=100)
+    iso = [k for k in t.index if _iso_plan(a, k) is not None]
+    how = ""
+    if iso:
+        how = (f" {' and '.join(iso)} {'is' if len(iso) == 1 else 'are'} judged by ISO 2859-1 sampling "
+               "inspection: the lot is accepted when the sample holds at most Ac (the plan's acceptance number) "
+               "defective images. The AQL is the quality level the plan is built to accept, not a cap on the "
+               "sample's rate, so a sample rate above it can pass (see Accuracy).")
     return block('<h2 id="verdict">Verdict</h2>', banner, body,
-                 '<p class="sub">Measured values in brackets are 95% intervals. Each dimension below shows '
+                 f'<p class="sub">Values in brackets are 95% intervals.{esc(how)} Each dimension below shows '
                  'the evidence behind its clauses.</p>')
 
 
@@ -115,18 +152,23 @@ def verdict(a) -> Html:
 def accuracy(a) -> Html:
     parts = []
     if a.plans:
-        plans = pd.DataFrame([{"clause": k, "lot size": p.lot_size, "AQL (%)": p.aql, "level": p.level,
-                               "code letter": p.letter, "plan from": p.plan_letter, "sample n": p.sample_size,
-                               "Ac": p.accept, "Re": p.reject} for k, p in a.plans.items()])
+        plans = pd.DataFrame([{"clause": k, "lot (images)": p.lot_size, "AQL (%)": p.aql,
+                               "inspection level": p.level, "code letter": p.letter,
+                               "plan of letter": p.plan_letter, "sample size n": p.sample_size,
+                               "accept with ≤ (Ac)": p.accept, "reject with ≥ (Re)": p.reject}
+                              for k, p in a.plans.items()])
         parts += ["<h3>Sampling plan (ISO 2859-1:1999, single sampling, normal inspection)</h3>", table(plans),
-                  f'<p class="sub">{len(a.sample)} images drawn with seed {a.seed} from the lot of '
-                  f'{len(a.images):,}; the first n of the draw are inspected for each clause. Sheet: '
+                  f'<p class="sub">{len(a.sample)} images drawn at random from the lot of {len(a.images):,} '
+                  f'(random seed {a.seed}: the same draw can be repeated); each clause inspects the first n '
+                  f'images of the draw. Inspection sheet: '
                   f'<code>{esc(a.sheet_path.name if a.sheet_path else "")}</code></p>']
         if a.contract.get("sampling", "decision", "iso2859") == "iso2859":
-            parts.append('<p class="sub">How to read it: the AQL is the worst process average the plan accepts '
-                         'most of the time, so a lot is accepted with up to Ac defective images even when the '
-                         'sample rate exceeds the AQL. For a rule that bounds the rate itself, set '
-                         '<code>[sampling] decision = "upper_bound"</code> in the contract.</p>')
+            parts.append('<p class="sub">How to read it: the lot is accepted when the n sampled images hold at '
+                         'most Ac defective ones (the acceptance number) and rejected with Re or more. The AQL '
+                         '(acceptance quality limit) is the worst process average the plan accepts most of the '
+                         'time, so a lot can be accepted with a sample rate above the AQL. A contract that '
+                         'bounds the rate itself sets <code>decision = "upper_bound"</code> in its '
+                         '<code>[sampling]</code> table.</p>')
     else:
         parts.append(note("The contract sets no error rate to inspect, so no sample is drawn.", "na"))
     if a.sheet is None:
@@ -160,11 +202,13 @@ def completeness(a) -> Html:
     f = a.findings[a.findings["dimension"] == "completeness"]
     counts = a.class_counts.rename_axis("class").rename("images").reset_index()
     minimum = a.contract.thresholds.get("images_per_class")
-    cells = None
+    cells, legend = None, ""
     if minimum is not None:
-        cells = pd.DataFrame({"class": "", "images": ["low" if n < minimum else "" for n in counts["images"]]})
+        cells = pd.DataFrame({"class": "", "images": ["fail" if n < minimum else "" for n in counts["images"]]})
+        legend = (f'<p class="sub">Red: fewer than {fmt(minimum)} images, the minimum per main class of the '
+                  'contract (clause images_per_class).</p>')
     parts = ["<h3>Files</h3>", table(status),
-             "<h3>Images per main class</h3>", table(counts, cell_class=cells, max_rows=60)]
+             "<h3>Images per main class</h3>", table(counts, cell_class=cells, max_rows=60), legend]
     if len(f):
         shown = f[["rule", "image", "detail"]].copy()
         shown["rule"] = shown["rule"].str.replace("_", " ")
@@ -212,22 +256,45 @@ def diversity(a) -> Html:
     fig = _shares_figure(shares)
     if fig is not None:
         parts.append(figure(fig))
-    parts.append(table(shares.assign(percent=shares["percent"] / 100), percent=["percent"], max_rows=60))
-    labels = pd.Series([c for i in sorted(a.image_classes) for c in sorted(a.image_classes[i])],
-                       index=[i for i in sorted(a.image_classes) for _ in a.image_classes[i]])
+    parts.append(table(shares.rename(columns={"percent": "share"}).assign(share=shares["percent"] / 100),
+                       percent=["share"], max_rows=60))
     minimum = int(a.contract.get("coverage", "min_images", 1))
-    for attr in a.attributes.columns:
-        if not 2 <= a.attributes[attr].nunique() <= 12 or labels.empty:
+    scenarios = a.contract.get("coverage", "scenarios", {}) or {}
+    per_class = list(a.contract.get("coverage", "per_class", []) or [])
+    plain = [(attr, str(v)) for attr, values in scenarios.items() if attr not in per_class for v in values]
+    if plain:
+        have = {(x, str(v)): int(n) for x, v, n in zip(shares["attribute"], shares["value"], shares["images"])}
+        req = pd.DataFrame({"attribute": [x for x, _ in plain], "value": [v for _, v in plain],
+                            "images": [have.get(k, 0) for k in plain]})
+        flags = pd.DataFrame({"attribute": "", "value": "",
+                              "images": ["fail" if n < minimum else "" for n in req["images"]]})
+        parts += [f"<h3>Required scenarios (at least {minimum} images each)</h3>",
+                  table(req, cell_class=flags, max_rows=60),
+                  '<p class="sub">Red: a scenario the contract requires with fewer images (clause '
+                  'scenario_coverage).</p>']
+    shown = [x for x in a.attributes.columns if 2 <= a.attributes[x].nunique() <= 12 and x not in per_class
+             and len(a.class_labels)]
+    for attr in per_class + shown:
+        m = a.coverage(attr)
+        if m.empty:
             continue
-        m = comp.coverage_matrix(labels, a.attributes, attr, classes=a.main_classes)
-        flags = m.apply(lambda col: col.map(lambda n: "low" if n < minimum and col.name != comp.MISSING else ""))
-        m = m[[c for c in m.columns if c != comp.MISSING] + [c for c in m.columns if c == comp.MISSING]]
-        flags = flags[m.columns]
-        gaps = int((flags == "low").to_numpy().sum())
-        parts += [f"<h3>Class × {esc(attr)} (cells below {minimum} image(s) flagged: {gaps})</h3>",
-                  table(m, index=True, cell_class=flags, max_rows=40)]
-    return section("diversity", "Viewpoints, conditions and other scenarios are covered; shares of every "
-                   "attribute value and a class × attribute coverage matrix.", *parts,
+        flags = pd.DataFrame("", index=m.index, columns=m.columns)
+        if attr in per_class:
+            need = [str(v) for v in scenarios.get(attr, [])]
+            for col in need:
+                flags.loc[m[col] < minimum, col] = "fail"
+            gaps = int((flags == "fail").to_numpy().sum())
+            legend = (f"Red: a main class with fewer than {minimum} images in a value of {attr} that the "
+                      f"contract requires for every main class ({', '.join(need)}; clause scenario_coverage): "
+                      f"{gaps} of {len(m) * len(need)} cells. Other cells are counts for information.")
+        else:
+            legend = (f"Counts for information: the contract sets no number of images per class and {attr} "
+                      "value, so no cell is coloured.")
+        parts += [f"<h3>Images per class × {esc(attr)}</h3>", table(m, index=True, cell_class=flags, max_rows=40),
+                  f'<p class="sub">{esc(legend)}</p>']
+    return section("diversity", "Viewpoints, conditions and other scenarios are covered: the share of "
+                   "every attribute value, the scenarios the contract requires, and images per class and "
+                   "attribute value.", *parts,
                    clauses=_clauses(a, "diversity"))
 
 
@@ -236,24 +303,30 @@ def consistency(a) -> Html:
     parts = []
     if a.interval is not None:
         i = a.interval
-        parts.append(table(pd.DataFrame([{"metric": i.metric, "estimate": round(i.estimate, 3),
+        parts.append(table(pd.DataFrame([{"metric": metric_title(i.metric), "estimate": round(i.estimate, 3),
                                           "interval": f"[{i.low:.3f}, {i.high:.3f}] ({i.level:.0%})",
                                           "images": a.agreement_tasks, "resamples": i.n_boot}])))
     else:
         parts.append(note("Agreement on image-level labels is not evaluated: fewer than two annotators "
                           "labeled the same images.", "na"))
+    parts.append(f'<p class="sub">Agreement is computed over the votes of the delivered labels; '
+                 f'{esc(a.delivery.describe())}.</p>')
     if a.pairwise is not None and len(a.pairwise):
         pw = a.pairwise.reset_index() if not isinstance(a.pairwise.index, pd.RangeIndex) else a.pairwise
+        pw = pw.rename(columns={"worker": "annotator"})
         parts += ["<h3>Pairwise agreement (Cohen's kappa)</h3>", table(pw.round(3), max_rows=30)]
     lab = a.annotations[(a.annotations["kind"] == "label") & (a.annotations["source"] != "consensus")]
     if len(lab) and len(a.delivered):
         ref = a.delivered.reindex(lab["task"]).to_numpy()
         per = (lab.assign(agrees=lab["label"].to_numpy() == ref).groupby("worker")
-               .agg(labels=("label", "size"), agrees_with_delivered=("agrees", "mean")))
+               .agg(labels=("label", "size"), agrees=("agrees", "mean")))
+        per = per.reset_index().rename(columns={"worker": "annotator", "agrees": "agrees with delivered label"})
         parts += ["<h3>Annotators against the delivered labels</h3>",
-                  table(per.reset_index(), percent=["agrees_with_delivered"])]
+                  table(per, percent=["agrees with delivered label"])]
     if a.geometric is not None:
         g = a.geometric.reset_index()[["worker_a", "worker_b", "matched", "unmatched", "f1", "mean_iou"]]
+        g = g.rename(columns={"worker_a": "annotator A", "worker_b": "annotator B", "f1": "F1",
+                              "mean_iou": "mean IoU"})
         parts += ["<h3>Box agreement between annotators (matched at IoU ≥ 0.5)</h3>", table(g.round(3))]
     return section("consistency", "One annotation style and rule set across the dataset: chance-corrected "
                    "agreement between annotators, judged on the lower bound of its interval.", *parts,
@@ -265,8 +338,8 @@ def annotation_quality(a) -> Html:
     f = a.findings[a.findings["dimension"] == "annotation_quality"]
     parts = []
     if len(f):
-        parts += ["<h3>Findings by rule</h3>", table(integ.summarize_findings(f).reset_index()
-                                                     [["rule", "description", "findings", "images"]])]
+        by_rule = integ.summarize_findings(f).reset_index()[["rule", "description", "findings", "images"]]
+        parts += ["<h3>Findings by rule</h3>", table(by_rule.assign(rule=by_rule["rule"].str.replace("_", " ")))]
         by_id = a.annotations
         cards = []
         for _, r in f.drop_duplicates("annotation").iloc[:a.max_evidence].iterrows():
@@ -281,8 +354,10 @@ def annotation_quality(a) -> Html:
                                                 f"annotation {fmt(r.annotation)} ({esc(r.worker)}, "
                                                 f"{esc(r.label)})<br>{esc(r.detail)}", objs))
         parts += ["<h3>Evidence</h3>", ev.gallery(cards),
-                  "<h3>All findings</h3>", table(f[["rule", "image", "annotation", "worker", "label", "detail"]],
-                                                 max_rows=30)]
+                  "<h3>All findings</h3>",
+                  table(f[["rule", "image", "annotation", "worker", "label", "detail"]]
+                        .assign(rule=f["rule"].str.replace("_", " ")).rename(columns={"worker": "annotator"}),
+                        max_rows=30)]
     else:
         parts.append(note("No geometry problem, unknown class or overlapping instance mask was found.", "pass"))
     return section("annotation_quality", "Boxes tight and inside the image, polygons valid, masks non-empty "
@@ -315,10 +390,17 @@ def cleanliness(a) -> Html:
             parts.append(note(f"<b>Not evaluated</b>: {esc(a.pool_untrusted)}. The candidates below are shown "
                               "for reference only.", "na"))
         parts.append(f'<p class="sub">{len(a.issues)} of {len(a.labeled_for_model):,} labeled images are '
-                     f'candidates; predictions: {esc(p.source)}, {p.probs.shape[0]} models.</p>')
+                     f'candidates; predictions: {esc(p.source)}, {p.probs.shape[0]} models. Given label: '
+                     f'{esc(a.delivery.describe())}.</p>')
         cols = ["given_label", "suggested_label", "score", "x_perplexity", "c_perplexity", "reason"]
-        shown = a.issues[cols].reset_index().rename(columns={"sample": "image"})
-        parts.append(table(shown.round(3), max_rows=20))
+        shown = a.issues[cols].reset_index().rename(columns={
+            "sample": "image", "given_label": "given label", "suggested_label": "pool suggests",
+            "x_perplexity": "X-perplexity", "c_perplexity": "C-perplexity"})
+        parts += [table(shown.round(3), max_rows=20),
+                  '<p class="sub">X-perplexity: the share of the pool\'s models whose top class is not the given '
+                  'label (0 to 1). C-perplexity: how confused the pool is, from 1 (every model sure) up to the '
+                  'number of classes. Score: the mean of the X-perplexity and one minus the pool\'s probability '
+                  'of the given label (0 to 1; higher: more likely a label error).</p>']
         cards = [_card(a, int(i), f"<b>image {int(i)}</b> · labeled {esc(r.given_label)}, pool says "
                                   f"<b>{esc(r.suggested_label)}</b> (score {r.score:.2f})")
                  for i, r in a.issues.iloc[:a.max_evidence].iterrows()]
@@ -327,8 +409,16 @@ def cleanliness(a) -> Html:
                 if c in a.difficulty.columns]
         hard = a.difficulty.sort_values(["c_perplexity", "x_perplexity"], ascending=False).head(10)[cols]
         hard.insert(0, "label", a.delivered.reindex(hard.index).to_numpy())
+        if "c_confusion" in hard.columns:
+            hard["c_confusion"] = hard["c_confusion"].astype(str).str.replace("|", " and ", regex=False)
+        hard = hard.reset_index().rename(columns={
+            "sample": "image", "c_perplexity": "C-perplexity", "x_perplexity": "X-perplexity",
+            "mutual_information": "mutual information", "label_prob": "pool probability of the label",
+            "c_confusion": "classes confused"})
         parts += ["<h3>Hardest images (C-perplexity: how confused the pool is, 1 = sure)</h3>",
-                  table(hard.reset_index().rename(columns={"sample": "image"}).round(3), max_rows=10)]
+                  table(hard.round(3), max_rows=10),
+                  '<p class="sub">Mutual information: how much the models disagree with one another (0: they '
+                  'agree). Classes confused: the two classes that carry most of the pool\'s uncertainty.</p>']
     return section("cleanliness", "Noisy, wrong, duplicated or conflicting samples found and handled.", *parts,
                    clauses=_clauses(a, "cleanliness"))
 
@@ -378,10 +468,12 @@ def model_validation(a) -> Html:
     if not t["note"].astype(bool).any():
         t = t.drop(columns="note")
     splits = comp.attribute_shares(a.images[["split"]].fillna("(none)"))
-    parts = ["<h3>Models against agreed baselines</h3>", table(t.round(4)),
-             "<h3>Splits</h3>", table(splits.assign(percent=splits["percent"] / 100), percent=["percent"])]
+    parts = ["<h3>Models against agreed baselines</h3>", table(t, percent=["baseline", "measured"]),
+             "<h3>Splits</h3>", table(splits.rename(columns={"percent": "share"})
+                                      .assign(share=splits["percent"] / 100), percent=["share"])]
     return section("model_validation", "Quality read from the performance of models trained and run on the "
-                   "data (seed 004's model-based validation): metric, baseline and measured value.", *parts)
+                   "data, as a published dataset card reports it: metric, agreed baseline and measured value.",
+                   *parts)
 
 
 # --------------------------------------------------------------- known issues --
@@ -392,6 +484,8 @@ def known_issues(a) -> Html:
     summary = integ.summarize_findings(a.findings).reset_index() if len(a.findings) else None
     parts = [f"<ul>{items}</ul>" if items else note("No open issue.", "pass")]
     if summary is not None:
+        summary = summary.assign(rule=summary["rule"].str.replace("_", " "),
+                                 dimension=summary["dimension"].map(lambda d: DIMENSION_TITLES.get(d, d)))
         parts += ["<h3>Integrity findings</h3>",
                   table(summary[["rule", "dimension", "severity", "findings", "images"]])]
     parts.append('<p class="sub">Written next to this report: <code>integrity_findings.csv</code> (every finding), '
