@@ -53,7 +53,8 @@ def compose(image: np.ndarray, objects: Iterable[dict[str, Any]] = (), *, classe
         Object id to emphasise.
     fit : int, optional
         Resize so the longer side is ``fit`` pixels (thumbnails, small images); masks are
-        blended before, outlines drawn after.
+        blended before, outlines and prompts drawn after, at the new scale. A whole-number
+        enlargement keeps every pixel a sharp square (nearest neighbour).
     """
     from PIL import Image, ImageDraw
 
@@ -76,6 +77,8 @@ def compose(image: np.ndarray, objects: Iterable[dict[str, Any]] = (), *, classe
         im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))),
                        Image.Resampling.NEAREST if f > 1 else Image.Resampling.BILINEAR)  # enlarge small images crisply
         objects = [_scaled(o, f) for o in objects]
+        prompts = [{"box": [v * f for v in p["box"]]} if "box" in p
+                   else {**p, "point": [v * f for v in p["point"]]} for p in prompts]
     d = ImageDraw.Draw(im)
     w = max(1, round(max(im.size) / 400))
     for o in objects:

@@ -3,18 +3,22 @@
 A view over :class:`labkit.widgets.session.LabelSession`: boxes are drawn with
 jupyter-bbox-widget, clicks, polygons, points and ellipses on labkit's PromptCanvas;
 every accepted object is in the project store before the widget shows it as saved.
+The keys work wherever the focus is inside the Labeler (``LabelerKeys``), so drawing a
+box and pressing Enter needs no other click. Small images are shown enlarged by whole
+pixels; every coordinate from the browser is converted back to image pixels here.
 """
 from __future__ import annotations
 
 import functools
 import html
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 import ipywidgets as w
 from jupyter_bbox_widget import BBoxWidget
 
-from labkit.widgets._canvas import PromptCanvas
+from labkit.widgets._canvas import LabelerKeys, PromptCanvas
 from labkit.widgets._common import safe_action
 from labkit.widgets._render import compose
 from labkit.widgets.session import LabelSession
@@ -24,11 +28,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("labkit.labeler")
 
-TOOL_OPTIONS = [("SAM box (b)", "sam"), ("Box (x)", "box"), ("Click ± (c)", "click"),
-                ("Polygon (o)", "polygon"), ("Point (t)", "point"), ("Ellipse (e)", "ellipse")]
+TOOL_OPTIONS = [("SAM box [b]", "sam"), ("Box [x]", "box"), ("Click ± [c]", "click"),
+                ("Polygon [o]", "polygon"), ("Point [t]", "point"), ("Ellipse [e]", "ellipse")]
 TOOL_KEYS = {"b": "sam", "x": "box", "c": "click", "o": "polygon", "t": "point", "e": "ellipse"}
+KEYS = [str(d) for d in range(10)] + ["Enter", "Escape", "z", "y", "n", "p", "d", "s", *TOOL_KEYS]
+DISPLAY_PX = 512
+"""Images smaller than this are enlarged by the largest whole factor that keeps them within it."""
 HELP = """
-<b>Keys</b> (click the image first): <code>1</code>..<code>9</code>, <code>0</code> choose the class ·
+<b>Keys</b> work once you have drawn or clicked anywhere in the Labeler (a cyan frame shows it has the
+keyboard), but not while you type in a text field: <code>1</code>..<code>9</code>, <code>0</code> choose the class ·
 <code>Enter</code> accept the mask · <code>z</code> undo · <code>y</code> redo · <code>Esc</code> clear prompts ·
 <code>n</code>/<code>p</code> next/previous image · <code>d</code> done (next) · <code>s</code> skip ·
 tools: <code>b</code> SAM box, <code>x</code> plain box, <code>c</code> clicks, <code>o</code> polygon,
@@ -38,6 +46,11 @@ right or shift click = background); choose among the mask candidates; accept.
 <b>Polygon</b>: click the vertices, click the first one (or double-click) to close.
 <b>Ellipse</b>: drag its bounding rectangle. Undo also removes an accepted object; nothing accepted is ever lost.
 """
+
+
+def _class_options(classes: list[str]) -> list[tuple[str, str]]:
+    """The class buttons: ``("cat [1]", "cat")``..., key 0 for the tenth; later classes have no key."""
+    return [(f"{c} [{(i + 1) % 10}]" if i < 10 else c, c) for i, c in enumerate(classes)]
 
 
 class Labeler(w.VBox):
@@ -52,46 +65,58 @@ class Labeler(w.VBox):
         Default: SAM when ``LABKIT_SAM_CHECKPOINT`` is set, else GrabCut.
     queue : sequence of int, optional
         Image ids in order; default: the annotator's pending assignments.
+    split : str, optional
+        Only the queue's images of this split (the demo's ``"photos"``).
+    classes : sequence of str, optional
+        The classes offered, in key order (1..9, 0); default: all the project's.
     blind : bool, optional
-        Hide other annotators' objects (default: on for images assigned to several).
+        Hide other annotators' objects (default: on for images assigned to several,
+        off for admins).
+    zoom : int, optional
+        Whole-pixel magnification on screen. Default: images smaller than ``DISPLAY_PX``
+        are enlarged by the largest factor that keeps them within it (a 32 px digit shows
+        at 512 px, its pixels sharp squares); larger ones as they are.
     prefetch : bool
         Encode the next images in the background (SAM), so moving on is instant.
 
     Examples
     --------
-    In a notebook (the widget needs a browser)::
+    In a notebook (the widget needs a browser), the demo's photographs::
 
         from labkit import Project
         from labkit.widgets import Labeler
-        Labeler(Project.open("demo_project"), annotator="demo-admin")
+        Labeler(Project.open("demo_project"), annotator="demo-admin", split="photos",
+                classes=["person", "cup", "cat", "rocket"])
     """
 
-    def __init__(self, project: Project, *, annotator: str, segmenter=None, queue=None, blind: bool | None = None,
-                 prefetch: bool = True):
+    def __init__(self, project: Project, *, annotator: str, segmenter=None, queue=None, split: str | None = None,
+                 classes=None, blind: bool | None = None, zoom: int | None = None, prefetch: bool = True):
+        if zoom is not None and (isinstance(zoom, bool) or not isinstance(zoom, int) or zoom < 1):
+            raise ValueError(f"zoom must be a whole number >= 1, or None to fit small images; got {zoom!r}")
+        self._zoom = zoom
+        self._lock = threading.RLock()  # one UI action at a time (see _safe)
         self.session = s = LabelSession(project, annotator=annotator, segmenter=segmenter, queue=queue,
-                                        blind=blind, prefetch=prefetch)
+                                        split=split, classes=classes, blind=blind, prefetch=prefetch)
         self.title = w.HTML()
         self.status = w.HTML()
         self.status.add_class("labkit-status")
         self.tool = w.ToggleButtons(options=TOOL_OPTIONS, value="sam", style={"button_width": "auto"})
         self.tool.add_class("labkit-tool")
-        self.cls = w.ToggleButtons(options=[(f"{(i + 1) % 10} {c}" if i < 10 else c, c)
-                                            for i, c in enumerate(s.classes)], value=s.label,
-                                   style={"button_width": "auto"})
+        self.cls = w.ToggleButtons(options=_class_options(s.classes), value=s.label, style={"button_width": "auto"})
         self.cls.add_class("labkit-class")
         self.bbox = BBoxWidget(classes=s.classes, label=s.label, hide_buttons=True)
         self.bbox.add_class("labkit-bbox")
-        keys = [str(d) for d in range(10)] + ["Enter", "Escape", "z", "y", "n", "p", "d", "s", *TOOL_KEYS]
-        self.canvas = PromptCanvas(shortcut_keys=keys)
+        self.canvas = PromptCanvas()
         self.canvas.add_class("labkit-canvas")
+        self.keyboard = LabelerKeys(shortcut_keys=KEYS, layout=w.Layout(display="none"))
         self.candidates = w.ToggleButtons(options=[], style={"button_width": "auto"})
         self.candidates.add_class("labkit-candidates")
         btn = functools.partial(w.Button, layout=w.Layout(width="auto"))
-        self.accept_btn = btn(description="Accept ⏎", button_style="success")
-        self.undo_btn, self.redo_btn = btn(description="Undo z"), btn(description="Redo y")
-        self.clear_btn = btn(description="Clear Esc")
-        self.prev_btn, self.next_btn = btn(description="◀ Prev p"), btn(description="Next n ▶")
-        self.skip_btn, self.done_btn = btn(description="Skip s"), btn(description="Done d ✓", button_style="info")
+        self.accept_btn = btn(description="Accept [Enter]", button_style="success")
+        self.undo_btn, self.redo_btn = btn(description="Undo [z]"), btn(description="Redo [y]")
+        self.clear_btn = btn(description="Clear [Esc]")
+        self.prev_btn, self.next_btn = btn(description="◀ Prev [p]"), btn(description="Next [n] ▶")
+        self.skip_btn, self.done_btn = btn(description="Skip [s]"), btn(description="Done [d] ✓", button_style="info")
         self.jump = w.BoundedIntText(value=1, min=1, max=len(s.queue), layout=w.Layout(width="6em"))
         self.jump_btn = btn(description="Go")
         self.objects = w.Select(options=[], rows=8, layout=w.Layout(width="100%"))
@@ -104,19 +129,21 @@ class Labeler(w.VBox):
         for name in ("accept", "undo", "redo", "clear", "prev", "next", "skip", "done", "jump", "delete",
                      "relabel", "attr"):
             getattr(self, f"{name}_btn").add_class(f"labkit-{name}")
+        wrap = w.Layout(flex_flow="row wrap")  # buttons wrap rather than shrink to "Und…"
         side = w.VBox([
             w.HTML("<b>Mask candidates</b>"), self.candidates,
-            w.HBox([self.accept_btn, self.undo_btn, self.redo_btn, self.clear_btn]),
-            w.HTML("<b>Objects on this image</b>"), self.objects, w.HBox([self.delete_btn, self.relabel_btn]),
+            w.HBox([self.accept_btn, self.undo_btn, self.redo_btn, self.clear_btn], layout=wrap),
+            w.HTML("<b>Objects on this image</b>"), self.objects,
+            w.HBox([self.delete_btn, self.relabel_btn], layout=wrap),
             w.HTML("<b>Image labels</b>"), self.image_labels,
             w.HTML("<b>Image attributes</b>"), self.attributes, self.attr_btn,
         ], layout=w.Layout(width="34%", min_width="280px"))
         help_box = w.Accordion(children=[w.HTML(HELP)], titles=("Help: keys and tools",))
         nav = w.HBox([self.prev_btn, self.next_btn, self.skip_btn, self.done_btn, w.Label("go to"),
-                      self.jump, self.jump_btn])
+                      self.jump, self.jump_btn], layout=wrap)
         super().__init__([self.title, self.tool, self.cls,
                           w.HBox([w.VBox([self.bbox, self.canvas], layout=w.Layout(width="66%")), side]),
-                          nav, self.status, help_box])
+                          nav, self.status, help_box, self.keyboard])
         self.add_class("labkit-labeler")
         self._syncing = False
         self._wire()
@@ -129,8 +156,13 @@ class Labeler(w.VBox):
 
     # ----------------------------------------------------------------- wiring --
     def _safe(self, fn):
-        """Run a UI action; show any error in the widget (and the log) instead of losing it."""
-        return safe_action(self.status, log)(fn)
+        """Run a UI action, one at a time; show any error in the widget (and the log) instead of losing it.
+
+        The kernel may handle the box widget's updates and the key messages on different
+        threads (JupyterLab's comms over subshells): without the lock, an Enter pressed as
+        the mask appears could run while the box is still being segmented.
+        """
+        return safe_action(self.status, log, lock=self._lock)(fn)
 
     def _wire(self) -> None:
         on = lambda b, f: b.on_click(self._safe(lambda _: f()))  # noqa: E731
@@ -152,20 +184,33 @@ class Labeler(w.VBox):
         self.bbox.observe(self._safe(self._on_bboxes), "bboxes")
         self.image_labels.observe(self._safe(self._on_image_labels), "value")
         self.canvas.on_msg(self._safe(self._on_canvas_msg))
+        self.keyboard.on_msg(self._safe(self._on_keyboard_msg))
+
+    @property
+    def zoom(self) -> int:
+        """The whole-pixel magnification of the current image on screen."""
+        return self._zoom or max(1, DISPLAY_PX // max(self.session.image.shape[:2]))
+
+    def _image_xy(self, *values: float) -> list[float]:
+        """Coordinates on screen (pixels of the enlarged image) as image pixels."""
+        z = self.zoom
+        return [float(v) / z for v in values]
 
     def _on_canvas_msg(self, _widget, msg, _buffers) -> None:
         kind = msg.get("type")
         s = self.session
         if kind == "click":
-            s.add_click(msg["x"], msg["y"], positive=bool(msg.get("positive", True)))
+            s.add_click(*self._image_xy(msg["x"], msg["y"]), positive=bool(msg.get("positive", True)))
             self._refresh(f"{'object' if msg.get('positive', True) else 'background'} click added")
         elif kind == "point":
-            self._saved(s.add_point(msg["x"], msg["y"]))
+            self._saved(s.add_point(*self._image_xy(msg["x"], msg["y"])))
         elif kind == "polygon":
-            self._saved(s.add_polygon(msg["points"]))
+            self._saved(s.add_polygon([self._image_xy(*p) for p in msg["points"]]))
         elif kind == "ellipse":
-            self._saved(s.add_ellipse(msg["box"]))
-        elif kind == "key":
+            self._saved(s.add_ellipse(self._image_xy(*msg["box"])))
+
+    def _on_keyboard_msg(self, _widget, msg, _buffers) -> None:
+        if msg.get("type") == "key":
             self.key(msg["key"])
 
     def key(self, key: str) -> None:
@@ -188,7 +233,8 @@ class Labeler(w.VBox):
         b = change["new"][-1]
         if abs(b["width"]) < 2 or abs(b["height"]) < 2:
             return  # jupyter-bbox-widget syncs a zero-size box on mousedown; the drag's end follows
-        box = [b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]]
+        (x0, x1), (y0, y1) = sorted((b["x"], b["x"] + b["width"])), sorted((b["y"], b["y"] + b["height"]))
+        box = self._image_xy(x0, y0, x1, y1)
         if self.session.tool == "box":
             self._clear_bbox()
             self._saved(self.session.add_box(box))
@@ -300,6 +346,8 @@ class Labeler(w.VBox):
     def _show_image(self) -> None:
         s = self.session
         self.jump.value = s.pos + 1
+        for view in (self.bbox, self.canvas):  # enlarged pixels stay square in the browser too
+            (view.add_class if self.zoom > 1 else view.remove_class)("labkit-pixels")
         self._syncing = True
         try:
             mine = s.project.annotations(image=s.image_id, annotator=s.annotator, kind="label")
@@ -316,14 +364,21 @@ class Labeler(w.VBox):
         objs = s.objects()
         rows = [{"id": int(i), "kind": r["kind"], "label": r["label"], "geometry": r["geometry"]}
                 for i, r in objs.iterrows() if r["kind"] != "label"]
-        data = compose(s.image, rows, classes=s.classes, candidate=s.mask,
-                       prompts=[p.as_dict() for p in s.prompts if p.point is not None], selected=self.objects.value)
-        if s.tool in ("sam", "box"):
+        z = self.zoom
+        fmt = "png" if z > 1 else "jpeg"  # JPEG would blur the edges of enlarged pixels
+        on_bbox = s.tool in ("sam", "box")  # the bbox widget draws the box prompt itself; the canvas does not
+        data = compose(s.image, rows, classes=s.project_classes, candidate=s.mask,
+                       prompts=[p.as_dict() for p in s.prompts if p.point is not None or not on_bbox],
+                       selected=self.objects.value, fmt=fmt, fit=max(s.image.shape[:2]) * z if z > 1 else None)
+        if on_bbox:
             self.bbox.image_bytes = data
         else:
+            self.canvas.format = fmt
             self.canvas.image = data
         listed = zip(objs.index, objs["label"], objs["kind"], objs["worker"])
         self.objects.options = [(f"#{i} {label} · {kind} · {worker}", int(i)) for i, label, kind, worker in listed]
+        # hidden when empty: ipywidgets' ToggleButtons keeps the old buttons on screen when options go empty
+        self.candidates.layout.display = "none" if s.candidates is None else None
         if s.candidates is None:
             self.candidates.options = []
         else:

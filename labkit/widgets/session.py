@@ -66,23 +66,30 @@ class LabelSession:
     queue : sequence of int, optional
         Image ids in order (e.g. hardest first). Default: the annotator's pending
         assignments, or every image when it has none.
+    split : str, optional
+        Keep only the queue's images of this split (``project.images(split=...)``), e.g.
+        the demo's ``"photos"``.
+    classes : sequence of str, optional
+        The classes offered, in the order of their keys (1..9, 0); the first is chosen at
+        the start. Default: all the project's classes.
     blind : bool, optional
         Hide other annotators' objects. Default: on for images assigned to several
-        annotators, so agreement stays honest.
+        annotators, so agreement stays honest; off for admins, who review everyone's work.
     prefetch : bool
         Encode the next images of the queue in the background (segmenters with image
         embeddings, i.e. SAM), into the project's embedding cache.
     """
 
     def __init__(self, project: Project, *, annotator: str, segmenter: Any = None, queue=None,
-                 blind: bool | None = None, prefetch: bool = True):
+                 split: str | None = None, classes=None, blind: bool | None = None, prefetch: bool = True):
         self.project = project
         self.annotator = annotator
         known = project.annotators()
         if annotator not in known.index:
             raise ValueError(f"unknown annotator {annotator!r}; known: {known.index.tolist()[:20]}. "
                              f"Register with project.add_annotator({annotator!r})")
-        if known.loc[annotator, "role"] == "viewer":
+        self.role = str(known.loc[annotator, "role"])
+        if self.role == "viewer":
             raise PermissionError(f"{annotator!r} is a viewer; viewers cannot label")
         self._segmenter = segmenter
         self._prefetch_enabled = prefetch
@@ -92,10 +99,13 @@ class LabelSession:
         self.queue = [int(i) for i in queue]
         if not self.queue:
             raise ValueError("the queue is empty: the project has no images; add some with project.add_images")
+        if split is not None:
+            self.queue = _in_split(project, self.queue, split)
         self._blind_default = blind
         per_image = project.progress(by="image")
         self._assigned = per_image["assigned"].to_dict() if len(per_image) else {}
-        self.classes = project.classes()
+        self.project_classes: list[str] = list(project.classes())
+        self.classes = self.project_classes if classes is None else _offered(classes, self.project_classes)
         self.label = self.classes[0]
         self.tool = "sam"
         self.pos = -1
@@ -154,8 +164,11 @@ class LabelSession:
 
     @property
     def blind(self) -> bool:
+        """Others' objects are hidden on this image (see ``blind`` in the class docstring)."""
         if self._blind_default is not None:
             return bool(self._blind_default)
+        if self.role == "admin":
+            return False
         return self._assigned.get(self.image_id, 0) > 1
 
     def go(self, pos: int) -> None:
@@ -402,3 +415,24 @@ class LabelSession:
         """Objects on the current image this annotator may see (own only in blind mode)."""
         df = self.project.annotations(image=self.image_id)
         return df[df["worker"] == self.annotator] if self.blind else df
+
+
+def _in_split(project: Project, queue: list[int], split: str) -> list[int]:
+    """The images of ``queue`` in ``split``, in queue order; an error names the splits there are."""
+    wanted = set(project.images(split=split).index)
+    kept = [i for i in queue if i in wanted]
+    if not kept:
+        splits = sorted({str(v) for v in project.images()["split"].dropna()})
+        raise ValueError(f"no image of the queue is in split {split!r}; splits in the project: {splits}. "
+                         "Pass one of them, or split=None for every image of the queue")
+    return kept
+
+
+def _offered(classes, known: list[str]) -> list[str]:
+    """``classes`` checked against the project's: a non-empty list of distinct known names."""
+    offered = [classes] if isinstance(classes, str) else list(classes)
+    unknown = [c for c in offered if c not in known]
+    if not offered or unknown or len(set(offered)) != len(offered):
+        raise ValueError(f"classes must be distinct names of the project's classes, got {offered}"
+                         f"{f' ({unknown} unknown)' if unknown else ''}; the project has {known}")
+    return offered

@@ -118,6 +118,30 @@ def test_blind_mode_follows_overlap(label_project, grabcut):
     assert not s.blind
     s2 = LabelSession(label_project, annotator="ana", segmenter=grabcut, blind=False)
     assert theirs in s2.objects().index
+    label_project.add_annotator("boss", role="admin")  # an admin reviews: sees everyone's objects by default
+    admin = LabelSession(label_project, annotator="boss", segmenter=grabcut)
+    assert admin.pos == 0 and not admin.blind and theirs in admin.objects().index
+    assert LabelSession(label_project, annotator="boss", segmenter=grabcut, blind=True).blind
+
+
+def test_split_keeps_the_queue_order_and_classes_are_checked(label_project, grabcut, tmp_path):
+    from PIL import Image
+
+    from tests.widgets.conftest import scene
+
+    files = []
+    for seed in (7, 8):
+        files.append(tmp_path / f"extra_{seed}.png")
+        Image.fromarray(scene(seed)[0]).save(files[-1])
+    label_project.add_images(files, split="photos")  # images 4, 5
+    s = LabelSession(label_project, annotator="ana", segmenter=grabcut, queue=[5, 1, 4], split="photos")
+    assert s.queue == [5, 4] and s.image_id == 5
+    s = LabelSession(label_project, annotator="ana", segmenter=grabcut, classes=["dog"])
+    assert s.classes == ["dog"] and s.label == "dog" and s.project_classes == ["cat", "dog"]
+    with pytest.raises(ValueError, match=r"no image of the queue is in split 'photos'.*\['photos'\]"):
+        LabelSession(label_project, annotator="ana", segmenter=grabcut, queue=[1, 2], split="photos")
+    with pytest.raises(ValueError, match=r"distinct names of the project's classes, got \['dog', 'dog'\]"):
+        LabelSession(label_project, annotator="ana", segmenter=grabcut, classes=["dog", "dog"])
 
 
 def test_navigation_and_progress(label_project, grabcut):

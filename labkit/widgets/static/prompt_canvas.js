@@ -1,7 +1,7 @@
 // labkit PromptCanvas: an image (with overlays drawn by the kernel) that turns
 // clicks into prompts: point prompts (left = object, right/shift = background),
 // polygon vertices, single points and ellipses (drag a rectangle).
-// It also captures the Labeler's keyboard shortcuts for its container.
+// The Labeler's keys are handled for the whole Labeler by labeler_keys.js.
 const NS = "http://www.w3.org/2000/svg";
 
 function render({ model, el }) {
@@ -116,30 +116,6 @@ function render({ model, el }) {
   model.on("change:reset", () => { poly = []; drag = null; draw(); });
   setImage();
 
-  // Keyboard shortcuts for the whole Labeler (its root has the class in `root_class`).
-  // data-lm-suppress-shortcuts keeps JupyterLab's own shortcuts (digits, z, ...) out.
-  const keys = new Set(model.get("shortcut_keys"));
-  let tries = 0;
-  const attach = () => {
-    const root = el.closest("." + model.get("root_class"));
-    if (!root) { if (tries++ < 100) setTimeout(attach, 100); return; }
-    if (root.dataset.labkitKeys) return;
-    root.dataset.labkitKeys = "1";
-    root.tabIndex = 0;
-    root.setAttribute("data-lm-suppress-shortcuts", "true");
-    root.addEventListener("mousedown", (ev) => {
-      if (!ev.target.closest("input,textarea,select,button")) root.focus({ preventScroll: true });
-    });
-    root.addEventListener("keydown", (ev) => {
-      if (ev.target.closest("input,textarea,select")) return;
-      if (ev.ctrlKey || ev.metaKey || ev.altKey || !keys.has(ev.key)) return;
-      ev.preventDefault();
-      ev.stopPropagation();
-      if (ev.key === "Escape") { poly = []; drag = null; draw(); }
-      model.send({ type: "key", key: ev.key });
-    });
-  };
-  attach();
   return () => { if (url) URL.revokeObjectURL(url); };
 }
 
