@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/labkit demo --out demo_project --force
-	$(PY) -c "from labkit.demo import audit_demo; print('audit report:', audit_demo('demo_project', 'demo_project/reports').html)"
+	$(VENV)/bin/labkit demo --out demo_project --force --audit
 
 # Debian packages the tests need (PostgreSQL server, Chromium); apt-get as root.
 sysdeps:

@@ -150,3 +150,36 @@ def test_demo_registers_the_person_in_its_photos(demo_dir):
     subjects = p.subjects()
     assert list(subjects.index) == ["nasa-astronaut"] and subjects.loc["nasa-astronaut", "images"] == 1
     assert subjects.loc["nasa-astronaut", "consent"] == "given"
+
+
+def test_make_demo_runs_the_main_job_with_a_log_a_person_reads(tmp_path):
+    """``make demo``'s command, as CI or a terminal-less user runs it: stages, a verdict, no warnings.
+
+    The full default demo (300 digits, the default pool): the README's first command must work,
+    without the 45-step training warning and the kernel's TCP warning its log used to carry, and
+    without one line per progress-bar redraw.
+    """
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo_project"
+    run = subprocess.run([sys.executable, "-m", "labkit.cli", "demo", "--out", str(out), "--audit"],
+                         capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    stages = [line for line in run.stdout.splitlines() if line.endswith(" s") and ": done in " in line]
+    assert [s.split(":")[0].split(" (")[0] for s in stages] == [
+        "building the demo project", "training the model pool", "scoring 304 images with the pool",
+        "inspecting the ISO 2859-1 sample", "rendering the audit report"]
+    verdict = json.loads((out / "reports" / "verdict.json").read_text())
+    failing = [c["clause"] for c in verdict["clauses"] if c["status"] == "FAIL"]
+    assert run.stdout.splitlines()[-1] == (f"verdict {verdict['overall']}: {len(failing)} of "
+                                           f"{len(verdict['clauses'])} clauses fail"
+                                           + (f" ({', '.join(failing)})" if failing else ""))
+    assert (out / "reports" / "quality_audit.html").is_file()
+    for noise in ("Warning", "WARNING", "IPKernelApp", "KeyboardInterrupt", "Traceback"):
+        assert noise not in run.stderr, run.stderr
+    # progress bars off a terminal: a few updates each, not one per redraw
+    assert run.stderr.count("\r") + run.stderr.count("\n") < 60, run.stderr
+    model = next(c for c in verdict["clauses"] if c["clause"] == "label_issue_rate")
+    assert model["status"] != "NOT EVALUATED" and model["measured"] is not None  # the pool was trained and used
