@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from labkit._util.opencv import opencv
+
 from ._coco import mask_api
 from .rle import decode_rle, encode_rle
 from .validate import GeometryError, check_kind, normalize_geometry, polygon_parts
@@ -127,7 +129,7 @@ def mask_to_polygon(mask: np.ndarray, *, tolerance: float = 0.0) -> dict[str, An
     {'points': [[1.0, 1.0], [1.0, 4.0], [4.0, 4.0], [4.0, 1.0]],
      'holes': [[[2.0, 2.0], [3.0, 2.0], [3.0, 3.0], [2.0, 3.0]]]}
     """
-    import cv2
+    cv2 = opencv()
 
     mask = np.asarray(mask)
     if mask.ndim != 2:
@@ -191,7 +193,7 @@ def _crack_ring(points: np.ndarray) -> np.ndarray:
 def _simplify(ring: np.ndarray, tolerance: float) -> np.ndarray:
     if tolerance <= 0 or len(ring) <= 3:
         return ring
-    import cv2
+    cv2 = opencv()
 
     simple = cv2.approxPolyDP(ring.astype(np.float32)[:, None, :], tolerance, True)[:, 0, :]
     return ring if len(simple) < 3 else simple.astype(np.float64)

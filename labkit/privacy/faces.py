@@ -18,6 +18,8 @@ import threading
 
 import numpy as np
 
+from labkit._util.opencv import opencv
+
 CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_profileface.xml")
 
 
@@ -26,11 +28,11 @@ _local = threading.local()
 
 def _cascade(name: str):
     """One classifier per thread: OpenCV's CascadeClassifier is not safe to share between threads."""
-    import cv2
+    cv2 = opencv()
 
     cache = _local.__dict__.setdefault("cascades", {})
     if name not in cache:
-        path = cv2.data.haarcascades + name  # type: ignore[attr-defined]  # cv2.data is set at import
+        path = cv2.data.haarcascades + name
         c = cv2.CascadeClassifier(path)
         if c.empty():
             raise FileNotFoundError(f"OpenCV's face detector {path} is missing or unreadable; reinstall "
@@ -40,7 +42,7 @@ def _cascade(name: str):
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
-    import cv2
+    cv2 = opencv()
 
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
@@ -83,7 +85,7 @@ def detect_faces(image: np.ndarray, *, min_size: int | None = None, scale_factor
     h, w = gray.shape
     scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:
-        import cv2
+        cv2 = opencv()
 
         gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     side = min_size if min_size is not None else max(20, round(0.02 * min(gray.shape)))
@@ -139,7 +141,7 @@ def blur_regions(image: np.ndarray, boxes: np.ndarray, *, margin: float = 0.25, 
     blocks : int
         Cells across the region after pixelation.
     """
-    import cv2
+    cv2 = opencv()
 
     out = np.array(image, copy=True)
     h, w = out.shape[:2]

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit._util.atomic import atomic_path
+from labkit._util.opencv import opencv
 
 _EXPORT_LOCK = threading.Lock()
 
@@ -193,7 +194,7 @@ def upscale_masks(low_res: np.ndarray, *, img_size: int, input_size: tuple[int, 
     (``cv2.INTER_LINEAR`` on float32 uses the same half-pixel centres as
     ``F.interpolate(..., align_corners=False)``).
     """
-    import cv2
+    cv2 = opencv()
 
     ih, iw = input_size
     oh, ow = original_size
