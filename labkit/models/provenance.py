@@ -130,7 +130,8 @@ def replay(annotation: Any, *, project: ProjectLike | None = None, segmenter: An
     key = None
     if image is None:
         if project is None:
-            raise ValueError("pass project= (to read image 'task') or image=")
+            where = f"image {row['task']}" if "task" in row else "the annotation's image"
+            raise ValueError(f"replay needs the image: pass project= (to read {where} from it) or image=")
         if "task" not in row:
             raise ValueError(f"the annotation has no 'task' (image id); keys: {sorted(row)}")
         from labkit.models.embeddings import project_image

@@ -34,7 +34,7 @@ class ImageInfo:
 
 
 def expand_paths(paths_or_folder: str | Path | Iterable[str | Path]) -> list[Path]:
-    """A folder becomes its image files (recursive, sorted); files are kept as given."""
+    """A folder becomes its image files (recursive, sorted), also inside a list; files are kept as given."""
     if isinstance(paths_or_folder, (str, Path)):
         p = Path(paths_or_folder)
         if p.is_dir():
@@ -45,7 +45,7 @@ def expand_paths(paths_or_folder: str | Path | Iterable[str | Path]) -> list[Pat
                 raise ImageError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found under {p}")
             return found
         return [p]
-    return [Path(q) for q in paths_or_folder]
+    return [f for q in paths_or_folder for f in (expand_paths(q) if Path(q).is_dir() else [Path(q)])]
 
 
 def _inspect(path: Path) -> ImageInfo | str:
