@@ -1,4 +1,8 @@
-"""GrabCutSegmenter on synthetic images with a known object."""
+"""GrabCutSegmenter on synthetic images with a known object, and on the photograph of the user test.
+
+Quality against known masks, and the effect of single clicks on them, are tested in
+``test_segmentation_quality.py``.
+"""
 from __future__ import annotations
 
 import time
@@ -77,3 +81,57 @@ def test_needs_a_box():
         seg.predict(points=[[5, 5]], point_labels=[1])
     assert not seg.predict(box=[3, 3, 4, 4])[0].any()  # a sub-2-pixel box is empty, not an error
     assert seg.predict(box=[0, 0, 20, 20])[0].shape == (1, 20, 20)  # box = whole image still runs
+
+
+def test_clicking_the_astronauts_suit_selects_it():
+    """The first-hour user test: with a box around the astronaut, GrabCut takes the face and
+    hair, and a click on the suit left the mask unchanged (labkit 0.2: 1% of the suit patch)."""
+    from skimage import data
+
+    from labkit.models import load_segmenter
+
+    seg = load_segmenter("grabcut")
+    seg.set_image(data.astronaut())
+    box = [60, 30, 340, 480]
+    before = seg.predict(box=box)[0][0]
+    after = seg.predict(box=box, points=[[110, 300]], point_labels=[1])[0][0]
+    suit, face = (slice(270, 340), slice(80, 150)), (slice(80, 130), slice(150, 200))
+    assert before[suit].mean() < 0.05 and before[face].mean() > 0.7
+    assert after[suit].mean() > 0.6, after[suit].mean()  # the suit around the click is taken
+    assert not (before & ~after).any() and after[face].mean() > 0.7  # and nothing is lost
+    assert not after[:, :60].any()  # still nothing outside the box
+
+
+def test_same_prompts_same_mask_whatever_came_before():
+    """Clicks edit the mask of the clicks before them, which is cached: a cold segmenter, one
+    that saw other prompts and images, and one asked twice all give the same masks."""
+    from labkit.models import load_segmenter
+
+    image, truth, box = ellipse_scene(384, 512, seed=3)
+    points = [[230.0, 190.0], [box[0] + 4.0, box[1] + 4.0], [300.0, 200.0]]
+    labels = [1, 0, 1]
+    cold = load_segmenter("grabcut")
+    cold.set_image(image)
+    expected = cold.predict(box=box, points=points, point_labels=labels)[0]
+
+    warm = load_segmenter("grabcut")
+    warm.set_image(ellipse_scene(384, 512, seed=4)[0])
+    warm.predict(box=box, points=points[:2], point_labels=labels[:2])  # another image's cache
+    warm.set_image(image)
+    warm.predict(box=[box[0] + 5, box[1], box[2], box[3]], points=points[:1], point_labels=labels[:1])
+    for k in range(4):  # the clicks one at a time, as the labeling widget asks
+        got = warm.predict(box=box, points=points[:k] or None, point_labels=labels[:k] or None)[0]
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(warm.predict(box=box, points=points, point_labels=labels)[0], expected)
+    assert iou(expected[0], truth) >= 0.9
+
+
+def test_clicks_outside_the_box_change_nothing():
+    from labkit.models import load_segmenter
+
+    image, _, box = ellipse_scene(384, 512, seed=5)
+    seg = load_segmenter("grabcut")
+    seg.set_image(image)
+    before = seg.predict(box=box)[0]
+    outside = [[box[0] - 5, box[1] - 5], [box[2] + 3, box[3] + 3]]
+    np.testing.assert_array_equal(seg.predict(box=box, points=outside, point_labels=[1, 0])[0], before)
