@@ -11,11 +11,11 @@ from __future__ import annotations
 from labkit._util.lazy import lazy_exports
 from labkit._version import __version__
 
-__all__ = ["Project", "ProjectError", "ImageError", "ImportProblem", "AccessDenied", "__version__"]
+__all__ = ["Project", "ProjectError", "ImageError", "ImportProblem", "AccessDenied", "limits", "__version__"]
 
 _LAZY = {"Project": "labkit.services.project", "ProjectError": "labkit.store.errors",
          "ImageError": "labkit.store.errors", "ImportProblem": "labkit.services.interchange",
-         "AccessDenied": "labkit.store.errors"}
+         "AccessDenied": "labkit.store.errors", "limits": "labkit.formats"}
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

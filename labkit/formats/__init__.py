@@ -1,7 +1,9 @@
 """Read and write annotation files: COCO, AI-Hub, Label Studio, CVAT, YOLO.
 
 Every reader returns a :class:`Dataset` with canonical geometry (``docs/data-model.md``)
-and raises one :class:`FormatError` listing every problem in the file.
+and raises one :class:`FormatError` listing every problem in the file. Files are read as
+hostile: :data:`limits` bounds what a file may ask of labkit (points per polygon, image
+pixels, nesting depth), for the readers and the rest of labkit alike.
 
 Examples
 --------
@@ -9,6 +11,7 @@ Examples
 >>> list_formats()
 ['aihub', 'coco', 'cvat', 'labelstudio', 'yolo']
 """
+from labkit._util.checks import Limits, limits
 from labkit.formats._base import Dataset, FormatError, ImageRecord, ObjectRecord
 from labkit.formats._registry import FORMATS, get_reader, get_writer, list_formats
 
@@ -17,8 +20,10 @@ __all__ = [
     "Dataset",
     "FormatError",
     "ImageRecord",
+    "Limits",
     "ObjectRecord",
     "get_reader",
     "get_writer",
+    "limits",
     "list_formats",
 ]

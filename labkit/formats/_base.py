@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from labkit._util.checks import check_json, json_problem, name_problem, over_limit
 
 #: How many problems a reader collects before it stops looking.
 MAX_PROBLEMS = 20
@@ -97,15 +100,20 @@ class Problems:
                 try:
                     value = float(value)
                 except ValueError:
-                    self.add(where, f"{what} is {value!r}; expected a number")
+                    self.add(where, f"{what} is {show(value)}; expected a number")
                     return None
             else:
                 self.add(where, f"{what} is {_show(value)}; expected a number")
                 return None
-        if not math.isfinite(value):
-            self.add(where, f"{what} is {value!r}; expected a finite number")
+        try:
+            f = float(value)
+        except OverflowError:  # a Python int with hundreds of digits
+            self.add(where, f"{what} is an integer of {len(str(abs(value)))} digits; expected a finite number")
             return None
-        return float(value)
+        if not math.isfinite(f):
+            self.add(where, f"{what} is {f!r}; expected a finite number")
+            return None
+        return f
 
     def size(self, value: Any, where: str, what: str, *, text: bool = False) -> int | None:
         """A positive integer image dimension (``10.0`` is accepted, ``10.5`` is not)."""
@@ -113,14 +121,65 @@ class Problems:
         if v is None:
             return None
         if v <= 0 or v != int(v):
-            self.add(where, f"{what} is {value!r}; expected a positive integer")
+            self.add(where, f"{what} is {show(value)}; expected a positive integer")
             return None
         return int(v)
+
+    def image_size(self, width: int | None, height: int | None, where: str) -> bool:
+        """False (and a problem) when an image declared ``width x height`` exceeds ``limits.max_image_pixels``.
+
+        Readers check it before they decode a mask at the image's size: a size in a file
+        costs nothing to write and 10^10 pixels to allocate.
+        """
+        if width is None or height is None:
+            return True
+        problem = over_limit(width * height, "max_image_pixels", f"the image size {width}x{height}", "pixels")
+        if problem:
+            self.add(where, problem)
+            return False
+        return True
+
+    def count(self, n: int, where: str, what: str) -> bool:
+        """False (and a problem) when a polygon or point list of ``n`` points exceeds ``limits.max_polygon_points``.
+
+        Readers check the length before they convert a single number, so a hostile file
+        with millions of points costs nothing.
+        """
+        problem = over_limit(n, "max_polygon_points", what, "points")
+        if problem:
+            self.add(where, problem)
+            return False
+        return True
+
+    def name(self, value: Any, where: str, what: str = "class name") -> str | None:
+        """``value`` if it can be a class (or annotator) name, else None after recording why.
+
+        The same rules as ``Project.add_classes`` (:func:`labkit._util.checks.name_problem`).
+        """
+        problem = name_problem(value, what)
+        if problem:
+            self.add(where, problem)
+            return None
+        return value
+
+    def json(self, value: Any, where: str, what: str) -> bool:
+        """False (and a problem) when ``value`` (attributes, provenance) is not storable JSON.
+
+        The same rule as the API (:func:`labkit._util.checks.check_json`): finite numbers,
+        valid Unicode, bounded nesting. ``what`` names ``value`` in the message.
+        """
+        problem = json_problem(value, what)
+        if problem is not None:
+            self.add(where, f"{problem}; expected plain JSON (finite numbers, valid Unicode text)")
+            return False
+        return True
 
     def points(self, value: Any, where: str, what: str, *, min_points: int) -> list[list[float]] | None:
         """A list of ``[x, y]`` pairs with at least ``min_points`` entries."""
         if not isinstance(value, (list, tuple)):
             self.add(where, f"{what} is {_show(value)}; expected a list of [x, y] pairs")
+            return None
+        if not self.count(len(value), where, what):
             return None
         out: list[list[float]] = []
         for i, p in enumerate(value):
@@ -141,6 +200,8 @@ class Problems:
             return None
         if len(value) % 2:
             self.add(where, f"{what} has {len(value)} numbers; expected an even count (x, y pairs)")
+            return None
+        if not self.count(len(value) // 2, where, what):
             return None
         checked = [self.number(v, where, f"{what}[{i}]") for i, v in enumerate(value)]
         nums = [v for v in checked if v is not None]
@@ -169,17 +230,51 @@ class Problems:
         return True
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlevel = 3
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A received value for a message: its type and a short repr, whatever its size or depth."""
+    try:
+        text = _REPR.repr(value)
+    except (ValueError, RecursionError):  # an int too long for str(), a structure too deep
+        text = "..."
     return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
 
+def show(value: Any) -> str:
+    """A short repr of a value read from a file, for messages (never the whole of a huge value)."""
+    try:
+        text = _REPR.repr(value)
+    except (ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
+    return text[:60] + "..." if len(text) > 60 else text
+
+
+def read_text(path: Path, where: str = "") -> str:
+    """The text of a UTF-8 file (a BOM is dropped); bad bytes are a :class:`FormatError` saying where."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise FormatError(path, [(where, f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+                                         f"(line {line}) is {exc.reason}; save the file as UTF-8")]) from None
+
+
 def load_json(path: str | Path) -> Any:
-    """Parse a JSON file, turning parser errors into a :class:`FormatError` with the position."""
+    """Parse a JSON file, turning parser errors into a :class:`FormatError` with the position.
+
+    Bytes that are not UTF-8, numbers too long to convert and nesting too deep for the
+    parser are refused the same way. (What a reader keeps of the document, attributes and
+    provenance, is checked against ``limits.max_json_depth`` by :meth:`Problems.json`.)
+    """
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, [("", "no such file" if not path.exists() else "not a file")])
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -188,6 +283,43 @@ def load_json(path: str | Path) -> Any:
         hint = " (the file looks truncated)" if cut else ""
         raise FormatError(path, [("", f"invalid JSON{hint}: {exc.msg} (line {exc.lineno}, "
                                       f"column {exc.colno}, char {exc.pos})")]) from None
+    except RecursionError:
+        raise FormatError(path, [("", "invalid JSON: lists or objects nested too deeply to read")]) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise FormatError(path, [("", f"invalid JSON: {exc}")]) from None
+
+
+def inside(root: Path, files: list[Path], pr: Problems) -> list[Path]:
+    """The ``files`` (found under ``root``) whose real path is inside ``root``; the others are problems.
+
+    A symbolic link under a folder that points elsewhere would make a reader read a file
+    outside the folder it was given.
+    """
+    base = root.resolve()
+    out = []
+    for f in files:
+        real = f.resolve()
+        if real == base or base in real.parents:
+            out.append(f)
+        else:
+            pr.add(f.relative_to(root).as_posix(), f"is a link to {real}, outside {root}; labkit reads only "
+                                                    "files inside the folder it is given")
+    return out
+
+
+def write_json(data: Any, path: str | Path, *, indent: int | None = None) -> None:
+    """Write ``data`` as strict JSON to ``path``: a ValueError naming the value JSON cannot hold.
+
+    No NaN or Infinity (JSON has neither; ``json.dump`` would write them anyway) and no
+    lone surrogates (not UTF-8).
+    """
+    path = Path(path)
+    try:
+        check_json(data, "data")
+    except ValueError as exc:
+        raise ValueError(f"cannot write {path}: {exc}; repair or drop that value in the project") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False), encoding="utf-8")
 
 
 def classes_in_order(objects: list[ObjectRecord], declared: list[str] | None = None) -> list[str]:

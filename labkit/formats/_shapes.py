@@ -49,6 +49,9 @@ def canonical(pr: Problems, kind: str, geometry: Any, where: str) -> dict[str, A
     except GeometryError as exc:
         pr.add(where, str(exc))
         return None
+    except (OverflowError, ValueError) as exc:  # numbers too large for a float or pycocotools' uint32
+        pr.add(where, f"{kind} geometry has a number out of range: {exc}")
+        return None
 
 
 def shoelace(ring: list[list[float]]) -> float:

@@ -25,7 +25,6 @@ integral values are written as JSON integers.
 from __future__ import annotations
 
 import copy
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,11 @@ from labkit.formats._base import (
     Problems,
     classes_in_order,
     geometry_of,
+    inside,
     load_json,
     objects_by_image,
+    show,
+    write_json,
 )
 
 _SHAPES = {"Ellipse": "ellipse", "Polygon": "polygon", "Point": "point"}
@@ -59,6 +61,8 @@ def read(path: str | Path) -> Dataset:
     else:
         raise FormatError(path, [("", "no such file or folder")])
     pr = Problems(path)
+    if path.is_dir():
+        files = inside(path, files, pr)
     images: list[ImageRecord] = []
     objects: list[ObjectRecord] = []
     seen: dict[str, str] = {}  # image name -> the file that named it first
@@ -74,7 +78,7 @@ def read(path: str | Path) -> Dataset:
             continue
         a = doc["Annotations"]
         if not isinstance(a["name"], str) or not a["name"]:
-            pr.add(f"{loc}: Annotations.name", f"is {a['name']!r}; expected the image file name")
+            pr.add(f"{loc}: Annotations.name", f"is {show(a['name'])}; expected the image file name")
             continue
         if a["name"] in seen:
             pr.add(f"{loc}: Annotations.name", f"{a['name']!r} is also named by {seen[a['name']]}")
@@ -83,18 +87,23 @@ def read(path: str | Path) -> Dataset:
         metaid = a.get("metaid")
         if metaid is not None and not isinstance(metaid, str):
             attrs["metaid"] = metaid  # keep its JSON type for export
+        if isinstance(metaid, int) and not isinstance(metaid, bool):
+            metaid = str(metaid)
+        if metaid is not None and pr.name(metaid, f"{loc}: Annotations.metaid", "metaid (the subject id)") is None:
+            continue
         extra = {k: v for k, v in doc.items() if k != "Annotations"}
         if extra:
             attrs["aihub_top_level"] = extra
-        images.append(ImageRecord(key=a["name"], attributes=attrs, where=loc,
-                                  subject=None if metaid is None else str(metaid)))
+        if not pr.json(attrs, f"{loc}: Annotations", "image attributes"):
+            continue
+        images.append(ImageRecord(key=a["name"], attributes=attrs, where=loc, subject=metaid))
         if not isinstance(a["annotations"], list):
             pr.add(f"{loc}: Annotations.annotations", "is not a list")
             continue
         for j, ann in enumerate(a["annotations"]):
             where = f"{loc}: Annotations.annotations[{j}]"
             kind, geometry = _geometry(pr, ann, where)
-            if kind is not None and geometry is not None:
+            if kind is not None and geometry is not None and pr.json(ann, where, "the annotation"):
                 objects.append(ObjectRecord(image_key=a["name"], kind=kind, label=ann["label"],
                                             geometry=geometry, where=where,
                                             provenance={"aihub": {"original": copy.deepcopy(ann)}}))
@@ -105,12 +114,11 @@ def read(path: str | Path) -> Dataset:
 def _geometry(pr: Problems, ann: Any, where: str) -> tuple[str | None, dict[str, Any] | None]:
     if not pr.require(ann, ("label", "shape"), where):
         return None, None
-    if not isinstance(ann["label"], str):
-        pr.add(where, f"label is {ann['label']!r}; expected a string")
+    if pr.name(ann["label"], where, "label") is None:
         return None, None
     kind = _SHAPES.get(ann["shape"]) if isinstance(ann["shape"], str) else None
     if kind is None:
-        pr.add(where, f"shape is {ann['shape']!r}; expected one of {list(_SHAPES)}")
+        pr.add(where, f"shape is {show(ann['shape'])}; expected one of {list(_SHAPES)}")
         return None, None
     if kind == "ellipse":
         if not pr.require(ann, ("cx", "cy", "rx", "ry"), where):
@@ -164,7 +172,7 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
         a["annotations"] = [d for o in by_image[im.key] for d in _annotations(o, lossy)]
         a.update(attrs)
         doc = {"Annotations": a, **top}
-        (folder / name).write_text(json.dumps(doc, indent=indent, ensure_ascii=False), encoding="utf-8")
+        write_json(doc, folder / name, indent=indent)
     if lossy:
         warnings.warn(f"AI-Hub has only Ellipse/Polygon/Point: {lossy}", stacklevel=2)
 

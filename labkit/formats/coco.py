@@ -19,7 +19,8 @@ annotations; image-level labels have no COCO form and are skipped with a warning
 """
 from __future__ import annotations
 
-import json
+import math
+import re
 import warnings
 from collections.abc import Hashable, Mapping
 from pathlib import Path
@@ -35,6 +36,8 @@ from labkit.formats._base import (
     classes_in_order,
     geometry_of,
     load_json,
+    show,
+    write_json,
 )
 
 _ANN_KEYS = {"id", "image_id", "category_id", "segmentation", "bbox", "area", "iscrowd", "score"}
@@ -66,20 +69,34 @@ def read(path: str | Path) -> Dataset:
     pr.raise_if_any()
 
     categories: dict[int | str, str] = {}
+    invalid: set[tuple[str, int | str]] = set()  # ids of records with a problem: no follow-on errors
+    named: dict[str, str] = {}  # class name -> the category that has it
     for i, cat in enumerate(data["categories"]):
         where = f"categories[{i}]"
         if not pr.require(cat, ("id", "name"), where) or not _id_ok(pr, cat["id"], where, "id"):
             continue
         if cat["id"] in categories:
             pr.add(where, f"duplicate category id {cat['id']!r}")
-        categories[cat["id"]] = str(cat["name"])
+        name = pr.name(cat["name"], where, "name")
+        if name is None:
+            invalid.add(("category", cat["id"]))
+            continue
+        if name in named:  # one class per name: merging two categories would lose which was which
+            pr.add(where, f"name {name!r} is also the name of {named[name]}; rename one of them "
+                          "(labkit keeps one class per name)")
+        named.setdefault(name, f"categories[{i}] (id {cat['id']!r})")
+        categories[cat["id"]] = name
 
     images: list[ImageRecord] = []
     by_id: dict[int | str, ImageRecord] = {}
-    keys: set[Any] = set()
+    keys: set[str] = set()
     for i, im in enumerate(data["images"]):
         where = f"images[{i}]"
         if not pr.require(im, ("id", "file_name"), where) or not _id_ok(pr, im["id"], where, "id"):
+            continue
+        if not isinstance(im["file_name"], str) or not im["file_name"]:
+            pr.add(where, f"file_name is {show(im['file_name'])}; expected the image's file name (a string)")
+            invalid.add(("image", im["id"]))
             continue
         if im["id"] in by_id:
             pr.add(where, f"duplicate image id {im['id']!r}")
@@ -88,23 +105,30 @@ def read(path: str | Path) -> Dataset:
         keys.add(im["file_name"])
         w = pr.size(im["width"], where, "width") if "width" in im else None
         h = pr.size(im["height"], where, "height") if "height" in im else None
-        rec = ImageRecord(key=str(im["file_name"]), width=w, height=h, where=where,
-                          attributes={k: v for k, v in im.items() if k not in _IMAGE_KEYS})
+        attributes = {k: v for k, v in im.items() if k not in _IMAGE_KEYS}
+        pr.json(attributes, where, "image")
+        rec = ImageRecord(key=im["file_name"], width=w, height=h, where=where, attributes=attributes)
         by_id[im["id"]] = rec
         images.append(rec)
 
     objects: list[ObjectRecord] = []
+    ann_ids: dict[int | str, int] = {}
     for i, ann in enumerate(data["annotations"]):
         where = f"annotations[{i}]"
         if not pr.require(ann, ("image_id", "category_id"), where):
             continue
+        if "id" in ann and _id_ok(pr, ann["id"], where, "id"):
+            if ann["id"] in ann_ids:  # COCO ids are unique; results files may omit them
+                pr.add(where, f"duplicate annotation id {ann['id']!r} (also annotations[{ann_ids[ann['id']]}]); "
+                              "COCO annotation ids must be unique")
+            ann_ids.setdefault(ann["id"], i)
         image = by_id.get(ann["image_id"]) if _hashable(ann["image_id"]) else None
-        if image is None:
-            pr.add(where, f"image_id {ann['image_id']!r} is not in images")
+        if image is None and not (_hashable(ann["image_id"]) and ("image", ann["image_id"]) in invalid):
+            pr.add(where, f"image_id {show(ann['image_id'])} is not in images")
         label = categories.get(ann["category_id"]) if _hashable(ann["category_id"]) else None
-        if label is None:
-            pr.add(where, f"category_id {ann['category_id']!r} is not in categories")
-        obj = _read_annotation(pr, ann, where)
+        if label is None and not (_hashable(ann["category_id"]) and ("category", ann["category_id"]) in invalid):
+            pr.add(where, f"category_id {show(ann['category_id'])} is not in categories")
+        obj = _read_annotation(pr, ann, where, image)
         if obj is not None and image is not None and label is not None:
             obj.image_key, obj.label = image.key, label
             objects.append(obj)
@@ -118,18 +142,20 @@ def _hashable(v: object) -> TypeGuard[int | str]:
 
 def _id_ok(pr: Problems, v: object, where: str, what: str) -> bool:
     if not _hashable(v):
-        pr.add(where, f"{what} is {v!r}; expected an integer or a string")
+        pr.add(where, f"{what} is {show(v)}; expected an integer or a string")
         return False
     return True
 
 
-def _read_annotation(pr: Problems, ann: dict[str, Any], where: str) -> ObjectRecord | None:
+def _read_annotation(pr: Problems, ann: dict[str, Any], where: str,
+                     image: ImageRecord | None) -> ObjectRecord | None:
     seg, kp = ann.get("segmentation"), ann.get("keypoints")
     used = set(_ANN_KEYS)
     n_before = len(pr.items) + pr.more
     if seg not in (None, [], {}):
-        kind, geometry = _read_segmentation(pr, seg, where)
-    elif kp is not None and _is_point(ann):
+        kind, geometry = _read_segmentation(pr, seg, where, image)
+    elif kp is not None and pr.count(len(kp) // 3 if isinstance(kp, list) else 0, where, "keypoints") \
+            and _is_point(ann):
         kind, used = "point", used | {"keypoints", "num_keypoints"}
         pts = pr.points([[kp[j], kp[j + 1]] for j in range(0, len(kp), 3) if kp[j + 2] > 0],
                         where, "keypoints", min_points=1)
@@ -138,12 +164,12 @@ def _read_annotation(pr: Problems, ann: dict[str, Any], where: str) -> ObjectRec
         kind, geometry = "box", None
         b = ann["bbox"]
         if not isinstance(b, list) or len(b) != 4:
-            pr.add(where, f"bbox is {b!r}; expected [x, y, width, height]")
+            pr.add(where, f"bbox is {show(b)}; expected [x, y, width, height]")
         else:
             x, y, w, h = (pr.number(v, where, f"bbox[{j}]") for j, v in enumerate(b))
             if x is not None and y is not None and w is not None and h is not None:
                 if w < 0 or h < 0:
-                    pr.add(where, f"bbox {b!r} has a negative width or height")
+                    pr.add(where, f"bbox {show(b)} has a negative width or height")
                 else:
                     geometry = _shapes.canonical(pr, "box", _shapes.box(x, y, x + w, y + h), where)
     else:
@@ -158,6 +184,9 @@ def _read_annotation(pr: Problems, ann: dict[str, Any], where: str) -> ObjectRec
     extra = {k: v for k, v in ann.items() if k not in used}
     if extra:
         prov["extra"] = extra
+    # the fields kept in provenance (geometry was checked number by number above)
+    if not pr.json({k: v for k, v in ann.items() if k not in ("segmentation", "bbox")}, where, "annotation"):
+        return None
     return ObjectRecord(image_key="", kind=kind, label="", geometry=geometry, score=score,
                         provenance={"coco": prov}, where=where)
 
@@ -166,22 +195,40 @@ def _is_point(ann: dict[str, Any]) -> bool:
     kp = ann["keypoints"]
     if not isinstance(kp, list) or len(kp) % 3 or not kp:
         return False
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in kp):
+    nums = [_finite(v) for v in kp]
+    if any(v is None for v in nums):
         return False
-    vis = [(kp[j], kp[j + 1]) for j in range(0, len(kp), 3) if kp[j + 2] > 0]
+    vis = [(nums[j], nums[j + 1]) for j in range(0, len(nums), 3) if nums[j + 2] > 0]  # type: ignore[operator]
     if not vis:
         return False
     if "bbox" not in ann:
         return True
     xs, ys = [p[0] for p in vis], [p[1] for p in vis]
-    span = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+    span = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]  # type: ignore[type-var, operator]
     b = ann["bbox"]
-    return (isinstance(b, list) and len(b) == 4
-            and all(isinstance(v, (int, float)) and abs(v - s) < 1e-6 for v, s in zip(b, span)))
+    if not isinstance(b, list) or len(b) != 4:
+        return False
+    box = [_finite(v) for v in b]
+    return all(v is not None and s is not None and abs(v - s) < 1e-6 for v, s in zip(box, span))
 
 
-def _read_segmentation(pr: Problems, seg: Any, where: str) -> tuple[str, dict[str, Any] | None]:
+def _finite(v: Any) -> float | None:
+    """``v`` as a finite float, or None (text, bool, NaN, an integer too large for a float)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _read_segmentation(pr: Problems, seg: Any, where: str,
+                       image: ImageRecord | None) -> tuple[str, dict[str, Any] | None]:
     if isinstance(seg, list):
+        total = sum(len(part) // 2 for part in seg if isinstance(part, list))
+        if not pr.count(total, where, "segmentation"):
+            return "polygon", None
         rings: list[list[list[float]]] = []
         for j, part in enumerate(seg):
             ring = pr.flat_points(part, where, f"segmentation[{j}]", min_points=3)
@@ -193,9 +240,41 @@ def _read_segmentation(pr: Problems, seg: Any, where: str) -> tuple[str, dict[st
     if isinstance(seg, dict):
         if not pr.require(seg, ("size", "counts"), f"{where}.segmentation"):
             return "mask", None
+        if not _rle_ok(pr, seg, where, image):
+            return "mask", None
         return "mask", _shapes.canonical(pr, "mask", {"size": seg["size"], "counts": seg["counts"]}, where)
     pr.add(where, f"segmentation is {type(seg).__name__}; expected a list of polygons or an RLE dict")
     return "mask", None
+
+
+def _rle_ok(pr: Problems, seg: dict[str, Any], where: str, image: ImageRecord | None) -> bool:
+    """Check an RLE's size and counts before anything decodes them (sizes and runs are the file's)."""
+    size = seg["size"]
+    if not isinstance(size, list) or len(size) != 2:
+        pr.add(where, f"segmentation size is {show(size)}; expected [height, width]")
+        return False
+    h, w = (pr.size(v, where, f"segmentation size[{j}]") for j, v in enumerate(size))
+    if h is None or w is None or not pr.image_size(w, h, where):
+        return False
+    if image is not None and image.width is not None and (h, w) != (image.height, image.width):
+        pr.add(where, f"segmentation size [{h}, {w}] is not the image's [height, width] = "
+                      f"[{image.height}, {image.width}]")
+        return False
+    counts = seg["counts"]
+    if isinstance(counts, str) and _LONG_RUN.search(counts):
+        pr.add(where, "segmentation counts is not a COCO compressed RLE string (a run of more than "
+                      "12 continuation characters encodes no 32-bit run length)")
+        return False
+    if isinstance(counts, list) and len(counts) > h * w + 1:
+        pr.add(where, f"segmentation counts has {len(counts)} runs for a {h}x{w} mask; expected at most "
+                      f"{h * w + 1}")
+        return False
+    return True
+
+
+#: pycocotools writes each run in at most 7 characters; 13 continuation characters in a row
+#: (65 bits) are never a run length, and decoding them costs time quadratic in their number.
+_LONG_RUN = re.compile(r"[P-o]{13,}")
 
 
 # --- writing -----------------------------------------------------------------
@@ -261,11 +340,7 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
             rec.update(width=im.width, height=im.height)
         rec.update({k: v for k, v in im.attributes.items() if k not in _IMAGE_KEYS})
         images.append(rec)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({"images": images, "categories": categories, "annotations": annotations},
-                  f, indent=indent, ensure_ascii=False)
+    write_json({"images": images, "categories": categories, "annotations": annotations}, path, indent=indent)
 
 
 def _group_prov(objects: list[ObjectRecord], key: str) -> dict[str, list[Any]]:

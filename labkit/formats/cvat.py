@@ -22,6 +22,7 @@ whose label is not declared there is an error.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -40,6 +41,7 @@ from labkit.formats._base import (
     classes_in_order,
     geometry_of,
     objects_by_image,
+    show,
 )
 
 _GEOMETRY = {"box": ("xtl", "ytl", "xbr", "ybr", "rotation"), "polygon": ("points",),
@@ -73,15 +75,28 @@ def read(path: str | Path) -> Dataset:
     pr = Problems(path)
     if root.tag != "annotations":
         raise FormatError(path, [("", f"root element is <{root.tag}>; expected <annotations>")])
-    declared = [el.findtext("name", "") for el in root.iterfind("meta//labels/label")]
+    declared: list[str] = []  # a project's dump may declare its labels in more than one place
+    for j, el in enumerate(root.iterfind("meta//labels/label")):
+        name = pr.name(el.findtext("name", ""), f"meta labels/label[{j}]", "name")
+        if name is not None and name not in declared:
+            declared.append(name)
     images: list[ImageRecord] = []
     objects: list[ObjectRecord] = []
     skipped: Counter[str] = Counter()
+    names: dict[str, int] = {}
     for i, el in enumerate(root.iterfind("image")):
         where = f"image[{i}]"
         if not pr.require(el.attrib, ("name", "width", "height"), where):
             continue
-        where = f"image[{i}] ({el.get('name')})"
+        if not el.attrib["name"]:
+            pr.add(where, "name is empty; expected the image's file name")
+            continue
+        if el.attrib["name"] in names:
+            pr.add(where, f"duplicate image name {show(el.attrib['name'])} (also image[{names[el.attrib['name']]}])")
+            continue
+        names[el.attrib["name"]] = i
+        name = el.attrib["name"]
+        where = f"image[{i}] ({name if len(name) <= 60 else name[:57] + '...'})"
         w = pr.size(el.get("width"), where, "width", text=True)
         h = pr.size(el.get("height"), where, "height", text=True)
         im = ImageRecord(key=el.attrib["name"], width=w, height=h, where=where,
@@ -95,14 +110,16 @@ def read(path: str | Path) -> Dataset:
             loc = f"{where}/{tag}[{counts[tag]}]"
             counts[tag] += 1
             if tag not in _KINDS:
-                skipped[tag] += 1
+                skipped[str(tag)] += 1
                 continue
             label = child.get("label")
             if label is None:
                 pr.add(loc, "missing required attribute 'label'")
                 continue
             if declared and label not in declared:
-                pr.add(loc, f"label {label!r} is not declared in <meta> labels {declared}")
+                pr.add(loc, f"label {show(label)} is not declared in <meta> labels {show(declared)}")
+                continue
+            if pr.name(label, loc, "label") is None:
                 continue
             kind = _KINDS[tag]
             geometry = None
@@ -116,12 +133,17 @@ def read(path: str | Path) -> Dataset:
                 if geometry is None:
                     continue
             attrs = {k: v for k, v in child.attrib.items() if k != "label" and k not in _GEOMETRY[tag]}
-            prov = {"tag": tag, "attrs": attrs,
-                    "attributes": {a.get("name"): a.text or "" for a in child.iterfind("attribute")}}
+            attributes = _attributes(pr, child, loc)
+            if attributes is None:
+                continue
+            prov = {"tag": tag, "attrs": attrs, "attributes": attributes}
             group = attrs.get("group_id", "0")
             if tag == "polygon" and geometry is not None and group not in ("", "0") and (label, group) in groups:
                 first = groups[(label, group)]
-                first.geometry = {"parts": _shapes.parts_of(geometry_of(first)) + [geometry]}
+                merged = {"parts": _shapes.parts_of(geometry_of(first)) + [geometry]}
+                if pr.count(sum(len(p["points"]) + sum(map(len, p.get("holes", []))) for p in merged["parts"]),
+                            loc, f"the polygons of group_id {group}"):
+                    first.geometry = merged
                 continue
             obj = ObjectRecord(image_key=im.key, kind=kind, label=label, geometry=geometry,
                                provenance={"cvat": prov}, where=loc)
@@ -134,6 +156,21 @@ def read(path: str | Path) -> Dataset:
     return Dataset(images=images, objects=objects, classes=classes_in_order(objects, declared))
 
 
+def _attributes(pr: Problems, el: ET.Element, loc: str) -> dict[str, str] | None:
+    """The ``<attribute name="...">value</attribute>`` children of a shape, or None after a problem."""
+    out: dict[str, str] = {}
+    for j, a in enumerate(el.iterfind("attribute")):
+        name = a.get("name")
+        if not name:
+            pr.add(loc, f"attribute[{j}] has no name; expected <attribute name=\"...\">value</attribute>")
+            return None
+        if name in out:
+            pr.add(loc, f"attribute {show(name)} is given twice")
+            return None
+        out[name] = a.text or ""
+    return out
+
+
 def _geometry(pr: Problems, el: ET.Element, loc: str, width: int | None,
               height: int | None) -> dict[str, Any] | None:
     tag = el.tag
@@ -143,11 +180,13 @@ def _geometry(pr: Problems, el: ET.Element, loc: str, width: int | None,
     if not pr.require(el.attrib, tuple(need), loc):
         return None
     if tag in ("polygon", "points"):
+        if not pr.count(el.attrib["points"].count(";") + 1, loc, "points"):
+            return None
         pts: list[list[float]] = []
         for j, pair in enumerate(el.attrib["points"].split(";")):
             xy = pair.split(",")
             if len(xy) != 2:
-                pr.add(loc, f"points[{j}] is {pair!r}; expected 'x,y'")
+                pr.add(loc, f"points[{j}] is {show(pair)}; expected 'x,y'")
                 return None
             x, y = (pr.number(v.strip(), loc, f"points[{j}]", text=True) for v in xy)
             if x is None or y is None:
@@ -169,8 +208,8 @@ def _geometry(pr: Problems, el: ET.Element, loc: str, width: int | None,
             return None
         return _shapes.ellipse(v["cx"], v["cy"], v["rx"], v["ry"], v["rotation"])
     if v["xbr"] < v["xtl"] or v["ybr"] < v["ytl"]:
-        pr.add(loc, f"inverted box: xbr < xtl or ybr < ytl ({el.get('xtl')}, {el.get('ytl')}, "
-                    f"{el.get('xbr')}, {el.get('ybr')})")
+        pr.add(loc, f"inverted box: xbr < xtl or ybr < ytl ({v['xtl']:g}, {v['ytl']:g}, {v['xbr']:g}, "
+                    f"{v['ybr']:g})")
         return None
     if v["rotation"] % 360 == 0:
         return _shapes.box(v["xtl"], v["ytl"], v["xbr"], v["ybr"])
@@ -185,6 +224,8 @@ def _mask(pr: Problems, el: ET.Element, loc: str, width: int | None, height: int
     ch = pr.size(el.get("height"), loc, "height", text=True)
     if x0 is None or y0 is None or cw is None or ch is None or width is None or height is None:
         return None
+    if not pr.image_size(width, height, loc):  # the mask is decoded at the image's size
+        return None
     left, top = int(x0), int(y0)
     if left < 0 or top < 0 or left + cw > width or top + ch > height:
         pr.add(loc, f"mask crop left={left} top={top} width={cw} height={ch} is outside "
@@ -192,10 +233,10 @@ def _mask(pr: Problems, el: ET.Element, loc: str, width: int | None, height: int
         return None
     try:
         runs = np.array([int(s) for s in el.attrib["rle"].split(",") if s.strip()], np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):
         pr.add(loc, "mask rle is not a comma-separated list of integers")
         return None
-    if (runs < 0).any() or runs.sum() != cw * ch:
+    if (runs < 0).any() or (runs > cw * ch).any() or runs.sum() != cw * ch:
         pr.add(loc, f"mask rle runs add up to {int(runs.sum())}; expected width*height = {cw * ch}")
         return None
     values = np.arange(runs.size) % 2 == 1  # runs alternate, background first
@@ -253,9 +294,23 @@ def write(dataset: Dataset, path: str | Path) -> None:
     if holes:
         warnings.warn(f"CVAT polygons have no holes: dropped the holes of {holes} polygon(s)",
                       stacklevel=2)
+    _check_xml_chars(root, path)
     ET.indent(root)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+#: Characters XML 1.0 cannot hold, even escaped: a file with one is not XML (no reader opens it).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _check_xml_chars(root: ET.Element, path: str | Path) -> None:
+    for el in root.iter():
+        for what, text in [("text", el.text or "")] + [(f"attribute {k}", f"{k}{v}") for k, v in el.attrib.items()]:
+            if (m := _NOT_XML.search(text)) is not None:
+                where = "<" + " ".join([str(el.tag)] + [f"{k}={show(v)}" for k, v in list(el.attrib.items())[:3]]) + ">"
+                raise ValueError(f"cannot write {path}: {where} {what} holds U+{ord(m.group()):04X}, a character "
+                                 "XML cannot hold; rename the class, image or attribute that has it")
 
 
 def _f(v: float) -> str:

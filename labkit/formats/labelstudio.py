@@ -23,7 +23,6 @@ is kept in provenance.
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections import Counter
@@ -44,6 +43,8 @@ from labkit.formats._base import (
     geometry_of,
     load_json,
     objects_by_image,
+    show,
+    write_json,
 )
 
 _TOOLS = {"rectangle": "box", "polygon": "polygon", "ellipse": "ellipse", "keypoint": "point",
@@ -91,9 +92,16 @@ def read(path: str | Path, *, data_key: str = "image") -> Dataset:
             continue
         src = task["data"][data_key]
         if not isinstance(src, str) or not src:
-            pr.add(f"{where}.data", f"{data_key} is {src!r}; expected an image path or URL")
+            pr.add(f"{where}.data", f"{data_key} is {show(src)}; expected an image path or URL")
             continue
-        key = image_key(src)
+        try:
+            key = image_key(src)
+        except ValueError as exc:  # urlparse: "Invalid IPv6 URL" and the like
+            pr.add(f"{where}.data", f"{data_key} {show(src)} is not a path or URL: {exc}")
+            continue
+        if not key or key in (".", ".."):
+            pr.add(f"{where}.data", f"{data_key} {show(src)} names no image file")
+            continue
         image = images.setdefault(key, ImageRecord(key=key, where=where))
         base = {"task_id": task.get("id"), "image": src}
         for group in ("annotations", "predictions"):
@@ -107,6 +115,8 @@ def read(path: str | Path, *, data_key: str = "image") -> Dataset:
                     continue
                 prov = dict(base, **_entry_provenance(group, entry))
                 worker = _worker(entry.get("completed_by")) if group == "annotations" else None
+                if worker is not None and pr.name(worker, w, "completed_by") is None:
+                    continue
                 score = None
                 if group == "predictions" and "score" in entry:
                     score = pr.number(entry["score"], w, "score")
@@ -128,11 +138,18 @@ def _entry_provenance(group: str, entry: dict[str, Any]) -> dict[str, Any]:
             "model_version": entry.get("model_version")}
 
 
-def _worker(completed_by: Any) -> str | None:
+def _worker(completed_by: Any) -> Any:
+    """The annotator's name: ``completed_by`` (a user id), or its ``email`` or ``id``.
+
+    A string when it is a string or an integer; anything else is returned as it is, for
+    the caller to refuse with the name rules (a list, a float, ...).
+    """
+    v = completed_by
     if isinstance(completed_by, dict):
         v = completed_by.get("email") or completed_by.get("id")
-        return None if v is None else str(v)
-    return None if completed_by is None else str(completed_by)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return v
 
 
 def _read_results(pr: Problems, results: Any, where: str, image: ImageRecord, prov: dict[str, Any],
@@ -142,7 +159,7 @@ def _read_results(pr: Problems, results: Any, where: str, image: ImageRecord, pr
         return []
     # Labels may come in a separate "labels" result sharing the region id.
     side_labels = {r.get("id"): r["value"].get("labels") for r in results
-                   if isinstance(r, dict) and r.get("type") == "labels"
+                   if isinstance(r, dict) and r.get("type") == "labels" and _id_ok(r.get("id"))
                    and isinstance(r.get("value"), dict) and not _has_geometry(r["value"])}
     out = []
     for i, r in enumerate(results):
@@ -151,6 +168,12 @@ def _read_results(pr: Problems, results: Any, where: str, image: ImageRecord, pr
             continue
         if not isinstance(r["value"], dict):
             pr.add(w, f"value is {type(r['value']).__name__}; expected an object")
+            continue
+        if not isinstance(r["type"], str):
+            pr.add(w, f"type is {show(r['type'])}; expected a result type such as 'rectanglelabels'")
+            continue
+        if not _id_ok(r.get("id")):
+            pr.add(w, f"id is {show(r['id'])}; expected a region id (a string or an integer)")
             continue
         typ, v = r["type"], r["value"]
         if typ == "labels":
@@ -170,17 +193,26 @@ def _read_results(pr: Problems, results: Any, where: str, image: ImageRecord, pr
             skipped[typ] += 1
             continue
         if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-            pr.add(w, f"region has labels {labels!r}; expected a non-empty list of class names")
+            pr.add(w, f"region has labels {show(labels)}; expected a non-empty list of class names")
+            continue
+        if any(pr.name(x, w, "label") is None for x in labels):
             continue
         s = pr.number(r["score"], w, "score") if "score" in r else score
         rp = dict(prov, id=r.get("id"), type=r["type"], from_name=r.get("from_name"),
                   to_name=r.get("to_name"))
         if typ.startswith("keypoint") and "width" in v:
             rp["width"] = v["width"]
+        if not pr.json(rp, w, "the result's provenance (task, annotation and region fields)"):
+            continue
         for label in labels:
             out.append(ObjectRecord(image_key=image.key, kind=kind, label=label, geometry=geometry,
                                     score=s, worker=worker, provenance={"labelstudio": rp}, where=w))
     return out
+
+
+def _id_ok(v: Any) -> bool:
+    """A region id labkit can match results on: absent, a string or an integer."""
+    return v is None or isinstance(v, str) or isinstance(v, int) and not isinstance(v, bool)
 
 
 def _has_geometry(v: dict[str, Any]) -> bool:
@@ -218,6 +250,8 @@ def _read_geometry(pr: Problems, r: dict[str, Any], v: dict[str, Any], tool: str
         pts = pr.points(v["points"], w, "points", min_points=3)
         return "polygon", None if pts is None else _shapes.polygon([[[x * sx, y * sy] for x, y in pts]])
     if tool == "brush":
+        if not pr.image_size(W, H, w):  # the brush is decoded at the image's size
+            return "mask", None
         if v.get("format", "rle") != "rle":
             pr.add(w, f"brush format is {v.get('format')!r}; only 'rle' is supported")
             return "mask", None
@@ -325,9 +359,7 @@ def write(dataset: Dataset, path: str | Path, *, as_predictions: bool | None = N
     if holes:
         warnings.warn(f"Label Studio polygons have no holes: dropped the holes of {holes} polygon(s)",
                       stacklevel=2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(tasks, indent=indent, ensure_ascii=False), encoding="utf-8")
+    write_json(tasks, path, indent=indent)
 
 
 def _annotation_entry(o: ObjectRecord, p: dict[str, Any]) -> dict[str, Any]:

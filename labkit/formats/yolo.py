@@ -34,6 +34,9 @@ from labkit.formats._base import (
     Problems,
     classes_in_order,
     geometry_of,
+    inside,
+    read_text,
+    show,
 )
 
 _IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
@@ -148,33 +151,40 @@ def read(path: str | Path, *, image_sizes: dict[str, tuple[int, int]] | None = N
     pr = Problems(root)
     if not (root / "data.yaml").is_file():
         raise FormatError(root, [("", "no data.yaml in this folder")])
+    if not inside(root, [root / "data.yaml"], pr):
+        pr.raise_if_any()
     try:
-        meta = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8"))
+        meta = yaml.safe_load(read_text(root / "data.yaml", "data.yaml"))
     except yaml.YAMLError as exc:
         raise FormatError(root, [("data.yaml", f"invalid YAML: {exc}")]) from None
-    names = meta.get("names") if isinstance(meta, dict) else None
-    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
-        classes = [str(names[k]) for k in sorted(names)]
-        if sorted(names) != list(range(len(names))):
-            pr.add("data.yaml", f"names keys are {sorted(names)}; expected 0..{len(names) - 1}")
-    elif isinstance(names, list):
-        classes = [str(n) for n in names]
-    else:
-        raise FormatError(root, [("data.yaml", f"names is {names!r}; expected a list or {{index: name}}")])
+    except (RecursionError, ValueError) as exc:  # nested too deeply; a number YAML cannot convert
+        raise FormatError(root, [("data.yaml", f"invalid YAML: {type(exc).__name__}: {show(str(exc))}")]) from None
+    classes = _names(pr, root, meta.get("names") if isinstance(meta, dict) else None)
     if not (root / "labels").is_dir():
         raise FormatError(root, [("", "no labels/ folder next to data.yaml")])
-    sizes = _sizes(root, image_sizes)
+    sizes = _sizes(pr, root, image_sizes)
     images: list[ImageRecord] = []
     objects: list[ObjectRecord] = []
-    for f in sorted((root / "labels").rglob("*.txt")):
+    files: dict[str, str] = {}  # image key -> its label file
+    for f in inside(root, sorted((root / "labels").rglob("*.txt")), pr):
         loc = f.relative_to(root).as_posix()
         if f.stem not in sizes:
             pr.add(loc, f"no size for image {f.stem!r}: pass image_sizes={{key: (width, height)}} "
                         "or put the image in images/")
             continue
         key, (W, H) = sizes[f.stem]
+        if key in files:
+            pr.add(loc, f"is a second label file for image {key!r} (the first is {files[key]}); "
+                        "YOLO matches labels to images by file stem")
+            continue
+        files[key] = loc
         images.append(ImageRecord(key=key, width=W, height=H, where=loc))
-        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = read_text(f, loc)
+        except FormatError as exc:
+            pr.add(*exc.problems[0])
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 obj = _read_line(pr, line.split(), f"{loc}:{n}", key, W, H, classes)
                 if obj is not None:
@@ -183,24 +193,69 @@ def read(path: str | Path, *, image_sizes: dict[str, tuple[int, int]] | None = N
     return Dataset(images=images, objects=objects, classes=classes)
 
 
-def _sizes(root: Path, image_sizes: dict[str, tuple[int, int]] | None) -> dict[str, tuple[str, tuple[int, int]]]:
+def _names(pr: Problems, root: Path, names: object) -> list[str]:
+    """The class names of ``data.yaml``: a list, or ``{index: name}`` with indices 0..n-1.
+
+    A name is a string; an integer is taken as its decimal string, as Ultralytics does.
+    Anything else (``null``, a float, a list) and names given twice are problems.
+    """
+    if isinstance(names, dict) and all(isinstance(k, int) and not isinstance(k, bool) for k in names):
+        keys = sorted(names)
+        if keys != list(range(len(keys))):
+            pr.add("data.yaml", f"names keys are {show(keys)}; expected 0..{len(keys) - 1}")
+        values = [(f"names[{k}]", names[k]) for k in keys]
+    elif isinstance(names, list):
+        values = [(f"names[{i}]", n) for i, n in enumerate(names)]
+    else:
+        raise FormatError(root, [("data.yaml", f"names is {show(names)}; expected a list or {{index: name}}")])
+    classes: list[str] = []
+    for where, n in values:
+        if isinstance(n, int) and not isinstance(n, bool):
+            n = str(n)
+        name = pr.name(n, f"data.yaml {where}")
+        if name is not None and name in classes:
+            pr.add(f"data.yaml {where}", f"class name {name!r} is also names[{classes.index(name)}]; each index "
+                                         "needs its own name")
+        classes.append(name if name is not None else "")
+    return classes
+
+
+def _sizes(pr: Problems, root: Path,
+           image_sizes: dict[str, tuple[int, int]] | None) -> dict[str, tuple[str, tuple[int, int]]]:
     if image_sizes is not None:
         return {Path(k).stem: (k, (int(w), int(h))) for k, (w, h) in image_sizes.items()}
     out: dict[str, tuple[str, tuple[int, int]]] = {}
     if (root / "images").is_dir():
         from PIL import Image
 
-        for f in sorted((root / "images").rglob("*")):
-            if f.suffix.lower() in _IMAGE_SUFFIXES:
-                with Image.open(f) as img:  # reads the header only
-                    out[f.stem] = (f.name, img.size)
+        found = [f for f in sorted((root / "images").rglob("*")) if f.suffix.lower() in _IMAGE_SUFFIXES]
+        for f in inside(root, found, pr):
+            loc = f.relative_to(root).as_posix()
+            try:
+                with warnings.catch_warnings():  # PIL warns of large images; the limit below decides
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    with Image.open(f) as img:  # reads the header only
+                        size = img.size
+            except Image.DecompressionBombError as exc:
+                pr.add(loc, f"refused by PIL: {exc}")
+                continue
+            except Exception as exc:  # PIL raises many types for files it cannot identify
+                pr.add(loc, f"cannot read the image's size: {type(exc).__name__}: {show(str(exc))}")
+                continue
+            if f.stem in out:
+                pr.add(loc, f"has the file stem of images/{out[f.stem][0]}; YOLO matches labels by stem")
+                continue
+            out[f.stem] = (f.name, size)
     return out
 
 
 def _read_line(pr: Problems, tokens: list[str], where: str, key: str, W: int, H: int,
                classes: list[str]) -> ObjectRecord | None:
-    if not tokens[0].isdigit() or int(tokens[0]) >= len(classes):
-        pr.add(where, f"class {tokens[0]!r} is not an index into the {len(classes)} names of data.yaml")
+    c = tokens[0]
+    if not (c.isascii() and c.isdigit() and len(c) < 10) or int(c) >= len(classes):
+        pr.add(where, f"class {show(c)} is not an index into the {len(classes)} names of data.yaml")
+        return None
+    if len(tokens) > 6 and not pr.count((len(tokens) - 1) // 2, where, "polygon"):
         return None
     parsed = [pr.number(t, where, f"value {j + 1}", text=True) for j, t in enumerate(tokens[1:])]
     nums = [v for v in parsed if v is not None]

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from labkit._util.checks import over_limit
+
 from ._coco import counts_from_string, string_from_counts
 
 __all__ = ["KINDS", "GeometryError", "as_floats", "check_kind", "ellipse_half_extent", "geometry_bounds",
@@ -70,8 +72,19 @@ def as_floats(value: Any, what: str) -> np.ndarray:
     return arr
 
 
+def _check_count(n: int, what: str) -> None:
+    """GeometryError when ``n`` points exceed ``limits.max_polygon_points`` (before any conversion)."""
+    problem = over_limit(n, "max_polygon_points", what, "points")
+    if problem:
+        raise GeometryError(problem)
+
+
 def _ring(value: Any, what: str) -> np.ndarray:
     """A polygon ring as a ``(P, 2)`` float array; accepts pairs or a flat list."""
+    if isinstance(value, (list, tuple)) and value and not isinstance(value[0], (list, tuple, np.ndarray)):
+        _check_count(len(value) // 2, what)  # a flat [x0, y0, x1, y1, ...] list
+    elif hasattr(value, "__len__") and not isinstance(value, (str, bytes, dict)):
+        _check_count(len(value), what)
     arr = as_floats(value, what)
     if arr.ndim == 1 and arr.size % 2 == 0:
         arr = arr.reshape(-1, 2)
@@ -150,8 +163,11 @@ def _norm_polygon(geometry: Any) -> dict[str, Any]:
             raise GeometryError(f"polygon parts must be a non-empty list of {{'points', 'holes'}} dicts; "
                                 f"got {_show(parts)}")
         normed = [_norm_part(p, f"polygon part {i}") for i, p in enumerate(parts)]
+        _check_count(sum(len(p["points"]) + sum(map(len, p.get("holes", []))) for p in normed), "polygon")
         return normed[0] if len(normed) == 1 else {"parts": normed}
-    return _norm_part(geometry, "polygon")
+    out = _norm_part(geometry, "polygon")
+    _check_count(len(out["points"]) + sum(map(len, out.get("holes", []))), "polygon")
+    return out
 
 
 def _norm_ellipse(geometry: Any) -> dict[str, float]:
@@ -175,7 +191,10 @@ def _norm_point(geometry: Any) -> dict[str, Any]:
     if isinstance(geometry, dict):
         _check_keys(geometry, ("points",), (), "point")
         geometry = geometry["points"]
+    if isinstance(geometry, (list, tuple)) and geometry and isinstance(geometry[0], (list, tuple)):
+        _check_count(len(geometry), "point")
     arr = as_floats(geometry, "point")
+    _check_count(arr.size // 2, "point")
     if arr.shape == (2,):
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0:
@@ -313,7 +332,11 @@ def normalize_geometry(kind: str, geometry: Any, *, width: float | None = None,
     for name, size in (("width", width), ("height", height)):
         if size is not None and not (isinstance(size, numbers.Real) and math.isfinite(size) and size >= 0):
             raise GeometryError(f"image {name} is {size!r}; expected a finite number >= 0 or None")
-    out = _NORMALISERS[kind](geometry)
+    try:
+        out = _NORMALISERS[kind](geometry)
+    except OverflowError as exc:  # a 400-digit number, an RLE run beyond 32 bits
+        raise GeometryError(f"{kind} geometry holds a number too large to be a pixel coordinate or count "
+                            f"({exc}); got {_show(geometry)}") from None
     if kind == "mask":
         h, w = out["size"]
         if (height is not None and h != height) or (width is not None and w != width):

@@ -7,6 +7,7 @@ in one transaction: it lands whole or not at all.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -14,18 +15,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from labkit._util.checks import unknown_names
+from labkit._util.checks import check_json, name_problem, unknown_names
+from labkit._util.clock import utc_iso
 from labkit.geometry import normalize_geometry
 from labkit.services.export_images import (
     Pseudonyms,
     anonymized_keys,
+    files_state,
     images_folder,
+    inside,
     write_images,
+    written,
 )
+from labkit.services.report_registry import register_export
 from labkit.store import schema as S
 from labkit.store.classes import add_classes_fix
+from labkit.store.context import id_ranges
 from labkit.store.errors import PROJECT, Fix, FixableError, ImageError, command
-from labkit.store.files import inspect_images
+from labkit.store.files import find_in_folder, inspect_images
 from labkit.store.protocol import StoredProject
 
 __all__ = ["ImportProblem", "ImportSummary", "export", "import_annotations"]
@@ -49,6 +56,59 @@ class ImportSummary:
         return (f"{self.annotations_added} annotations, {self.images_added} new images, "
                 f"{self.images_updated} images with new attributes, "
                 f"{len(self.annotators_added)} new annotators")
+
+
+def _record_problems(ds: Any, format: str, annotator: str | None, known: set[str]) -> list[str]:
+    """What the API would refuse in the records a reader returned (the readers check most of it too).
+
+    Free-form JSON (image attributes, annotation provenance) must be storable
+    (:func:`~labkit._util.checks.check_json`: finite numbers, valid Unicode), subjects and
+    new annotators valid names (:func:`~labkit._util.checks.name_problem`), image keys
+    distinct non-empty strings and scores finite.
+    """
+    problems: list[str] = []
+    keys: set[str] = set()
+    for rec in ds.images:
+        where = rec.where or str(rec.key)
+        if not isinstance(rec.key, str) or not rec.key:
+            problems.append(f"{where}: image key {rec.key!r} is not a file name")
+            continue
+        if rec.key in keys:
+            problems.append(f"{where}: image {rec.key!r} is listed twice")
+        keys.add(rec.key)
+        try:
+            check_json(dict(rec.attributes or {}), "attributes")
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+        if rec.subject is not None and (p := name_problem(rec.subject, "subject")) is not None:
+            problems.append(f"{where}: {p}")
+    workers: dict[str, str] = {}
+    for o in ds.objects:
+        where = o.where or str(o.image_key)
+        try:
+            check_json(dict(o.provenance or {}), "provenance")
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+        if o.score is not None and not (isinstance(o.score, (int, float)) and math.isfinite(o.score)):
+            problems.append(f"{where}: score is {o.score!r}; expected a finite number")
+        if annotator is None and o.worker is not None:
+            workers.setdefault(f"{format}:{o.worker}", where)
+    for name, where in workers.items():
+        if name not in known and (p := name_problem(name, "annotator name")) is not None:
+            problems.append(f"{where}: {p}")
+    return problems
+
+
+def _same_files(to_add: dict[str, Path]) -> list[str]:
+    """Two keys of one file that name the same image on disk (``a.png`` and ``sub/../a.png``) would add it twice."""
+    seen: dict[Path, str] = {}
+    out = []
+    for key, f in to_add.items():
+        real = f.resolve()
+        if real in seen:
+            out.append(f"image {key!r} is the same file as {seen[real]!r} ({f}); list each image once")
+        seen.setdefault(real, key)
+    return out
 
 
 def _fail(path, problems: list[str], fixes: list[Fix]) -> None:
@@ -97,7 +157,10 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
         which then become annotators named ``"<format>:<id>"``.
     images_dir : path, optional
         Where to find images the file mentions that are not yet in the project; they
-        are added in the same transaction. Without it, such images are an error.
+        are added in the same transaction. Without it, such images are an error. A
+        file name is looked up relative to this folder, then by its base name; a name
+        that is absolute, climbs out with ``..`` or is a link to a file outside the
+        folder is refused: an import reads no file outside ``images_dir``.
     add_classes : bool
         Add classes the project does not have yet, instead of failing.
     source : str, optional
@@ -134,6 +197,9 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
         class_ids = store.classes.ids(conn)
         known_annotators = {r.name: r for r in conn.execute(sa.select(S.annotators))}
 
+    # 0. what every entry point checks (the API's rules): storable JSON, valid names
+    problems += _record_problems(ds, format, annotator, set(known_annotators))
+
     # 1. images: match, or find on disk under images_dir
     matched: dict[str, Any] = {}
     to_add: dict[str, Path] = {}
@@ -147,10 +213,15 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
                 problems.append(f"{rec.where or rec.key}: image {rec.key!r} is {rec.width}x{rec.height} in the "
                                 f"file but {row.width}x{row.height} in the project (a different image?)")
         elif images_dir is not None:
-            cand = Path(images_dir) / rec.key
-            cand = cand if cand.exists() else Path(images_dir) / PurePosixPath(rec.key.replace("\\", "/")).name
-            if cand.exists():
-                to_add[rec.key] = cand
+            try:
+                found = find_in_folder(images_dir, rec.key)
+            except ImageError as exc:
+                problems.append(f"{rec.where or rec.key}: image {exc.problem}")
+                if exc.fix is not None:
+                    fixes.append(exc.fix)
+                continue
+            if found is not None:
+                to_add[rec.key] = found
             else:
                 problems.append(f"{rec.where or rec.key}: image {rec.key!r} is neither in the project nor in "
                                 f"{images_dir}")
@@ -160,6 +231,8 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
                              "to add them with the import",
                              "add the images first with " + command("images", "add", "-P", PROJECT, "FILE...")
                              + ", or pass --images-dir FOLDER to add them with the import"))
+    same_file = _same_files(to_add)
+    problems += same_file
     new_infos = {}
     if to_add and not problems:
         try:
@@ -186,6 +259,7 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
         fixes.append(Fix(f"{add.python} if they are new, or pass add_classes=True",
                          f"{add.cli} if they are new, or pass --add-classes"))
     new_classes = [c for c in unknown if c in {o.label for o in ds.objects}] if add_classes else []
+    problems += [f"cannot add class: {p}" for c in new_classes if (p := name_problem(c)) is not None]
 
     # 3. annotators
     if annotator is None and any(o.worker is None for o in ds.objects):
@@ -256,7 +330,11 @@ def export(project: StoredProject, path: str | Path, *, format: str, kinds: list
     """Write the project's current (not deleted) annotations in another tool's format.
 
     Images whose subject withdrew consent are never exported. Admins only; every
-    export is recorded in the audit log (with ``recipient``) for the privacy report.
+    export is recorded in the audit log (with ``recipient`` and the image ids it holds)
+    for the privacy report, and in the project's export registry
+    (``<project>/exports/index.jsonl``, with the files it wrote) so that
+    ``forget_subject`` withdraws it when it is inside the project folder, and names
+    its recipient when it is not.
 
     Parameters
     ----------
@@ -274,9 +352,11 @@ def export(project: StoredProject, path: str | Path, *, format: str, kinds: list
     anonymize : {None, "faces"}
         ``"faces"``: detect faces (OpenCV's Haar cascades, frontal and profile) and
         blur them in every exported image; replace subject ids and annotator names
-        by salted pseudonyms, image file names by neutral ones, and drop provenance
-        (which can hold paths and hashes of the originals). Implies ``images`` and
-        ``strip_metadata``.
+        by salted pseudonyms (every subject id of the project written inside image
+        attributes too, as a whole value or inside text: ids of six characters or more
+        anywhere, shorter ones as whole tokens), image file names by neutral ones, and
+        drop provenance (which can hold paths and hashes of the originals). Implies
+        ``images`` and ``strip_metadata``.
     strip_metadata : bool
         Write images from their decoded pixels only: no EXIF (GPS, camera, time), XMP,
         ICC or text chunks. Implies ``images``.
@@ -310,9 +390,10 @@ def export(project: StoredProject, path: str | Path, *, format: str, kinds: list
         ann = ann[~ann["simulated"]]
     out = Path(path)
     anon = anonymize is not None
-    keys = anonymized_keys(imgs["path"]) if anon else _image_keys(imgs["path"])
-    names = Pseudonyms(salt) if anon else None
-    everyone = set(project.images(include_withdrawn=True)["subject"].dropna()) if anon else set()
+    keys = anonymized_keys(imgs["path"]) if anon else _image_keys(imgs["path"].map(project.store.ctx.resolve))
+    everyone = (set(project.images(include_withdrawn=True)["subject"].dropna())
+                | set(project.store.subjects.table().index)) if anon else set()
+    names = Pseudonyms(salt, everyone) if anon else None
 
     def subj(s: Any) -> Any:
         return names("s", s) if names is not None else s
@@ -321,7 +402,7 @@ def export(project: StoredProject, path: str | Path, *, format: str, kinds: list
         return names("a", w) if names is not None else w
 
     def attributes(a: Any) -> dict:
-        return names.attributes(a, everyone) if names is not None else dict(a or {})
+        return names.attributes(a) if names is not None else dict(a or {})
     ds = Dataset(
         images=[ImageRecord(key=keys[i], width=int(r.width), height=int(r.height),
                             attributes=attributes(r.attributes),
@@ -334,24 +415,43 @@ def export(project: StoredProject, path: str | Path, *, format: str, kinds: list
                  for aid, r in ann.iterrows()],
         classes=project.classes())
     stats = None
+    before = files_state(out)
+    wrote: list[Path] = []
     if images is not False or anon or strip_metadata:
         folder = images_folder(out, format, images)
         files = project.image_files(list(imgs.index), purpose=f"export ({format})")
+        summary = out.parent / f"{out.name}.images.json"
         stats = write_images(files, keys, folder, faces=anon, strip=bool(strip_metadata or anon),
-                             summary=out.parent / f"{out.name}.images.json", progress=progress)
+                             summary=summary, progress=progress)
+        wrote += [folder / keys[i] for i in imgs.index] + [summary]
     writer(ds, out, **options)
+    wrote += [out] if out.is_file() else written(out, before)
+    kept_in, kept_out = inside(wrote, project.root)
+    entry = register_export(project.root, {
+        "path": str(out.resolve()), "format": format, "created_at": utc_iso(), "actor": project.user,
+        "recipient": recipient, "anonymize": anonymize, "images": len(ds.images), "files": kept_in,
+        "files_outside": kept_out})
     project.store.ctx.write(lambda conn: project.store.ctx.audit(
-        conn, "export", format=format, path=str(out), annotations=len(ds.objects), images=len(ds.images),
-        anonymize=anonymize, strip_metadata=bool(strip_metadata or anon), recipient=recipient,
-        image_files=None if stats is None else stats.get("images"),
-        faces_blurred=None if stats is None else stats.get("faces_blurred")))
+        conn, "export", format=format, path=str(out.resolve()), annotations=len(ds.objects),
+        images=len(ds.images), anonymize=anonymize, strip_metadata=bool(strip_metadata or anon),
+        recipient=recipient, image_files=None if stats is None else stats.get("images"),
+        faces_blurred=None if stats is None else stats.get("faces_blurred"), export_id=entry["id"],
+        image_ids=id_ranges(list(imgs.index))))
     return out
 
 
-def _image_keys(paths) -> dict[int, str]:
-    """File names when unique, else paths relative to the images' common folder."""
-    names = {i: PurePosixPath(p).name for i, p in paths.items()}
+def _image_keys(paths: Any) -> dict[int, str]:
+    """File names when unique, else paths relative to the images' common folder.
+
+    ``paths`` are absolute: a folder project stores the paths of images inside its folder
+    relative to it and the others absolute, and a project may hold both.
+    """
+    names = {i: PurePosixPath(Path(p).as_posix()).name for i, p in paths.items()}
     if len(set(names.values())) == len(names):
         return names
-    common = os.path.commonpath([str(p) for p in paths.values]) if len(paths) else ""
-    return {i: PurePosixPath(os.path.relpath(p, common) if common else p).as_posix() for i, p in paths.items()}
+    full = {i: Path(os.path.abspath(p)) for i, p in paths.items()}
+    try:
+        common = Path(os.path.commonpath([str(p) for p in full.values()]))
+    except ValueError:  # no folder in common (Windows drives)
+        return {i: p.as_posix().replace(":", "").lstrip("/") for i, p in full.items()}
+    return {i: p.relative_to(common).as_posix() for i, p in full.items()}

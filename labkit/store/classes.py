@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from labkit._util.checks import unknown_names
+from labkit._util.checks import name_problem, unknown_names
 from labkit.store import schema as S
 from labkit.store.context import StoreContext
 from labkit.store.errors import PROJECT, Fix, ProjectError, command
@@ -55,13 +55,20 @@ class ClassRepository:
 
 
 def check_class_names(names: Sequence[str]) -> list[str]:
-    """``names`` as a list, if they are unique non-empty strings; else ProjectError."""
+    """``names`` as a list, if they are unique valid names; else one ProjectError naming every bad one.
+
+    The rules (:func:`labkit._util.checks.name_problem`) are the same for every way a
+    class enters a project: ``Project.create``, ``add_classes`` and an import with
+    ``add_classes=True``. A name is a string, not blank, at most 256 characters, without
+    control characters.
+    """
     if isinstance(names, str) or not isinstance(names, Sequence) and not hasattr(names, "__iter__"):
         raise ProjectError(f"classes must be a list of names, got {names!r}")
     names = list(names)
-    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    bad = [p for n in names if (p := name_problem(n)) is not None]
     if bad:
-        raise ProjectError(f"class names must be non-empty strings; got {bad}")
+        more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
+        raise ProjectError("invalid class names; nothing was added: " + "; ".join(bad[:10]) + more)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ProjectError(f"class names must be unique; repeated: {dup}")

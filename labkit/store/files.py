@@ -6,21 +6,24 @@ perceptual hash), whose findings :func:`labkit.quality.integrity.file_findings` 
 """
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, cast
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 
+from labkit._util.checks import limit_message, limits
 from labkit._util.hashing import sha256_file
 from labkit.quality.integrity import perceptual_hash
-from labkit.store.errors import ImageError
+from labkit.store.errors import PROJECT, Fix, ImageError, command
 
-__all__ = ["IMAGE_SUFFIXES", "ImageInfo", "expand_paths", "inspect_files", "inspect_images", "load_rgb",
-           "sha256_file"]
+__all__ = ["IMAGE_SUFFIXES", "ImageInfo", "expand_paths", "find_in_folder", "inspect_files", "inspect_images",
+           "load_rgb", "sha256_file"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -48,7 +51,49 @@ def expand_paths(paths_or_folder: str | Path | Iterable[str | Path]) -> list[Pat
     return [f for q in paths_or_folder for f in (expand_paths(q) if Path(q).is_dir() else [Path(q)])]
 
 
-def _inspect(path: Path) -> ImageInfo | str:
+def find_in_folder(folder: str | Path, key: str) -> Path | None:
+    """The file an annotation file's image ``key`` names under ``folder``; ``None`` if there is none.
+
+    ``key`` comes from a file someone else wrote, so it is not trusted: it is taken relative
+    to ``folder`` (``\\`` read as ``/``), then by its file name alone (``folder/<name>``).
+    A key that is absolute or has a ``..`` part, or a file that is a symbolic link to
+    somewhere outside ``folder``, is refused with an :class:`~labkit.ImageError` naming
+    it: an import reads no file outside the folder it was given.
+
+    Examples
+    --------
+    >>> find_in_folder("/data/images", "../../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    labkit.store.errors.ImageError: '../../etc/passwd' points outside the images folder /data/images; refused ...
+    """
+    base = Path(folder)
+    text = key.replace("\\", "/")
+    if "\x00" in text:
+        return None  # no file has that name
+    rel = PurePosixPath(text)
+    if rel.is_absolute() or re.match(r"[A-Za-z]:/", text) or ".." in rel.parts:
+        raise _outside(key, f"points outside the images folder {base}")
+    cand = base / rel
+    if not cand.is_file():
+        cand = base / rel.name
+        if not rel.name or not cand.is_file():
+            return None
+    real = cand.resolve()
+    if base.resolve() not in real.parents:
+        raise _outside(key, f"is a link to {real}, outside the images folder {base}")
+    return cand
+
+
+def _outside(key: str, problem: str) -> ImageError:
+    return ImageError(f"{key!r} {problem}; refused (an import reads only files inside it)", fix=Fix(
+        "if the images are genuine, add them first with project.add_images(folder): the import then matches "
+        "them by file name; or correct the names in the file",
+        "if the images are genuine, add them first with " + command("images", "add", "-P", PROJECT, "FOLDER")
+        + ": the import then matches them by file name; or correct the names in the file"))
+
+
+def _inspect(path: Path, max_pixels: int | None) -> ImageInfo | str:
     """ImageInfo for a readable image, else the problem as text."""
     from PIL import Image, UnidentifiedImageError
 
@@ -58,26 +103,61 @@ def _inspect(path: Path) -> ImageInfo | str:
         return "not a regular file"
     try:
         with Image.open(path) as im:
+            width, height = im.size
+            if (problem := _too_large(width, height, max_pixels)) is not None:
+                return problem  # before decoding a single pixel
             im.verify()  # structure and checksums
         with Image.open(path) as im:
             im.load()  # full decode: catches truncated pixel data that verify() misses
             width, height = im.size
     except UnidentifiedImageError:
         return "not an image PIL can identify (unknown or corrupt format)"
+    except Image.DecompressionBombError as exc:  # over twice PIL's Image.MAX_IMAGE_PIXELS: PIL will not open it
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        if m and max_pixels is not None and int(m.group(1)) > max_pixels:
+            return limit_message(f"the image has {int(m.group(1)):,} pixels", max_pixels, "max_image_pixels")
+        return (f"PIL refuses to open it as a possible decompression bomb ({exc}); if the image is genuine, "
+                "raise PIL.Image.MAX_IMAGE_PIXELS (and labkit's limits.max_image_pixels)")
     except (OSError, SyntaxError, ValueError) as exc:
         return f"unreadable: {exc}"
+    except Exception as exc:  # PIL's decoders raise many types on hostile data
+        return f"unreadable: {type(exc).__name__}: {exc}"
     if width <= 0 or height <= 0:
         return f"empty image ({width}x{height})"
     return ImageInfo(path=path, sha256=sha256_file(path), width=width, height=height)
 
 
-def inspect_images(paths: Sequence[Path], *, progress: bool = False) -> list[ImageInfo]:
-    """Validate and hash every file; raise one ImageError listing every bad file."""
+def _too_large(width: int, height: int, max_pixels: int | None) -> str | None:
+    if max_pixels is None or width * height <= max_pixels:
+        return None
+    return limit_message(f"the image is {width}x{height} = {width * height:,} pixels", max_pixels, "max_image_pixels")
+
+
+def inspect_images(paths: Sequence[Path], *, progress: bool = False,
+                   max_pixels: int | None | Literal["limits"] = "limits") -> list[ImageInfo]:
+    """Validate and hash every file; raise one ImageError listing every bad file.
+
+    Parameters
+    ----------
+    max_pixels : int, None or "limits"
+        Most pixels (width x height) an image may have; ``None`` for no limit. Default
+        ``"limits"``: ``labkit.formats.limits.max_image_pixels`` (89,478,485, PIL's own
+        ``Image.MAX_IMAGE_PIXELS``). A larger image is refused from its header, before
+        it is decoded.
+    """
+    from PIL import Image
+
     from labkit._util.progress import progress_bar
 
-    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL and hashlib release the GIL
-        results = list(progress_bar(pool.map(_inspect, paths), total=len(paths), desc="reading images",
-                            unit="img", disable=not progress or len(paths) < 50))
+    limit = limits.max_image_pixels if max_pixels == "limits" else max_pixels
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        raise ValueError(f"max_pixels is {limit!r}; expected a positive integer or None (no limit)")
+    # PIL warns of images over its Image.MAX_IMAGE_PIXELS: labkit's limit decides (set here, in
+    # the calling thread, for the workers: warning filters are process-wide)
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=4) as pool:  # PIL and hashlib release the GIL
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        results = list(progress_bar(pool.map(lambda p: _inspect(p, limit), paths), total=len(paths),
+                                    desc="reading images", unit="img", disable=not progress or len(paths) < 50))
     bad = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
     if bad:
         lines = "\n".join(f"  {p}: {why}" for p, why in bad[:50])
