@@ -15,7 +15,8 @@ def test_decide_replace_undo(project):
     final = project.annotations(annotator="consensus")
     assert final.index.tolist() == d1.added and final.iloc[0]["label"] == "cat"
     prov = final.iloc[0]["provenance"]
-    assert (prov["adjudicated_by"], prov["chosen"], prov["inputs"]) == ("boss", "ana", [a])
+    assert (prov["adjudicated_by"], prov["chosen"], prov["inputs"]) == (project.user, "ana", [a])
+    assert prov["on_behalf_of"] == "boss" and d1.by == project.user  # by= is a note: the actor decided
     assert final.iloc[0]["source"] == "consensus"
     d2 = adjudicate(project, 1, kind="box", choose="ben", by="boss")  # a new decision supersedes the first
     assert project.annotations(annotator="consensus")["label"].tolist() == ["dog"] and d2.replaced == d1.added

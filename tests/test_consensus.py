@@ -149,3 +149,20 @@ def test_gold_items_queue_and_annotator_table(project):
     order = gold_queue(project, "dee", rate=0.4, seed=0)
     assert [i for i in order if i in (1, 3, 5)] == [1, 3, 5] and sorted(set(order) - {1, 3, 5}) == [2, 4]
     assert sorted(project.queue("dee")) == [1, 2, 3, 4, 5]
+
+
+def test_gold_answers_live_apart_from_image_attributes(project):
+    """Item 8: answers are a table of their own, set in one audited transaction; the attribute is reserved."""
+    add_gold(project, {2: "dog", 4: "cat"}, by="qa-lead")
+    assert not any("gold" in a for a in project.images()["attributes"])
+    add_gold(project, {4: None})  # None removes an answer
+    assert gold_answers(project).to_dict() == {2: "dog"}
+    with pytest.raises(ValueError, match="no image 99 .*nothing was stored"):
+        add_gold(project, {2: "cat", 99: "dog"})
+    assert gold_answers(project).to_dict() == {2: "dog"}
+    log = project.audit_log()
+    sets = log[log["action"] == "set_gold"]
+    assert set(sets["actor"]) == {project.user} and sets["details"].iloc[0]["on_behalf_of"] == "qa-lead"
+    assert sets["details"].iloc[1]["before"] == {"4": "cat"} and sets["details"].iloc[1]["after"] == {"4": None}
+    with pytest.raises(ValueError, match="'gold' is reserved"):
+        project.set_image_attributes(2, {"gold": "cat"})

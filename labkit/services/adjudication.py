@@ -24,12 +24,12 @@ class Decision:
     image: int
     kind: str
     choice: str
-    by: str
+    by: str  # who recorded the decision: the acting admin (project.user)
     added: list[int] = field(default_factory=list)
     replaced: list[int] = field(default_factory=list)
 
 
-def adjudicate(project: Project, image: int, *, kind: str, choose: str, by: str,
+def adjudicate(project: Project, image: int, *, kind: str, choose: str, by: str | None = None,
                objects: list[dict[str, Any]] | None = None, annotator: str = CONSENSUS) -> Decision:
     """Make ``choose``'s annotations of ``kind`` on ``image`` the final (consensus) ones.
 
@@ -42,8 +42,10 @@ def adjudicate(project: Project, image: int, *, kind: str, choose: str, by: str,
     choose : str
         An annotator's name, or ``"consensus"`` with ``objects`` holding the computed
         consensus (dicts with ``label``, ``geometry``, optional ``score``, ``inputs``).
-    by : str
-        Who decided (recorded in provenance and the audit log).
+    by : str, optional
+        On whose behalf, when you record someone else's decision (a panel, a senior
+        reader): a note in provenance (``on_behalf_of``) and the audit log. You
+        (``project.user``, an admin) are who decided: ``adjudicated_by``.
 
     Returns
     -------
@@ -63,19 +65,23 @@ def adjudicate(project: Project, image: int, *, kind: str, choose: str, by: str,
         picked = [{"label": r["label"], "geometry": r["geometry"], "score": r["score"], "inputs": [int(i)]}
                   for i, r in mine.iterrows()]
     ensure_consensus_annotator(project, annotator)
+    note = {"on_behalf_of": by} if by is not None and by != project.user else {}
     old = current[(current["worker"] == annotator) & (current["source"] == "consensus")]
     records = [{"image": image, "kind": kind, "label": o["label"], "annotator": annotator, "source": "consensus",
                 "geometry": o["geometry"], "score": None if o["score"] != o["score"] else o["score"],
-                "provenance": {"method": "adjudication", "adjudicated_by": by, "chosen": choose,
+                "provenance": {"method": "adjudication", "adjudicated_by": project.user, **note, "chosen": choose,
                                "inputs": o["inputs"], "labkit_version": __version__}}
                for o in picked]
     ids = project.replace_annotations(old.index.tolist(), records, by=by, action="adjudicate", image=int(image),
                                       kind=kind, chosen=choose)
-    return Decision(image=int(image), kind=kind, choice=choose, by=by, added=ids,
+    return Decision(image=int(image), kind=kind, choice=choose, by=project.user, added=ids,
                     replaced=[int(i) for i in old.index])
 
 
 def undo_adjudication(project: Project, decision: Decision, *, by: str | None = None) -> None:
-    """Reverse a decision: its annotations are deleted and the ones it replaced restored."""
-    project.replace_annotations(decision.added, [], restore=decision.replaced, by=by or decision.by,
+    """Reverse a decision: its annotations are deleted and the ones it replaced restored.
+
+    You (``project.user``) are the actor; ``by`` is a note, as in :func:`adjudicate`.
+    """
+    project.replace_annotations(decision.added, [], restore=decision.replaced, by=by,
                                 action="undo_adjudication", image=decision.image, kind=decision.kind)

@@ -246,7 +246,7 @@ def _replace(project: Project, records: list[dict], kind: str, annotator: str, s
     """Soft-delete the old consensus on ``scope`` and insert ``records``, in one transaction."""
     old = project.annotations(annotator=annotator, kind=kind, source="consensus")
     old_ids = [int(i) for i in old.index[old["task"].isin(scope)]]
-    ids = project.replace_annotations(old_ids, records, by=project.user, action="write_consensus", kind=kind,
+    ids = project.replace_annotations(old_ids, records, action="write_consensus", kind=kind,
                                       method=method, annotator=annotator)
     return ids, old_ids
 

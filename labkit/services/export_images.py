@@ -1,8 +1,14 @@
-"""Image files of an export: copied, stripped of metadata, or anonymised (faces blurred)."""
+"""Image files of an export: copied, stripped of metadata, or anonymised (faces blurred).
+
+Also what an anonymised export needs besides pixels (:class:`Pseudonyms`, neutral file
+names) and the list of files an export wrote (:func:`files_state`, :func:`written`,
+:func:`inside`), which the export registry keeps so that erasure can withdraw it.
+"""
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -10,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from labkit._util.hashing import sha256_file
+from labkit.privacy.pseudonyms import IdMatcher
 from labkit.store.errors import ImageError
 from labkit.store.files import load_rgb
 
@@ -17,12 +24,17 @@ FOLDER_FORMATS = ("yolo", "aihub")
 
 
 class Pseudonyms:
-    """Salted pseudonyms (HMAC-SHA256) for one export: ``names("s", subject)``."""
+    """Salted pseudonyms (HMAC-SHA256) for one export: ``names("s", subject)``.
 
-    def __init__(self, salt: str | None):
+    ``subjects`` are the ids to find inside free text as well (:meth:`text`): every
+    subject of the project, so a note naming another person is caught too.
+    """
+
+    def __init__(self, salt: str | None, subjects: Iterable[str] = ()):
         from labkit.privacy import new_salt
 
         self.salt = salt or new_salt()
+        self._ids = IdMatcher(subjects)
 
     def __call__(self, prefix: str, value: Any) -> Any:
         from labkit.privacy import pseudonym
@@ -31,16 +43,56 @@ class Pseudonyms:
             return None
         return pseudonym(str(value), self.salt, prefix=prefix + "_")
 
-    def attributes(self, attributes: dict | None, subjects: set[str]) -> dict:
-        """Attributes with any value that is a subject id (``metaid``, an owner...) pseudonymised too."""
-        return {k: self("s", v) if isinstance(v, str) and v in subjects else v
-                for k, v in dict(attributes or {}).items()}
+    def text(self, value: Any) -> Any:
+        """``value`` (a string, or nested dicts/lists) with every subject id in it pseudonymised.
+
+        Found as :class:`~labkit.privacy.pseudonyms.IdMatcher` finds them: ignoring case;
+        ids of six characters or more anywhere, shorter ones as whole tokens
+        (``"subject 017, 2017"`` becomes ``"subject s_…, 2017"``).
+        """
+        return self._ids.replace(value, lambda s: self("s", s))
+
+    def attributes(self, attributes: dict | None) -> dict:
+        """Attributes with every subject id pseudonymised: a value that is one (``metaid``, an
+        owner...), and one written inside text (``"note": "subject SUBJ-7781 left eye"``), keys too."""
+        return dict(self.text(dict(attributes or {})))
 
 
 def anonymized_keys(paths: pd.Series) -> dict[int, str]:
     """Neutral file names (``image_000001.png``): original names can identify people."""
     return {i: f"image_{n:06d}{PurePosixPath(p).suffix.lower() or '.png'}"
             for n, (i, p) in enumerate(paths.items(), start=1)}
+
+
+def files_state(path: Path) -> dict[Path, tuple[int, int]]:
+    """Size and modification time of ``path``, or of every file under it if it is a folder."""
+    if path.is_file():
+        st = path.stat()
+        return {path: (st.st_size, st.st_mtime_ns)}
+    out = {}
+    for f in path.rglob("*") if path.is_dir() else ():
+        if f.is_file():
+            st = f.stat()
+            out[f] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def written(path: Path, before: dict[Path, tuple[int, int]]) -> list[Path]:
+    """The files at or under ``path`` that are new or changed since ``before`` (:func:`files_state`)."""
+    return [f for f, state in files_state(path).items() if before.get(f) != state]
+
+
+def inside(paths: Iterable[Path], root: Path) -> tuple[list[str], int]:
+    """The distinct ``paths`` inside ``root`` (relative, POSIX, sorted) and how many are outside it."""
+    base = root.resolve()
+    rel, outside = set(), set()
+    for p in paths:
+        full = Path(p).resolve()
+        try:
+            rel.add(full.relative_to(base).as_posix())
+        except ValueError:
+            outside.add(full)
+    return sorted(rel), len(outside)
 
 
 def images_folder(out: Path, format: str, images: bool | str | Path) -> Path:

@@ -1,8 +1,11 @@
 """Gold items: images with a known image-level answer, mixed into annotators' queues.
 
-The answer lives in the image's attributes under ``"gold"`` (:func:`add_gold`, audited
-with the previous value); :func:`gold_answers` reads them back and :func:`gold_queue`
-spreads them through a queue with :func:`labkit.quality.annotators.gold_mix`.
+Annotators are scored against the answers, so the answers are kept where annotators can
+neither read nor change them: the store's ``gold`` table (:class:`labkit.store.gold.GoldRepository`),
+written by admins (:func:`add_gold`, audited with the previous answer) and read by admins
+and viewers (:func:`gold_answers`), on PostgreSQL by the grants as well. :func:`gold_queue`
+spreads them through a queue with :func:`labkit.quality.annotators.gold_mix`. (Before
+schema 3 they were the image attribute ``"gold"``; ``labkit migrate`` moves them.)
 """
 from __future__ import annotations
 
@@ -14,41 +17,32 @@ from labkit.services.project import Project
 
 __all__ = ["GOLD_KEY", "add_gold", "gold_answers", "gold_queue"]
 
-GOLD_KEY = "gold"
+GOLD_KEY = "gold"  # the image attribute that held answers before schema 3 (now reserved)
 
 
-def add_gold(project: Project, answers: Mapping[int, str] | pd.Series, *, by: str) -> None:
-    """Mark images as gold items with their known image-level label.
+def add_gold(project: Project, answers: Mapping[int, str | None] | pd.Series, *, by: str | None = None) -> None:
+    """Mark images as gold items with their known image-level label. Admins only.
 
-    The answer goes into the image's attributes under ``"gold"`` (audited, with the
-    previous value); ``None`` as an answer removes it.
+    All answers are stored in one transaction, audited (``set_gold``) with the previous
+    ones; ``None`` as an answer removes it. Annotators never see them.
 
     Parameters
     ----------
     project : labkit.Project
     answers : mapping or Series, image id -> class name
-    by : str
-        Who sets the answers, for the audit log.
+    by : str, optional
+        On whose behalf (a note in the audit log); you are the actor.
     """
     answers = dict(answers.items()) if isinstance(answers, pd.Series) else dict(answers)
-    classes = set(project.classes())
-    bad = {k: v for k, v in answers.items() if v is not None and v not in classes}
-    if bad:
-        raise ValueError(f"gold answers {dict(list(bad.items())[:5])} are not classes of the project "
-                         f"{sorted(classes)[:20]}; nothing was stored")
-    known = set(project.images().index)
-    missing = [k for k in answers if int(k) not in known]
-    if missing:
-        raise ValueError(f"no images {missing[:10]} in the project; nothing was stored")
-    for image, label in answers.items():
-        project.set_image_attributes(int(image), {GOLD_KEY: label}, by=by)
+    project.store.gold.set({int(k): v for k, v in answers.items()}, by=by)
 
 
 def gold_answers(project: Project) -> pd.Series:
-    """Known answers of the gold items: a Series image id -> class name, named ``gold``."""
-    images = project.images()
-    values = {i: a[GOLD_KEY] for i, a in images["attributes"].items() if isinstance(a, dict) and GOLD_KEY in a}
-    return pd.Series(values, name=GOLD_KEY, dtype=object).rename_axis("task")
+    """Known answers of the gold items: a Series image id -> class name, named ``gold``.
+
+    Admins and viewers only: annotators are scored against them.
+    """
+    return project.store.gold.table()
 
 
 def gold_queue(project: Project, annotator: str, *, rate: float, seed: int | None = None) -> list[int]:

@@ -1,4 +1,4 @@
-"""Where a project's reports went, and withdrawing them when a data subject is erased.
+"""Where a project's reports and exports went, and withdrawing them when a data subject is erased.
 
 A report embeds evidence computed from the project's images (thumbnails, tables of ids
 and paths), so a report made while a person's images were in the project holds their
@@ -8,6 +8,13 @@ and :func:`forget_reports` withdraws the reports that may show erased images: th
 executed notebook and the files the run wrote beside it are deleted, the HTML is replaced
 by a short notice saying how to re-run the report, and the JSON record keeps only what
 holds no personal data.
+
+An export holds the records and image files themselves. ``project.export`` appends one
+line per export to ``<project>/exports/index.jsonl`` (:func:`register_export`,
+:func:`registered_exports`): the files it wrote inside the project folder, and how many
+outside it. :func:`forget_exports` withdraws the exports inside the project folder that
+held an erased person (their files are deleted, a notice says how to export again) and
+reports the ones outside it, which their recipients hold.
 """
 from __future__ import annotations
 
@@ -17,18 +24,24 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from labkit._util.atomic import write_text
 from labkit._util.clock import utc_iso
+from labkit.privacy.pseudonyms import IdMatcher
+from labkit.store.subjects import ERASED
 
-__all__ = ["INDEX", "forget_reports", "register", "registered"]
+__all__ = ["EXPORTS", "INDEX", "forget_exports", "forget_reports", "register", "register_export", "registered",
+           "registered_exports"]
 
 #: The registry, relative to the project folder.
 INDEX = Path("reports") / "index.jsonl"
+#: The export registry, relative to the project folder.
+EXPORTS = Path("exports") / "index.jsonl"
+_EXPORT_REQUIRED = ("path", "format", "created_at", "files", "files_outside")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REQUIRED = ("name", "html", "notebook", "record", "created_at", "status")
 #: Fields of a report's JSON record that hold no personal data; the rest is dropped on withdrawal.
@@ -76,13 +89,7 @@ def register(root: str | os.PathLike, record: dict[str, Any]) -> dict[str, Any]:
         line = json.dumps(entry, sort_keys=True)
     except TypeError as exc:
         raise ValueError(f"record is not JSON-ready ({exc}); give paths and times as strings") from None
-    path = Path(root) / INDEX
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+    _append(Path(root) / INDEX, line)
     return entry
 
 
@@ -167,7 +174,217 @@ def forget_reports(root: str | os.PathLike, *, since: datetime, needles: Sequenc
     return out
 
 
+# ---------------------------------------------------------------------- exports --
+def register_export(root: str | os.PathLike, record: dict[str, Any]) -> dict[str, Any]:
+    """Append one export to the project's export registry, ``<root>/exports/index.jsonl``.
+
+    Parameters
+    ----------
+    root : path
+        The project folder (``project.root``).
+    record : dict
+        JSON-ready, with at least ``path`` (the export's file or folder, absolute),
+        ``format``, ``created_at`` (UTC ISO time), ``files`` (the files it wrote inside
+        the project folder, relative to it, POSIX) and ``files_outside`` (how many it
+        wrote elsewhere); optionally ``recipient``, ``anonymize``, ``actor``, ``images``.
+        An ``id`` is added when missing; the audit-log entry of the export names it.
+
+    Returns
+    -------
+    dict
+        The entry as stored.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> entry = register_export(root, {"path": f"{root}/exports/coco.json", "format": "coco",
+    ...                                "created_at": "2025-01-02T03:04:05+00:00",
+    ...                                "files": ["exports/coco.json"], "files_outside": 0})
+    >>> [e["files"] for e in registered_exports(root)], len(entry["id"])
+    ([['exports/coco.json']], 12)
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"record is a {type(record).__name__}; expected a dict with {list(_EXPORT_REQUIRED)}")
+    missing = [k for k in _EXPORT_REQUIRED if k not in record]
+    if missing:
+        raise ValueError(f"record lacks {missing}; it has {sorted(record)}; expected at least "
+                         f"{list(_EXPORT_REQUIRED)}")
+    _parse_time(record["created_at"], "record['created_at']")
+    bad = [f for f in record["files"] if not isinstance(f, str) or Path(f).is_absolute() or ".." in Path(f).parts]
+    if bad:
+        raise ValueError(f"record['files'] has {bad[:3]}; expected paths relative to the project folder, inside it")
+    entry = {"id": uuid.uuid4().hex[:12], **record}
+    try:
+        line = json.dumps(entry, sort_keys=True)
+    except TypeError as exc:
+        raise ValueError(f"record is not JSON-ready ({exc}); give paths and times as strings") from None
+    _append(Path(root) / EXPORTS, line)
+    return entry
+
+
+def registered_exports(root: str | os.PathLike) -> list[dict[str, Any]]:
+    """The registered exports of a project, oldest first (empty when none)."""
+    return _read(Path(root) / EXPORTS)[0]
+
+
+def forget_exports(root: str | os.PathLike, exports: Sequence[Mapping[str, Any]], *,
+                   needles: Sequence[str]) -> dict[str, Any]:
+    """Withdraw the exports inside the project folder that held an erased person; report the others.
+
+    ``exports`` are the audit-log entries of the exports that held the person's images
+    (``ErasedRecords.exports``). For each one:
+
+    - the files it wrote inside the project folder (as registered) are deleted, unless a
+      later export that is kept wrote them again; folders left empty are removed, and
+      ``<export>.withdrawn.txt`` says when and why, and how to export again. The
+      registry entry gets ``withdrawn_at`` and loses its file list;
+    - if it wrote files outside the project folder, they are left alone: the
+      recipient holds them. They are counted, and a warning names the export, its date
+      and recipient. The registry entry counts ``subjects_erased``;
+    - an export inside the project folder that the registry does not list (made before
+      labkit registered exports, or from another machine's working folder) is left alone
+      with a warning: which files it wrote is unknown.
+
+    ``needles`` (subject id, image hashes and paths) are replaced by ``<erased>`` in the
+    paths this writes into the registry, notices and warnings.
+
+    Returns
+    -------
+    dict
+        Counts (``exports_held``, ``exports_withdrawn``, ``files_deleted``,
+        ``exports_outside_project``, ``exports_unregistered``), ``recipients`` (sorted
+        names of the recipients of exports outside the project folder) and ``warnings``
+        (no personal data of the person erased).
+    """
+    root = Path(root)
+    if isinstance(needles, (str, bytes)) or any(not isinstance(n, str) or not n for n in needles):
+        raise ValueError(f"needles is {needles!r}; expected a list of non-empty strings (subject id, "
+                         "image hashes, image paths)")
+    matcher = IdMatcher(needles)
+    index = root / EXPORTS
+    entries, size = _read(index)
+    position = {e.get("id"): i for i, e in enumerate(entries)}
+    out: dict[str, Any] = {"exports_held": len(exports), "exports_withdrawn": 0, "files_deleted": 0,
+                           "exports_outside_project": 0, "exports_unregistered": 0}
+    recipients: set[str] = set()
+    notes: list[str] = []
+    now = utc_iso()
+    withdraw: dict[int, Path] = {}  # registry position -> where its notice goes
+    for x in exports:
+        i = position.get(x.get("export_id"))
+        what = _describe(x, matcher)
+        if i is None:
+            if x.get("path") and _within(Path(str(x["path"])), root):
+                out["exports_unregistered"] += 1
+                notes.append(f"{what} is inside the project folder, but labkit did not register which files it "
+                             "wrote (an export made before labkit registered them, or from another working "
+                             "folder): delete it by hand")
+            else:
+                out["exports_outside_project"] += 1
+                recipients.add(str(x.get("recipient") or "(no recipient named)"))
+                notes.append(f"{what} is outside the project folder and held this person's data: it was not "
+                             "changed; its recipient holds it")
+            continue
+        e = entries[i]
+        if e.get("files") and not e.get("withdrawn_at"):
+            withdraw[i] = _export_notice_path(root, e, matcher)  # from the path as written, before the scrub
+        if e.get("files_outside"):
+            out["exports_outside_project"] += 1
+            recipients.add(str(x.get("recipient") or "(no recipient named)"))
+            e["subjects_erased"] = int(e.get("subjects_erased", 0)) + 1
+            notes.append(f"{what} wrote {e['files_outside']} file(s) outside the project folder that held this "
+                         "person's data: they were not changed; its recipient holds them")
+        e["path"] = matcher.replace(e.get("path"), ERASED)
+    for i in sorted(withdraw):
+        e = entries[i]
+        kept = {f for j in range(i + 1, len(entries)) if j not in withdraw and not entries[j].get("withdrawn_at")
+                for f in entries[j].get("files", [])}
+        deleted = 0
+        for f in e["files"]:
+            path = root / f
+            if f not in kept and _within(path, root) and _unlink(path):
+                deleted += 1
+                _prune_empty(path.parent, root)
+        write_text(withdraw[i], _export_notice(e, now, deleted))
+        e.update(withdrawn_at=now, files=[], files_deleted=deleted)
+        out["files_deleted"] += deleted
+        out["exports_withdrawn"] += 1
+    out["recipients"] = sorted(recipients)
+    out["warnings"] = notes
+    if exports and entries:
+        _rewrite_index(index, entries, size)
+    return out
+
+
+def _describe(export: Mapping[str, Any], matcher: IdMatcher) -> str:
+    at = export.get("at")
+    when = at.strftime("%Y-%m-%d %H:%M UTC") if isinstance(at, datetime) else str(at)
+    recipient = export.get("recipient")
+    to = f"for {recipient!r}" if recipient else "with no recipient named"
+    path = matcher.replace(str(export.get("path")), ERASED)
+    return f"the {export.get('format')} export of {when} {to} ({path})"
+
+
+def _export_notice_path(root: Path, entry: dict[str, Any], matcher: IdMatcher) -> Path:
+    """``<export>.withdrawn.txt`` beside the export, its name scrubbed of needles.
+
+    In ``exports/`` instead when the export is outside the project folder, or inside a
+    folder whose name holds a needle (the notice must not recreate that name).
+    """
+    path = Path(str(entry.get("path") or ""))
+    if path.name and _within(path.parent, root):
+        folder = path.parent.resolve().relative_to(root.resolve()).as_posix()
+        if not matcher.found(folder):
+            return path.parent / f"{matcher.replace(path.name, 'erased')}.withdrawn.txt"
+    return root / EXPORTS.parent / f"{entry['id']}.withdrawn.txt"
+
+
+def _export_notice(entry: dict[str, Any], now: str, deleted: int) -> str:
+    recipient = entry.get("recipient")
+    fmt = entry.get("format")
+    options = "".join(f", {k}={entry[k]!r}" for k in ("anonymize",) if entry.get(k))
+    return (f"Export withdrawn\n\n"
+            f"The {fmt} export written here on {entry.get('created_at')} (UTC)"
+            f"{f' for {recipient!r}' if recipient else ''} was withdrawn on {now} (UTC) after a request to "
+            f"erase a person's data: it held records or images of a person who is no longer in the project. "
+            f"Its {deleted} file(s) in the project folder were deleted.\n\n"
+            f"Export again to get a current copy:\n\n"
+            f"    project.export(PATH, format={fmt!r}{options}, recipient=...)\n"
+            f"    labkit export -P PROJECT PATH --format {fmt}\n")
+
+
+def _within(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def _prune_empty(folder: Path, root: Path) -> None:
+    """Remove ``folder`` and its parents while they are empty, up to (not including) ``root``."""
+    root = root.resolve()
+    folder = folder.resolve()
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            return
+        folder = folder.parent
+
+
 # ---------------------------------------------------------------------- helpers --
+def _append(path: Path, line: str) -> None:
+    """One ``write`` of one line in append mode, so concurrent writers do not interleave."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 def _read(path: Path) -> tuple[list[dict[str, Any]], int]:
     """Entries of the index and its size in bytes; a torn last line is skipped with a warning."""
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 
 from labkit._util.checks import check_json
 from labkit._util.clock import utc_now
-from labkit.geometry import KINDS, normalize_geometry
+from labkit.geometry import KINDS, GeometryError, normalize_geometry
 from labkit.store import schema as S
 from labkit.store.classes import ClassRepository, unknown_classes
 from labkit.store.context import StoreContext
@@ -118,8 +119,11 @@ class AnnotationRepository:
         records = list(records)
 
         def fn(conn):
+            self._ctx.policy.check_annotation_owners(
+                conn, "add_annotations", [r.get("annotator") for r in records if isinstance(r, Mapping)])
             class_ids = self._classes.ids(conn)
-            who, images = self.check_names(conn, records, class_ids, then="nothing was stored")
+            who, images = self.check_names(conn, records, class_ids, then="nothing was stored",
+                                           action="add_annotations")
             t = utc_now()
             rows = []
             for i, r in enumerate(records):
@@ -131,22 +135,24 @@ class AnnotationRepository:
                         raise exc.reworded(where, "nothing was stored") from exc
                     raise type(exc)(f"{where}{exc}; nothing was stored") from exc
             self._ctx.policy.check_annotation_writes(conn, "add_annotations", [r["annotator_id"] for r in rows],
-                                          [r["image_id"] for r in rows])
+                                                     [r["image_id"] for r in rows],
+                                                     sources=[r["source"] for r in rows])
             ids = [inserted_id(conn.execute(sa.insert(S.annotations).values(
-                **row, version=1, created_at=t, updated_at=t))) for row in rows]
+                **row, version=1, created_at=t, updated_at=t, updated_by=self._ctx.user))) for row in rows]
             self._ctx.audit(conn, "add_annotations", target="annotations", count=len(ids),
-                        first_id=ids[0] if ids else None,
-                        actor=records[0]["annotator"] if len({r["annotator"] for r in records}) == 1 else None)
+                            first_id=ids[0] if ids else None, on_behalf_of=_for_whom(records))
             return ids
         return self._ctx.write(fn) if records else []
 
     def check_names(self, conn: sa.Connection, records: Sequence[Any], class_ids: Mapping[str, int],
-                    *, then: str | None = None) -> tuple[dict[Any, Any], dict[Any, Any]]:
+                    *, then: str | None = None, action: str = "add_annotations"
+                    ) -> tuple[dict[Any, Any], dict[Any, Any]]:
         """The annotator and image rows ``records`` name; one ProjectError for every unknown name.
 
         Unknown classes, annotators and images are checked together, so a batch with
         several mistakes reports them all at once, with the records they are in (``then``
-        ends the message). :meth:`prepare` then checks each record in full.
+        ends the message). :meth:`prepare` then checks each record in full. An image the
+        member's database login may not see is refused as ``action``.
 
         Returns
         -------
@@ -177,6 +183,8 @@ class AnnotationRepository:
         if unknown := [n for n in people if n not in who]:
             errors.append((where(people, unknown), self._members.unknown(conn, unknown)))
         if missing := [k for k, row in rows.items() if row is None]:
+            self._ctx.policy.refuse_hidden_images(conn, action, [int(k) for k in missing
+                                                                 if not isinstance(k, (str, Path))], write=True)
             errors.append((where(images, missing), missing_images(missing)))
         if errors:
             raise ProjectError(clauses(*(at + e.problem for at, e in errors), then),
@@ -194,107 +202,139 @@ class AnnotationRepository:
         ``geometry``, ``score``, ``source``, ``provenance``) as version 1, in one statement."""
         if rows:
             t = utc_now()
-            conn.execute(sa.insert(S.annotations), [{**r, "version": 1, "created_at": t, "updated_at": t}
-                                                    for r in rows])
+            conn.execute(sa.insert(S.annotations), [
+                {**r, "version": 1, "created_at": t, "updated_at": t, "updated_by": self._ctx.user} for r in rows])
 
-    def _current(self, conn, annotation: int):
+    def _current(self, conn: sa.Connection, annotation: int, *, action: str, write: bool = True) -> Any:
+        """The ``annotations`` row; ValueError if there is none.
+
+        An annotation that exists but that the member's database login may not read
+        (PostgreSQL: another's in blind mode, a withdrawn subject's) is refused as
+        ``action`` with the API's reason, as on SQLite.
+        """
         row = conn.execute(sa.select(S.annotations).where(S.annotations.c.id == int(annotation))).first()
-        if row is None:
-            raise ValueError(f"no annotation with id {annotation}")
-        return row
+        if row is not None:
+            return row
+        policy = self._ctx.policy
+        me = policy.actor(conn)
+        fact = policy.annotation_facts(conn, [int(annotation)], me).get(int(annotation))
+        if fact is not None:
+            if write:
+                policy.check_annotation_writes(conn, action, [me.id if fact.mine else -1], [fact.image_id])
+            else:
+                self._check_reads(conn, action, int(annotation), fact.mine, fact.image_id, me)
+        raise ValueError(f"no annotation with id {annotation}")
 
-    def _snapshot(self, conn, row, *, change: str, by: str) -> None:
-        conn.execute(sa.insert(S.annotation_history).values(
-            annotation_id=row.id, version=row.version, class_id=row.class_id, geometry=row.geometry,
-            score=row.score, provenance=row.provenance, deleted_at=row.deleted_at,
-            valid_from=row.updated_at, valid_to=utc_now(), change=change, changed_by=by))
+    def _check_reads(self, conn: sa.Connection, action: str, annotation: int, mine: bool, image: int,
+                     me: Any) -> None:
+        """Reading one annotation: blind mode for annotators, and no withdrawn subject's but for admins."""
+        policy = self._ctx.policy
+        if me.role == "admin":
+            return
+        if me.role == "annotator" and not mine and policy.blind(conn):
+            policy.deny(action, f"read annotation {annotation}: in blind mode annotators see only their own work")
+        if policy.image_facts(conn, [image], me).get(image, (False,))[0]:
+            policy.deny(action, f"read annotation {annotation}: its subject withdrew consent")
 
-    def update(self, annotation: int, *, by: str, label: str | None = None,
-                          geometry: Any = None, score: float | None = None,
-                          provenance: Mapping[str, Any] | None = None) -> int:
+    def update(self, annotation: int, *, by: str | None = None, label: str | None = None,
+               geometry: Any = None, score: float | None = None,
+               provenance: Mapping[str, Any] | None = None) -> int:
         """Change an annotation's class, geometry, score or provenance; return the new version.
 
-        The previous version goes to the history (:meth:`annotation_history`) and the
-        change to the audit log. ``by`` names who made the change.
+        The database moves the previous version to the history
+        (:meth:`annotation_history`), recording you as who changed it; the change goes to
+        the audit log. ``by``, if it names someone other than you (admins only), is
+        recorded there as ``on_behalf_of``.
         """
         def fn(conn):
-            row = self._current(conn, annotation)
+            self._ctx.policy.check_by(conn, "update_annotation", by)
+            row = self._current(conn, annotation, action="update_annotation")
             self._ctx.policy.check_annotation_writes(conn, "update_annotation", [row.annotator_id], [row.image_id],
                                                      by=by)
             if row.deleted_at is not None:
                 raise ValueError(f"annotation {annotation} is deleted; restore it first")
             class_ids = self._classes.ids(conn)
             names = {v: k for k, v in class_ids.items()}
-            who = conn.execute(sa.select(S.annotators).where(S.annotators.c.id == row.annotator_id)).first()
+            who = conn.execute(sa.select(*S.MEMBER_COLUMNS).where(S.annotators.c.id == row.annotator_id)).first()
             new = self.prepare(
                 conn, image=row.image_id, kind=row.kind, label=label if label is not None else names[row.class_id],
                 annotator=None, annotator_row=who,
                 geometry=geometry if geometry is not None else row.geometry,
                 score=score if score is not None else row.score, source=row.source,
                 provenance=provenance if provenance is not None else row.provenance, class_ids=class_ids)
-            self._snapshot(conn, row, change="update", by=by)
             conn.execute(sa.update(S.annotations).where(S.annotations.c.id == row.id).values(
                 class_id=new["class_id"], geometry=new["geometry"], score=new["score"],
-                provenance=new["provenance"], version=row.version + 1, updated_at=utc_now()))
-            self._ctx.audit(conn, "update_annotation", target="annotations", target_id=row.id, actor=by,
-                        version=row.version + 1)
+                provenance=new["provenance"], version=row.version + 1, updated_at=utc_now(),
+                updated_by=self._ctx.user))
+            self._ctx.audit(conn, "update_annotation", target="annotations", target_id=row.id, on_behalf_of=by,
+                            version=row.version + 1)
             return row.version + 1
         return self._ctx.write(fn)
 
-    def delete(self, annotation: int, *, by: str) -> None:
-        """Soft-delete: hidden from :meth:`annotations`, kept in history, restorable."""
+    def delete(self, annotation: int, *, by: str | None = None) -> None:
+        """Soft-delete: hidden from :meth:`annotations`, kept in history, restorable.
+
+        ``by`` is a note, as in :meth:`update`.
+        """
         self._set_deleted(annotation, by=by, deleted=True)
 
-    def restore(self, annotation: int, *, by: str) -> None:
+    def restore(self, annotation: int, *, by: str | None = None) -> None:
         """Undo :meth:`delete_annotation`."""
         self._set_deleted(annotation, by=by, deleted=False)
 
-    def _flip_deleted(self, conn, annotation: int, *, by: str, deleted: bool):
-        row = self._current(conn, annotation)
-        self._ctx.policy.check_annotation_writes(conn, "delete_annotation" if deleted else "restore_annotation",
-                                      [row.annotator_id], [row.image_id], by=by)
+    def _flip_deleted(self, conn, annotation: int, *, by: str | None, deleted: bool):
+        action = "delete_annotation" if deleted else "restore_annotation"
+        self._ctx.policy.check_by(conn, action, by)
+        row = self._current(conn, annotation, action=action)
+        self._ctx.policy.check_annotation_writes(conn, action, [row.annotator_id], [row.image_id], by=by)
         if (row.deleted_at is not None) == deleted:
             raise ValueError(f"annotation {annotation} is {'already' if deleted else 'not'} deleted")
-        self._snapshot(conn, row, change="delete" if deleted else "restore", by=by)
-        t = utc_now()
+        t = utc_now()  # the database keeps the superseded version (store/guards.py)
         conn.execute(sa.update(S.annotations).where(S.annotations.c.id == row.id).values(
-            deleted_at=t if deleted else None, version=row.version + 1, updated_at=t))
+            deleted_at=t if deleted else None, version=row.version + 1, updated_at=t, updated_by=self._ctx.user))
         return row
 
-    def _set_deleted(self, annotation: int, *, by: str, deleted: bool) -> None:
+    def _set_deleted(self, annotation: int, *, by: str | None, deleted: bool) -> None:
         def fn(conn):
             row = self._flip_deleted(conn, annotation, by=by, deleted=deleted)
             self._ctx.audit(conn, "delete_annotation" if deleted else "restore_annotation",
-                        target="annotations", target_id=row.id, actor=by)
+                            target="annotations", target_id=row.id, on_behalf_of=by)
         self._ctx.write(fn)
 
-    def replace(self, delete: Iterable[int], add: Iterable[Mapping[str, Any]], *, by: str,
-                            restore: Iterable[int] = (), action: str = "replace_annotations",
-                            **details: Any) -> list[int]:
+    def replace(self, delete: Iterable[int], add: Iterable[Mapping[str, Any]], *, by: str | None = None,
+                restore: Iterable[int] = (), action: str = "replace_annotations",
+                **details: Any) -> list[int]:
         """Soft-delete ``delete``, restore ``restore`` and store ``add``, in one transaction.
 
         For derived results that supersede earlier ones (a new consensus replacing the
         previous run, an adjudication and its undo): the old rows keep their history, the
         new ones are validated like :meth:`add_annotations`, and one audit entry
         (``action``, with ``details``) records it all. All or nothing. Returns the new ids.
+        Only admins record other actions than ``"replace_annotations"``; ``by`` is a note,
+        as in :meth:`update`.
         """
         delete, add, restore = [int(i) for i in delete], list(add), [int(i) for i in restore]
 
         def fn(conn):
+            me = self._ctx.policy.check_annotation_owners(
+                conn, action, [r.get("annotator") for r in add if isinstance(r, Mapping)])
+            if action != "replace_annotations":
+                self._ctx.policy.require(conn, action, "admin", what=f"record {action!r}", me=me)
             class_ids = self._classes.ids(conn)
-            who, images = self.check_names(conn, add, class_ids, then="nothing was changed")
+            who, images = self.check_names(conn, add, class_ids, then="nothing was changed", action=action)
             rows = [self.prepare(conn, class_ids=class_ids, **self._found(r, who, images), **r) for r in add]
             self._ctx.policy.check_annotation_writes(conn, action, [r["annotator_id"] for r in rows],
-                                          [r["image_id"] for r in rows], by=by)
+                                                     [r["image_id"] for r in rows], by=by,
+                                                     sources=[r["source"] for r in rows])
             for aid in delete:
                 self._flip_deleted(conn, aid, by=by, deleted=True)
             for aid in restore:
                 self._flip_deleted(conn, aid, by=by, deleted=False)
             t = utc_now()
             ids = [inserted_id(conn.execute(sa.insert(S.annotations).values(
-                **row, version=1, created_at=t, updated_at=t))) for row in rows]
-            self._ctx.audit(conn, action, target="annotations", actor=by, count=len(ids),
-                        first_id=ids[0] if ids else None, replaced=delete, restored=restore, **details)
+                **row, version=1, created_at=t, updated_at=t, updated_by=self._ctx.user))) for row in rows]
+            self._ctx.audit(conn, action, target="annotations", on_behalf_of=by, count=len(ids),
+                            first_id=ids[0] if ids else None, replaced=delete, restored=restore, **details)
             return ids
         return self._ctx.write(fn)
 
@@ -304,11 +344,9 @@ class AnnotationRepository:
 
         def read():
             with self._ctx.connect() as conn:
-                cur = self._current(conn, annotation)
+                cur = self._current(conn, annotation, action="annotation_history", write=False)
                 me = self._ctx.policy.actor(conn)
-                if me.role == "annotator" and cur.annotator_id != me.id and self._ctx.policy.blind(conn):
-                    self._ctx.policy.deny("annotation_history", f"read annotation {cur.id}: in blind mode annotators "
-                                                     "see only their own work")
+                self._check_reads(conn, "annotation_history", cur.id, cur.annotator_id == me.id, cur.image_id, me)
                 names = {v: k for k, v in self._classes.ids(conn).items()}
                 old = conn.execute(sa.select(h).where(h.c.annotation_id == cur.id).order_by(h.c.version)).all()
             return cur, names, old
@@ -333,16 +371,22 @@ class AnnotationRepository:
         (ellipse), ``x y`` (point, its first point). This is crowd-kit's layout, so its
         aggregators accept ``df[["task", "worker", "label"]]`` as is.
 
-        Annotations of images whose subject withdrew consent are left out unless
-        ``include_withdrawn``. In blind mode (:meth:`set_blind`, on by default) an
-        annotator sees only its own annotations.
+        Annotations of images whose subject withdrew consent are left out; an admin may
+        ask for them with ``include_withdrawn`` (anyone else is refused). In blind mode
+        (:meth:`set_blind`, on by default) an annotator sees only its own annotations.
+
+        A stored row that is not valid (an unknown kind or source, geometry that is not
+        canonical for its kind or lies outside the image: rows written before the
+        database checked them) is left out with a ``UserWarning`` naming it, so one bad
+        row never stops a whole read or export.
         """
-        a, c, w = S.annotations, S.classes, S.annotators
+        a, c, w, im = S.annotations, S.classes, S.annotators, S.images
         stmt = (sa.select(a.c.id.label("annotation"), a.c.image_id.label("task"), w.c.name.label("worker"),
                           c.c.name.label("label"), a.c.kind, a.c.geometry, a.c.score, a.c.source,
                           w.c.simulated, a.c.provenance, a.c.version, a.c.created_at, a.c.updated_at,
-                          a.c.deleted_at)
-                .join(c, a.c.class_id == c.c.id).join(w, a.c.annotator_id == w.c.id).order_by(a.c.id))
+                          a.c.deleted_at, im.c.width.label("_width"), im.c.height.label("_height"))
+                .join(c, a.c.class_id == c.c.id).join(w, a.c.annotator_id == w.c.id)
+                .outerjoin(im, a.c.image_id == im.c.id).order_by(a.c.id))
         if kind is not None:
             stmt = stmt.where(a.c.kind == kind)
         if image is not None:
@@ -361,10 +405,11 @@ class AnnotationRepository:
         def read():
             with self._ctx.connect() as conn:
                 me = self._ctx.policy.actor(conn)
+                self._ctx.policy.check_withdrawn_reads(conn, "read_annotations", include_withdrawn, me)
                 blind = me.role == "annotator" and self._ctx.policy.blind(conn)
                 q = stmt.where(a.c.annotator_id == me.id) if blind else stmt
                 return self._ctx.read_frame(q, conn)
-        df = self._ctx.guard(read)
+        df = _valid_rows(self._ctx.guard(read))
         df["deleted"] = df.pop("deleted_at").notna()
         df = df.set_index("annotation")
         if kind in _EXPAND:
@@ -375,3 +420,44 @@ class AnnotationRepository:
             df["x"] = [p[0] for p in pts] if pts else pd.Series(dtype=float)
             df["y"] = [p[1] for p in pts] if pts else pd.Series(dtype=float)
         return df
+
+
+def _for_whom(records: Sequence[Mapping[str, Any]]) -> str | list[str] | None:
+    """The annotators a batch was written for: one name, or the sorted names (an audit note)."""
+    names = sorted({str(r["annotator"]) for r in records})
+    return names[0] if len(names) == 1 else names
+
+
+def _valid_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a read whose kind, source, provenance and geometry are valid, geometry canonical.
+
+    The rest are left out with one ``UserWarning`` naming them: rows written before the
+    database checked them (schema 2) must not stop every read and export.
+    """
+    bad: dict[int, str] = {}
+    geometries = []
+    for aid, kind, geometry, source, prov, w, h in zip(df["annotation"], df["kind"], df["geometry"], df["source"],
+                                                      df["provenance"], df.pop("_width"), df.pop("_height")):
+        try:
+            if kind not in KINDS:
+                raise ValueError(f"unknown kind {kind!r}")
+            _check_source(source)
+            if not isinstance(prov, dict):
+                raise ValueError(f"provenance is {type(prov).__name__}, not a JSON object")
+            size = {} if w is None or h is None or w != w else {"width": int(w), "height": int(h)}
+            geometries.append(normalize_geometry(kind, geometry, **size))
+        except (GeometryError, ValueError, TypeError) as exc:
+            bad[int(aid)] = str(exc)
+    if not bad:
+        df["geometry"] = geometries
+        return df
+    ok = ~df["annotation"].isin(list(bad))
+    df = df[ok].copy()
+    df["geometry"] = geometries
+    shown = "; ".join(f"annotation {i}: {why}" for i, why in list(bad.items())[:10])
+    more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
+    warnings.warn(f"{len(bad)} stored annotation{'s are' if len(bad) != 1 else ' is'} not valid and "
+                  f"{'were' if len(bad) != 1 else 'was'} skipped, ids {sorted(bad)[:20]}: {shown}{more}. They "
+                  "predate the database's checks; an admin deletes them with project.delete_annotation(id) or "
+                  "repairs them with project.update_annotation(id, geometry=...)", UserWarning, stacklevel=4)
+    return df

@@ -155,10 +155,10 @@ class AssignmentRepository:
 
         def read():
             with self._ctx.connect() as conn:
-                who = self._members.row(conn, annotator)
                 me = self._ctx.policy.actor(conn)
-                if me.role == "annotator" and me.id != who.id:
+                if me.role == "annotator" and me.name != annotator:
                     self._ctx.policy.deny("queue", f"read {annotator!r}'s queue: annotators see only their own")
+                who = self._members.row(conn, annotator)
                 return list(conn.execute(sa.select(a.c.image_id).join(S.images, S.images.c.id == a.c.image_id)
                                          .where(a.c.annotator_id == who.id, a.c.status == "pending",
                                                 S.not_withdrawn(S.images.c.consent))
@@ -166,7 +166,11 @@ class AssignmentRepository:
         return self._ctx.guard(read)
 
     def submit(self, image: int, *, annotator: str, status: str = "done") -> None:
-        """Mark an assigned image as ``done`` (or ``skipped``) for ``annotator``."""
+        """Mark an assigned image as ``done`` (or ``skipped``) for ``annotator``.
+
+        Annotators submit their own work; an admin may submit for anyone (recorded as
+        the admin's action, naming the annotator).
+        """
         if status not in ("done", "skipped", "pending"):
             raise ValueError(f"status must be 'done', 'skipped' or 'pending', got {status!r}")
         a = S.assignments
@@ -180,19 +184,29 @@ class AssignmentRepository:
             if res.rowcount == 0:
                 raise ProjectError(f"image {image} is not assigned to {annotator!r}",
                                    fix=Fix(f"project.queue({annotator!r}) lists their images"))
-            self._ctx.audit(conn, "submit", target="images", target_id=int(image), actor=annotator, status=status)
+            self._ctx.audit(conn, "submit", target="images", target_id=int(image), annotator=annotator,
+                            status=status)
         self._ctx.write(fn)
 
     def progress(self, *, by: str = "annotator") -> pd.DataFrame:
         """Done / total per annotator (``by="annotator"``) or per image (``by="image"``).
 
         Columns: ``assigned``, ``done``, ``skipped``, ``pending``, ``fraction_done``.
+        Annotators see only their own assignments (their own row, and per image only
+        their share); admins and viewers see everyone's.
         """
         if by not in ("annotator", "image"):
             raise ValueError(f"by must be 'annotator' or 'image', got {by!r}")
         a, w = S.assignments, S.annotators
         key = w.c.name.label("annotator") if by == "annotator" else a.c.image_id.label("image")
-        df = self._ctx.read_frame(sa.select(key, a.c.status).join(w, a.c.annotator_id == w.c.id))
+        stmt = sa.select(key, a.c.status).join(w, a.c.annotator_id == w.c.id)
+
+        def read() -> pd.DataFrame:
+            with self._ctx.connect() as conn:
+                me = self._ctx.policy.actor(conn)
+                q = stmt.where(a.c.annotator_id == me.id) if me.role == "annotator" else stmt
+                return self._ctx.read_frame(q, conn)
+        df = self._ctx.guard(read)
         cols = ["assigned", "done", "skipped", "pending", "fraction_done"]
         if df.empty:
             return pd.DataFrame(columns=cols).rename_axis(by)

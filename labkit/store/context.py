@@ -7,7 +7,8 @@ their reads and writes through it:
 - :meth:`StoreContext.write` runs a function in one write transaction, retried whole on
   transient lock errors; an :class:`~labkit.store.errors.AccessDenied` raised inside rolls
   it back and is then written to the audit log in a transaction of its own;
-- :meth:`StoreContext.audit` adds an entry to the audit log inside the caller's transaction;
+- :meth:`StoreContext.audit` adds an entry to the audit log inside the caller's transaction,
+  always as the acting member;
 - :meth:`StoreContext.log_access` records who read which images (the privacy report's
   "who accessed what");
 - :attr:`StoreContext.policy` is the :class:`~labkit.store.policy.AccessPolicy` every
@@ -116,11 +117,20 @@ class StoreContext:
 
     # ------------------------------------------------------------------- audit --
     def audit(self, conn: sa.Connection, action: str, *, target: str | None = None,
-              target_id: int | None = None, actor: str | None = None, **details: Any) -> None:
-        """Add one audit-log entry inside the caller's transaction."""
+              target_id: int | None = None, on_behalf_of: str | None = None, **details: Any) -> None:
+        """Add one audit-log entry inside the caller's transaction.
+
+        The entry's actor is always the acting member (:attr:`user`; on PostgreSQL the
+        database stamps it from the login). ``on_behalf_of`` is a note: whom the change
+        was made for, recorded in ``details`` when it names someone else. (``actor=``,
+        its name before, is read the same way: it never sets the actor.)
+        """
+        legacy = details.pop("actor", None)
+        note = on_behalf_of if on_behalf_of is not None else legacy
+        if note is not None and note != self.user:
+            details["on_behalf_of"] = note
         conn.execute(sa.insert(S.audit_log).values(
-            at=utc_now(), actor=actor or self.user, action=action, target=target,
-            target_id=target_id, details=details))
+            at=utc_now(), actor=self.user, action=action, target=target, target_id=target_id, details=details))
 
     def log_access(self, action: str, image_id: int) -> None:
         """Record the first ``action`` on each image by this connection (who read what)."""
@@ -140,7 +150,7 @@ class StoreContext:
         """Record a refused attempt (``denied``), in its own transaction."""
         try:
             with write_transaction(self.engine) as conn:
-                self.audit(conn, "denied", target=exc.action, actor=exc.actor, reason=str(exc),
+                self.audit(conn, "denied", target=exc.action, reason=str(exc),
                            **json.loads(json.dumps(exc.details, default=str)))
         except sa.exc.DBAPIError:  # a login without even INSERT on the log: the error still surfaces
             pass

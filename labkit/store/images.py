@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from labkit._util.checks import check_json
+from labkit._util.checks import check_json, name_problem
 from labkit._util.clock import utc_now
 from labkit._util.hashing import sha256_file
 from labkit.store import schema as S
@@ -30,7 +30,10 @@ from labkit.store.errors import PROJECT, Fix, ImageError, ProjectError, command
 from labkit.store.files import ImageInfo, expand_paths, inspect_images, load_rgb
 from labkit.store.subjects import SubjectRepository
 
-__all__ = ["ImageRepository", "LIST_IMAGES", "missing_images"]
+__all__ = ["ImageRepository", "LIST_IMAGES", "RESERVED_ATTRIBUTES", "missing_images"]
+
+#: Image attribute keys labkit keeps for itself: gold answers live in their own table.
+RESERVED_ATTRIBUTES = frozenset({"gold"})
 
 #: The fix for an image id or path the project does not have.
 LIST_IMAGES = Fix("project.images() lists the project's images (ids and paths)",
@@ -47,7 +50,8 @@ class ImageRepository:
     def add(self, paths_or_folder: str | Path | Iterable[str | Path], *, split: str | None = None,
             subject: str | Sequence[str | None] | None = None,
             attributes: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-            consent: str = "unknown", purpose: str | None = None, progress: bool = True) -> list[int]:
+            consent: str = "unknown", purpose: str | None = None, progress: bool = True,
+            max_pixels: int | None | Literal["limits"] = "limits") -> list[int]:
         """Add image files; return their new ids in input order. Admins only.
 
         Every file is decoded and hashed first; if any is missing, unreadable, corrupt or
@@ -73,16 +77,34 @@ class ImageRepository:
             What the subjects' data may be used for, recorded with new subjects.
         progress : bool, default True
             Show a progress bar while files are read (50 files or more).
+        max_pixels : int or None, optional
+            Refuse images with more pixels (width x height); ``None`` for no limit. Default:
+            ``labkit.formats.limits.max_image_pixels`` (89,478,485, as PIL's
+            ``Image.MAX_IMAGE_PIXELS``; the command line reads ``LABKIT_MAX_IMAGE_PIXELS``).
+            A larger image is refused from its header, before it is decoded.
         """
         paths = expand_paths(paths_or_folder)
         n = len(paths)
         subjects = _per_image(subject, n, "subject", str)
         attrs = _per_image(attributes, n, "attributes", Mapping)
+        bad = [p for s in dict.fromkeys(x for x in subjects if x is not None)
+               if (p := name_problem(s, "subject")) is not None]
+        if bad:
+            raise ProjectError("invalid subject ids; nothing was added: " + "; ".join(bad[:10]))
+        one = attributes is None or isinstance(attributes, Mapping)
+        for i, a in enumerate(attrs[:1] if one else attrs):
+            what = "attributes" if one else f"attributes[{i}]"
+            if a is not None and not isinstance(a, Mapping):
+                raise ProjectError(f"{what} is {type(a).__name__}; expected a dict (or None); nothing was added")
+            try:
+                check_json(dict(a or {}), what)
+            except ValueError as exc:
+                raise ProjectError(f"{exc}; nothing was added") from None
         stored = [self._ctx.stored_path(p) for p in paths]
         dup_in_call = sorted({s for s in stored if stored.count(s) > 1})
         if dup_in_call:
             raise ImageError(f"these paths are given more than once; nothing was added: {dup_in_call[:20]}")
-        infos = inspect_images(paths, progress=progress)
+        infos = inspect_images(paths, progress=progress, max_pixels=max_pixels)
 
         def fn(conn: sa.Connection) -> list[int]:
             self._ctx.policy.require_admin(conn, "add_images", "add images")
@@ -106,10 +128,11 @@ class ImageRepository:
         attributes, added_at, consent.
 
         Images whose subject withdrew consent are left out (so training, scoring,
-        assignment and export skip them) unless ``include_withdrawn``. Annotators see
-        only the images assigned to them, without subject ids.
+        assignment and export skip them); an admin may ask for them with
+        ``include_withdrawn`` (anyone else is refused). Annotators see only the images
+        assigned to them, without subject ids.
         """
-        stmt = sa.select(S.images).order_by(S.images.c.id)
+        stmt = sa.select(*S.IMAGE_COLUMNS).order_by(S.images.c.id)
         if split is not None:
             stmt = stmt.where(S.images.c.split == split)
         if subject is not None:
@@ -120,38 +143,53 @@ class ImageRepository:
         def fn() -> pd.DataFrame:
             with self._ctx.connect() as conn:
                 me = self._ctx.policy.actor(conn)
+                self._ctx.policy.check_withdrawn_reads(conn, "read_images", include_withdrawn, me)
                 q = stmt
-                if me.role == "annotator":
+                if me.role == "annotator":  # nor may the query name the subject (PostgreSQL: no column grant)
                     q = q.where(S.images.c.id.in_(sa.select(S.assignments.c.image_id).where(
                         S.assignments.c.annotator_id == me.id)))
+                else:
+                    q = q.add_columns(S.images.c.subject)
                 df = self._ctx.read_frame(q, conn).rename(columns={"id": "image"}).set_index("image")
             if me.role == "annotator":
                 df["subject"] = None
-            return df
+            return df[[c.name for c in S.images.c if c.name != "id"]]
         return self._ctx.guard(fn)
 
-    def set_attributes(self, image: int | str | Path, attributes: Mapping[str, Any], *, by: str) -> dict:
+    def set_attributes(self, image: int | str | Path, attributes: Mapping[str, Any], *,
+                       by: str | None = None) -> dict:
         """Merge ``attributes`` into an image's attributes (``None`` removes a key); return the result.
 
-        The change is written to the audit log with the previous values, so it can be undone.
+        The change is written to the audit log with the previous values, so it can be
+        undone. The key ``"gold"`` is reserved: gold answers are kept apart, where
+        annotators cannot read them (:func:`labkit.services.add_gold`). ``by``, if it
+        names someone other than you (admins only), is recorded as ``on_behalf_of``.
         """
         check_json(dict(attributes), "attributes")
+        if RESERVED_ATTRIBUTES & set(attributes):
+            raise ValueError(f"the image attribute {sorted(RESERVED_ATTRIBUTES & set(attributes))[0]!r} is reserved: "
+                             "gold answers are set with labkit.services.add_gold(project, {image: label}), which "
+                             "keeps them from annotators; nothing was changed")
 
         def fn(conn: sa.Connection) -> dict:
-            row = self.row(conn, image)
+            row = self.row(conn, image, action="set_image_attributes", write=True)
             self._ctx.policy.check_annotation_writes(conn, "set_image_attributes", [], [row.id], by=by)
             old = dict(row.attributes or {})
             new = {k: v for k, v in {**old, **attributes}.items() if v is not None}
             conn.execute(sa.update(S.images).where(S.images.c.id == row.id).values(attributes=new))
-            self._ctx.audit(conn, "set_image_attributes", target="images", target_id=row.id, actor=by,
+            self._ctx.audit(conn, "set_image_attributes", target="images", target_id=row.id, on_behalf_of=by,
                             before={k: old.get(k) for k in attributes}, after=dict(attributes))
             return new
         return self._ctx.write(fn)
 
     def path(self, image: int | str | Path) -> Path:
-        """Absolute path of an image file."""
-        with self._ctx.connect() as conn:
-            return self._ctx.resolve(self.row(conn, image).path)
+        """Absolute path of an image file (the same rules as :meth:`read`; not logged: nothing is read)."""
+        def check() -> Any:
+            with self._ctx.connect() as conn:
+                row = self.row(conn, image, action="image_path")
+                self._ctx.policy.check_image_reads(conn, "image_path", [row.id])
+            return row
+        return self._ctx.resolve(self._ctx.guard(check).path)
 
     # ----------------------------------------------------------- the readers --
     def read(self, image: int | str | Path, *, verify: bool = True) -> np.ndarray:
@@ -163,8 +201,8 @@ class ImageRepository:
         """
         def check() -> Any:
             with self._ctx.connect() as conn:
-                row = self.row(conn, image)
-                self._ctx.policy.check_image_reads(conn, "read_image", [row])
+                row = self.row(conn, image, action="read_image")
+                self._ctx.policy.check_image_reads(conn, "read_image", [row.id])
             return row
         row = self._ctx.guard(check)
         self._ctx.log_access("read_image", row.id)
@@ -207,11 +245,8 @@ class ImageRepository:
 
         def check() -> list[Any]:
             with self._ctx.connect() as conn:
-                rows = {r.id: r for r in conn.execute(sa.select(S.images).where(S.images.c.id.in_(ids)))}
-                missing = [i for i in ids if i not in rows]
-                if missing:
-                    raise missing_images(missing)
-                self._ctx.policy.check_image_reads(conn, "read_images", list(rows.values()))
+                rows = {r.id: r for r in self.rows(conn, ids, action="read_images")}
+                self._ctx.policy.check_image_reads(conn, "read_images", list(rows))
             return [rows[i] for i in ids]
         rows = self._ctx.guard(check)
         if rows:
@@ -222,25 +257,38 @@ class ImageRepository:
                             index=pd.Index(ids, name="image", dtype=np.int64))
 
     # ------------------------------------------------- inside a transaction --
-    def row(self, conn: sa.Connection, image: int | str | Path) -> Any:
-        """The ``images`` row of an id or path; ProjectError if there is none."""
-        return self.rows(conn, [image])[0]
+    def row(self, conn: sa.Connection, image: int | str | Path, *, action: str = "read_image",
+            write: bool = False) -> Any:
+        """The ``images`` row of an id or path (without ``subject``); ProjectError if there is none.
 
-    def rows(self, conn: sa.Connection, images: Sequence[int | str | Path]) -> list[Any]:
-        """The ``images`` rows of ids or paths, in order; one ProjectError naming every missing one."""
+        See :meth:`rows` for ``action`` and ``write``.
+        """
+        return self.rows(conn, [image], action=action, write=write)[0]
+
+    def rows(self, conn: sa.Connection, images: Sequence[int | str | Path], *, action: str = "read_images",
+             write: bool = False) -> list[Any]:
+        """The ``images`` rows of ids or paths, in order; one ProjectError naming every missing one.
+
+        An image that exists but that the member's database login may not read
+        (PostgreSQL) is refused as ``action`` (a ``write`` or a read), with the API's reason.
+        """
         rows = self.find(conn, images)
         missing = [image for image, row in zip(images, rows) if row is None]
         if missing:
+            ids = [int(i) for i in missing if not isinstance(i, (str, Path))]
+            self._ctx.policy.refuse_hidden_images(conn, action, ids, write=write)
             raise missing_images(missing)
         return rows
 
     def find(self, conn: sa.Connection, images: Sequence[int | str | Path]) -> list[Any]:
-        """The ``images`` row of each id or path, ``None`` where the project has none (two queries)."""
+        """The ``images`` row (without ``subject``) of each id or path, ``None`` where there is none
+        the member may read (two queries)."""
         paths = {i: self._ctx.stored_path(Path(i)) for i in images if isinstance(i, (str, Path))}
         ids = [int(i) for i in images if not isinstance(i, (str, Path))]
         img = S.images.c
-        by_id = {r.id: r for r in conn.execute(sa.select(S.images).where(img.id.in_(ids)))} if ids else {}
-        by_path = {r.path: r for r in conn.execute(sa.select(S.images).where(
+        cols = S.IMAGE_COLUMNS
+        by_id = {r.id: r for r in conn.execute(sa.select(*cols).where(img.id.in_(ids)))} if ids else {}
+        by_path = {r.path: r for r in conn.execute(sa.select(*cols).where(
             img.path.in_(list(set(paths.values())))))} if paths else {}
         return [by_path.get(paths[i]) if isinstance(i, (str, Path)) else by_id.get(int(i)) for i in images]
 

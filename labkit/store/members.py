@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from labkit._util.checks import unknown_names
+from labkit._util.checks import name_problem, unknown_names
 from labkit._util.clock import utc_now
 from labkit.store import pg_access
 from labkit.store import schema as S
@@ -43,8 +43,9 @@ class MemberRepository:
             PostgreSQL only: the login to map to this person. Without ``password`` it must
             already exist on the server (one login for several projects).
         """
-        if not isinstance(name, str) or not name.strip():
-            raise ProjectError(f"annotator name must be a non-empty string, got {name!r}")
+        problem = name_problem(name, "annotator name")
+        if problem is not None:
+            raise ProjectError(problem)
         if role not in S.ROLES:
             raise ProjectError(unknown_names([role], S.ROLES, "role"))
         login = db_user or (name if password is not None else None)
@@ -78,7 +79,7 @@ class MemberRepository:
             raise ProjectError(unknown_names([role], S.ROLES, "role"))
 
         def fn(conn: sa.Connection) -> None:
-            me = self._ctx.policy.require_admin(conn, "set_role", "change roles")
+            self._ctx.policy.require_admin(conn, "set_role", "change roles")
             row = self.row(conn, name)
             admins = conn.execute(sa.select(sa.func.count()).select_from(S.annotators).where(
                 S.annotators.c.role == "admin")).scalar()
@@ -88,10 +89,11 @@ class MemberRepository:
                     "make someone else admin first: " + command("annotators", "set-role", "-P", PROJECT,
                                                                 "NAME", "admin")))
             conn.execute(sa.update(S.annotators).where(S.annotators.c.id == row.id).values(role=role))
-            if row.db_user and self._ctx.backend == "postgresql":
-                pg_access.grant(conn, row.db_user, role)
-            self._ctx.audit(conn, "set_role", target="annotators", target_id=row.id, actor=me.name,
-                            name=name, before=row.role, after=role)
+            login = conn.execute(sa.select(S.annotators.c.db_user).where(S.annotators.c.id == row.id)).scalar()
+            if login and self._ctx.backend == "postgresql":
+                pg_access.grant(conn, login, role)
+            self._ctx.audit(conn, "set_role", target="annotators", target_id=row.id, name=name, before=row.role,
+                            after=role)
         self._ctx.write(fn)
 
     def set_blind(self, blind: bool = True) -> None:
@@ -104,14 +106,29 @@ class MemberRepository:
         self._ctx.write(fn)
 
     def table(self) -> pd.DataFrame:
-        """Annotators indexed by name: id, role, simulated, created_at, db_user."""
-        return self._ctx.read_frame(sa.select(S.annotators).order_by(S.annotators.c.id)).set_index("name")
+        """Members indexed by name: id, role, simulated, created_at, and for admins db_user.
+
+        What each role sees (``docs/privacy.md``, Roles): admins everyone, with their
+        database logins; viewers everyone, without logins; annotators their own row, and
+        everyone's names and roles only when blind mode is off.
+        """
+        w = S.annotators
+
+        def fn() -> pd.DataFrame:
+            with self._ctx.connect() as conn:
+                me = self._ctx.policy.actor(conn)
+                q = sa.select(*(w.c if me.role == "admin" else S.MEMBER_COLUMNS)).order_by(w.c.id)
+                if me.role == "annotator" and self._ctx.policy.blind(conn):
+                    q = q.where(w.c.id == me.id)
+                return self._ctx.read_frame(q, conn).set_index("name")
+        return self._ctx.guard(fn)
 
     def whoami(self) -> dict[str, Any]:
-        """The acting user: ``name``, ``role`` and (PostgreSQL) ``db_user``."""
+        """The acting user: ``name``, ``role`` and (PostgreSQL) ``db_user``, the login it connects with."""
         with self._ctx.connect() as conn:
             row = self._ctx.policy.actor(conn)
-        return {"name": row.name, "role": row.role, "db_user": row.db_user}
+            login = conn.exec_driver_sql("SELECT session_user").scalar() if self._ctx.backend == "postgresql" else None
+        return {"name": row.name, "role": row.role, "db_user": login}
 
     # ------------------------------------------------- inside a transaction --
     def row(self, conn: sa.Connection, name: str) -> Any:
@@ -129,7 +146,7 @@ class MemberRepository:
     def find(self, conn: sa.Connection, names: Sequence[str]) -> dict[str, Any]:
         """The ``annotators`` rows of those of ``names`` that are members, by name (one query)."""
         names = list(dict.fromkeys(names))
-        return {r.name: r for r in conn.execute(sa.select(S.annotators).where(S.annotators.c.name.in_(names)))}
+        return {r.name: r for r in conn.execute(sa.select(*S.MEMBER_COLUMNS).where(S.annotators.c.name.in_(names)))}
 
     def unknown(self, conn: sa.Connection, names: Sequence[str]) -> ProjectError:
         """The error for ``names`` that are not members (see :func:`unknown_annotators`)."""
@@ -193,13 +210,13 @@ def pg_identity(engine: sa.Engine, user: str | None) -> str:
     """The member a PostgreSQL login is mapped to (``annotators.db_user``)."""
     with engine.connect() as conn:
         login = conn.exec_driver_sql("SELECT session_user").scalar_one()
-        try:
-            row = conn.execute(sa.select(S.annotators.c.name).where(S.annotators.c.db_user == login)).first()
-        except sa.exc.ProgrammingError:  # no SELECT grant at all: not a member
-            row = None
-    if row is None:
+        try:  # members do not read others' logins: the database says whose this one is
+            name = conn.exec_driver_sql("SELECT labkit_name()").scalar()
+        except sa.exc.ProgrammingError:  # no EXECUTE grant at all: not a member
+            name = None
+    if name is None:
         raise unmapped_login(login, user or login)
-    if user is not None and user != row.name:
-        raise AccessDenied(f"on PostgreSQL you act as your database login: {login!r} is member {row.name!r}, "
-                           f"not {user!r}; connect with {user!r}'s own credentials", actor=row.name, action="open")
-    return row.name
+    if user is not None and user != name:
+        raise AccessDenied(f"on PostgreSQL you act as your database login: {login!r} is member {name!r}, "
+                           f"not {user!r}; connect with {user!r}'s own credentials", actor=name, action="open")
+    return str(name)

@@ -9,6 +9,11 @@
     store.images       ImageRepository        images and the audited readers
     store.annotations  AnnotationRepository   annotations and their history
     store.assignments  AssignmentRepository   queues, submissions, progress
+    store.gold         GoldRepository         known answers of gold items (not for annotators)
+
+The database repeats the API's rules (:mod:`~labkit.store.guards` on both backends,
+:mod:`~labkit.store.pg_access` for PostgreSQL logins), so a member who bypasses labkit
+is held to them too.
 
 Each repository receives the context and the repositories it depends on, explicitly;
 workflows that span several areas (imports, erasure, consensus) live in
@@ -26,7 +31,7 @@ import sqlalchemy as sa
 
 from labkit._util.clock import utc_now
 from labkit._version import __version__
-from labkit.store import pg_access
+from labkit.store import guards, pg_access
 from labkit.store import schema as S
 from labkit.store.annotations import AnnotationRepository
 from labkit.store.assignments import AssignmentRepository
@@ -34,6 +39,7 @@ from labkit.store.classes import ClassRepository, check_class_names
 from labkit.store.context import StoreContext
 from labkit.store.engine import create_engine, is_url, make_url, safe_location, write_transaction
 from labkit.store.errors import PROJECT, AccessDenied, Fix, ProjectError, command
+from labkit.store.gold import GoldRepository
 from labkit.store.images import ImageRepository
 from labkit.store.members import MemberRepository, pg_identity, unmapped_login
 from labkit.store.subjects import SubjectRepository
@@ -55,6 +61,7 @@ class ProjectStore:
         self.images = ImageRepository(ctx, self.subjects)
         self.annotations = AnnotationRepository(ctx, self.images, self.members, self.classes)
         self.assignments = AssignmentRepository(ctx, self.members)
+        self.gold = GoldRepository(ctx, self.classes)
 
     @classmethod
     def create(cls, location: str | Path, *, classes: Sequence[str], user: str | None = None,
@@ -85,6 +92,7 @@ class ProjectStore:
         t = utc_now()
         with write_transaction(engine) as conn:
             login = None
+            guards.install(conn)
             if engine.dialect.name == "postgresql":
                 login = conn.exec_driver_sql("SELECT session_user").scalar()
                 pg_access.install(conn)
@@ -152,24 +160,46 @@ class ProjectStore:
         self.ctx.dispose()
 
     def info(self) -> dict[str, Any]:
-        """Counts and settings, for a summary."""
-        a, w = S.annotations, S.annotators
+        """Counts and settings, for a summary: of what the acting member may read.
+
+        Admins count everything; viewers leave out withdrawn subjects' images and
+        annotations; annotators count their assigned images, the annotations they may
+        read (their own in blind mode), their own assignments and the members they see,
+        as ``images()``, ``annotations()`` and ``annotators()`` show them (on PostgreSQL
+        the database's policies give the same counts).
+        """
+        a, w, im, asg = S.annotations, S.annotators, S.images, S.assignments
         with self.ctx.connect() as conn:
+            me = self.ctx.policy.actor(conn)
+            seen: dict[str, list[Any]] = {"images": [], "annotations": [], "annotators": [], "assignments": []}
+            if me.role != "admin":
+                withdrawn = sa.select(im.c.id).where(im.c.consent == "withdrawn")
+                seen["images"].append(S.not_withdrawn(im.c.consent))
+                seen["annotations"].append(a.c.image_id.not_in(withdrawn))
+            if me.role == "annotator":
+                mine = sa.select(asg.c.image_id).where(asg.c.annotator_id == me.id)
+                seen["images"].append(im.c.id.in_(mine))
+                seen["assignments"].append(asg.c.annotator_id == me.id)
+                if self.ctx.policy.blind(conn):
+                    seen["annotations"].append(a.c.annotator_id == me.id)
+                    seen["annotators"].append(w.c.id == me.id)
+
             def count(t: sa.Table, *where: Any) -> int:
                 return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
-            live = a.c.deleted_at.is_(None)
-            kinds: dict[str, int] = dict(conn.execute(sa.select(a.c.kind, sa.func.count()).where(live)
+            live = [a.c.deleted_at.is_(None), *seen["annotations"]]
+            kinds: dict[str, int] = dict(conn.execute(sa.select(a.c.kind, sa.func.count()).where(*live)
                                                       .group_by(a.c.kind)).all())
-            sources: dict[str, int] = dict(conn.execute(sa.select(a.c.source, sa.func.count()).where(live)
+            sources: dict[str, int] = dict(conn.execute(sa.select(a.c.source, sa.func.count()).where(*live)
                                         .group_by(a.c.source)).all())
             return {
                 "location": self.ctx.safe_location, "backend": self.ctx.backend,
-                "classes": self.classes.names(), "images": count(S.images),
-                "annotators": count(w), "simulated_annotators": count(w, w.c.simulated.is_(True)),
+                "classes": self.classes.names(), "images": count(im, *seen["images"]),
+                "annotators": count(w, *seen["annotators"]),
+                "simulated_annotators": count(w, w.c.simulated.is_(True), *seen["annotators"]),
                 "annotations": sum(kinds.values()), "annotations_by_kind": kinds,
                 "annotations_by_source": sources,
-                "deleted_annotations": count(a, a.c.deleted_at.is_not(None)),
-                "assignments": count(S.assignments),
+                "deleted_annotations": count(a, a.c.deleted_at.is_not(None), *seen["annotations"]),
+                "assignments": count(asg, *seen["assignments"]),
             }
 
 

@@ -6,10 +6,16 @@ Bump ``SCHEMA_VERSION`` with every change and say in ``Project.open`` how to mig
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2  # 2: subjects/consent, annotators.db_user, images.consent
+from labkit.geometry import KINDS
+
+SCHEMA_VERSION = 3  # 2: subjects/consent, annotators.db_user, images.consent
+#                    3: gold table, annotations.updated_by, database-side checks and triggers (store/guards.py)
 
 ROLES = ("admin", "annotator", "viewer")
 SOURCES = ("human", "sam", "grabcut", "consensus", "simulated")  # plus "import:<format>"
+#: What an annotator's own work may be: by hand or with a tool. Consensus, imports and
+#: simulated work are an admin's.
+ANNOTATOR_SOURCES = ("human", "sam", "grabcut")
 ASSIGNMENT_STATUS = ("pending", "done", "skipped")
 CONSENT = ("given", "withdrawn", "unknown")
 
@@ -96,9 +102,15 @@ annotations = sa.Table(
     sa.Column("created_at", _ts, nullable=False),
     sa.Column("updated_at", _ts, nullable=False),
     sa.Column("deleted_at", _ts, nullable=True),
+    # Who made the current version: the acting member (PostgreSQL: stamped from the login).
+    sa.Column("updated_by", sa.String(256), nullable=True),
+    sa.CheckConstraint(f"kind IN {KINDS}", name="annotations_kind"),
+    sa.CheckConstraint(f"source IN {SOURCES} OR source LIKE 'import:_%'", name="annotations_source"),
+    sa.CheckConstraint("score IS NULL OR (score > -1e308 AND score < 1e308)", name="annotations_score"),
 )
 
-# One row per superseded version: an edit or delete copies the old state here first.
+# One row per superseded version, written by the database (a trigger on annotations,
+# store/guards.py) when an annotation changes; never updated.
 annotation_history = sa.Table(
     "annotation_history", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
@@ -115,6 +127,8 @@ annotation_history = sa.Table(
     sa.Column("changed_by", sa.String(256), nullable=False),
 )
 
+# Append-only (store/guards.py); on PostgreSQL the database stamps ``actor`` and ``at``.
+# No RETURNING on insert: annotators may add entries they cannot read.
 audit_log = sa.Table(
     "audit_log", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
@@ -124,7 +138,23 @@ audit_log = sa.Table(
     sa.Column("target", sa.String(64), nullable=True),
     sa.Column("target_id", sa.Integer, nullable=True),
     sa.Column("details", sa.JSON, nullable=False),
+    implicit_returning=False,
 )
+
+# Known answers of gold items (services/gold.py): admins write them, admins and viewers
+# read them, annotators (who are scored against them) never see them.
+gold = sa.Table(
+    "gold", metadata,
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("class_id", sa.Integer, sa.ForeignKey("classes.id"), nullable=False),
+    sa.Column("set_by", sa.String(256), nullable=False),
+    sa.Column("set_at", _ts, nullable=False),
+)
+
+#: The columns of ``annotators`` every member may read (not ``db_user``: logins are an admin's business).
+MEMBER_COLUMNS = tuple(c for c in annotators.c if c.name != "db_user")
+#: The columns of ``images`` every member may read (not ``subject``: annotators never see who is shown).
+IMAGE_COLUMNS = tuple(c for c in images.c if c.name != "subject")
 
 
 def not_withdrawn(consent_column: sa.ColumnElement) -> sa.ColumnElement[bool]:

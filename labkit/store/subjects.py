@@ -13,7 +13,11 @@ returns an :class:`ErasedRecords` saying what the other parts must erase, and
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,11 +27,13 @@ import pandas as pd
 import sqlalchemy as sa
 
 from labkit._util.clock import utc_now
+from labkit.privacy.pseudonyms import MIN_INFIX, IdMatcher
 from labkit.store import schema as S
 from labkit.store.context import StoreContext
+from labkit.store.engine import BUSY_TIMEOUT_MS
 from labkit.store.errors import PROJECT, Fix, ProjectError, command
 
-__all__ = ["ERASED", "ErasedRecords", "SubjectRepository", "scrub_audit"]
+__all__ = ["ERASED", "ErasedRecords", "SubjectRepository", "exports_holding", "scrub_audit"]
 
 ERASED = "<erased>"
 
@@ -51,6 +57,14 @@ class ErasedRecords:
         The images' files, absolute.
     since : datetime
         When the subject's first image was added (a report made since may show them).
+    image_ids : tuple of int
+        The erased images' ids (exports record the ids they held).
+    exports : tuple of dict
+        The audit log's ``export`` entries that held the erased images, read before the
+        log was scrubbed: ``at``, ``actor`` and the entry's details (``path``,
+        ``format``, ``recipient``, ``export_id``...). An entry made before labkit
+        recorded an export's image ids is included when it was made since ``since``
+        (``"image_ids"`` is then missing: it may hold them).
     """
 
     subject: str
@@ -60,6 +74,8 @@ class ErasedRecords:
     stored_paths: tuple[str, ...]
     files: tuple[Path, ...]
     since: datetime
+    image_ids: tuple[int, ...] = ()
+    exports: tuple[dict[str, Any], ...] = ()
 
     @property
     def needles(self) -> list[str]:
@@ -87,8 +103,12 @@ class SubjectRepository:
             return out
         return self._ctx.guard(fn)
 
-    def set_consent(self, subject: str, consent: str = "given", *, by: str, purpose: str | None = None) -> None:
-        """Record a subject's consent (``"given"``, ``"withdrawn"``, ``"unknown"``) and purpose."""
+    def set_consent(self, subject: str, consent: str = "given", *, by: str | None = None,
+                    purpose: str | None = None) -> None:
+        """Record a subject's consent (``"given"``, ``"withdrawn"``, ``"unknown"``) and purpose. Admins only.
+
+        You are the actor; ``by`` (e.g. ``"dpo"``, whoever asked) is recorded as ``on_behalf_of``.
+        """
         if consent not in S.CONSENT:
             raise ValueError(f"consent must be one of {S.CONSENT}, got {consent!r}")
 
@@ -104,11 +124,11 @@ class SubjectRepository:
                 values["purpose"] = purpose
             conn.execute(sa.update(S.subjects).where(S.subjects.c.id == row.id).values(**values))
             conn.execute(sa.update(S.images).where(S.images.c.subject == subject).values(consent=consent))
-            self._ctx.audit(conn, "set_consent", target="subjects", target_id=row.id, actor=by,
+            self._ctx.audit(conn, "set_consent", target="subjects", target_id=row.id, on_behalf_of=by,
                             subject=subject, before=row.consent, after=consent, purpose=purpose)
         self._ctx.write(fn)
 
-    def withdraw_consent(self, subject: str, *, by: str) -> None:
+    def withdraw_consent(self, subject: str, *, by: str | None = None) -> None:
         """The subject withdrew consent: keep their data, stop processing it.
 
         From now on their images are left out of ``images()``, ``annotations()``, queues
@@ -118,7 +138,7 @@ class SubjectRepository:
         """
         self.set_consent(subject, "withdrawn", by=by)
 
-    def set_retention(self, days: int | None, *, by: str) -> None:
+    def set_retention(self, days: int | None, *, by: str | None = None) -> None:
         """Keep subjects' data for ``days`` after collection (``None``: no period). Admins only."""
         if days is not None and (not isinstance(days, int) or days <= 0):
             raise ValueError(f"retention must be a positive number of days or None, got {days!r}")
@@ -128,7 +148,7 @@ class SubjectRepository:
             self._ctx.policy.require_admin(conn, "set_retention", "set the retention period")
             conn.execute(sa.delete(S.meta).where(S.meta.c.key == "retention_days"))
             conn.execute(sa.insert(S.meta).values(key="retention_days", value=days))
-            self._ctx.audit(conn, "set_retention", target="project", actor=by, days=days)
+            self._ctx.audit(conn, "set_retention", target="project", on_behalf_of=by, days=days)
         self._ctx.write(fn)
 
     def retention(self) -> int | None:
@@ -137,14 +157,15 @@ class SubjectRepository:
             return conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "retention_days")).scalar()
 
     # ------------------------------------------------------------------ erasure --
-    def erase_records(self, subject: str, *, by: str, tombstone: str) -> ErasedRecords:
+    def erase_records(self, subject: str, *, by: str | None = None, tombstone: str) -> ErasedRecords:
         """Delete a subject's rows everywhere in one transaction; return what else to erase.
 
         The subject's images, their annotations and annotation history, assignments and
         the subject record are deleted, and every audit-log entry that names the subject,
-        its image hashes or paths has them replaced by ``"<erased>"``. The audit log gets
-        a tombstone (``forget_subject``, with ``tombstone`` and counts; never whom).
-        Admins only, acting as themselves.
+        its image hashes or paths has them replaced by ``"<erased>"`` (:func:`scrub_audit`).
+        The audit log gets a tombstone (``forget_subject``, with ``tombstone`` and counts;
+        never whom). The exports that held the images are returned
+        (``ErasedRecords.exports``) for the export eraser. Admins only, acting as themselves.
         """
         a, h, im = S.annotations, S.annotation_history, S.images
 
@@ -164,31 +185,51 @@ class SubjectRepository:
                 "images": conn.execute(sa.delete(im).where(im.c.id.in_(ids))).rowcount,
                 "subjects": conn.execute(sa.delete(S.subjects).where(S.subjects.c.id == row.id)).rowcount,
             }
-            # Only digests and paths go in needles: image ids are reused by nothing and say nothing.
+            since = min((r.added_at for r in imgs), default=row.created_at)
+            exports = exports_holding(conn, ids, since)  # before the scrub rewrites their paths
+            # Only digests and paths go in needles: image ids say nothing of the person.
             needles = [subject, *{r.sha256 for r in imgs}, *{r.path for r in imgs}]
             counts["audit_entries_scrubbed"] = scrub_audit(conn, needles)
             counts = {k: int(v) for k, v in counts.items()}
-            self._ctx.audit(conn, "forget_subject", target="subjects", actor=by, tombstone=tombstone, **counts)
+            self._ctx.audit(conn, "forget_subject", target="subjects", on_behalf_of=by, tombstone=tombstone,
+                            **counts)
             return ErasedRecords(
                 subject=subject, root=self._ctx.root, counts=counts,
                 sha256s=tuple(sorted({r.sha256 for r in imgs})), stored_paths=tuple(r.path for r in imgs),
-                files=tuple(self._ctx.resolve(r.path) for r in imgs),
-                since=min((r.added_at for r in imgs), default=row.created_at))
+                files=tuple(self._ctx.resolve(r.path) for r in imgs), since=since,
+                image_ids=tuple(sorted(ids)), exports=exports)
         return self._ctx.write(fn)
 
-    def compact(self) -> list[str]:
+    def compact(self, *, needles: Sequence[str] = (), wait: float = 10.0) -> list[str]:
         """Make deleted rows unrecoverable from the database files, as far as the engine allows.
 
-        SQLite overwrites freed pages (``secure_delete``, always on) and the write-ahead
-        log is truncated here; PostgreSQL's tables are vacuumed. Returns warnings.
+        SQLite: labkit's connections overwrite deleted content (``secure_delete``); the
+        write-ahead log, which still holds the old pages, is checkpointed into
+        ``project.db`` and truncated to zero bytes (``PRAGMA wal_checkpoint(TRUNCATE)``),
+        waiting up to ``wait`` seconds for other connections' reads to end. Then
+        ``project.db`` is searched for ``needles`` (those of six characters or more, as
+        whole tokens): deleted content that a tool without ``secure_delete`` left in free
+        space is removed by rebuilding the file (``VACUUM``) and truncating the log again.
+        PostgreSQL: the tables are vacuumed (the server's files are its own).
+
+        Call it again after closing the other connections when it warned.
+
+        Parameters
+        ----------
+        needles : sequence of str
+            Text of the erased rows (subject id, image hashes, paths) to search the file for.
+        wait : float
+            Seconds to wait for other connections' read transactions.
+
+        Returns
+        -------
+        list of str
+            Warnings: what could not be done, and how to finish it.
         """
+        if wait < 0:
+            raise ValueError(f"wait is {wait!r}; expected a number of seconds >= 0")
         if self._ctx.backend == "sqlite":
-            with self._ctx.connect() as conn:
-                busy, log, done = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
-            if busy or log != done:
-                return [f"the write-ahead log could not be truncated ({done} of {log} frames checkpointed; "
-                        "another process is reading): erased rows leave it at the next checkpoint"]
-            return []
+            return self._compact_sqlite(Path(str(self._ctx.engine.url.database)), needles, wait)
         with self._ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             for t in ("annotation_history", "annotations", "assignments", "images", "subjects", "audit_log"):
                 try:
@@ -196,6 +237,35 @@ class SubjectRepository:
                 except sa.exc.DBAPIError as exc:  # only the owner may vacuum
                     return [f"VACUUM {t} failed ({exc.orig}); dead rows stay on disk until autovacuum"]
         return []
+
+    def _compact_sqlite(self, db: Path, needles: Sequence[str], wait: float) -> list[str]:
+        found = _file_search(needles)
+        raw = self._ctx.engine.raw_connection()  # VACUUM needs a connection outside any transaction
+        try:
+            con = raw.driver_connection
+            if not isinstance(con, sqlite3.Connection):
+                raise RuntimeError(f"expected a sqlite3 connection, got {type(con).__name__}")
+            con.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+            try:
+                blocked = _truncate_wal(con, wait)
+                if blocked or not found(db):
+                    return blocked
+                try:
+                    con.execute("VACUUM")
+                except sqlite3.OperationalError as exc:  # a writer held the database past `wait`
+                    return [f"VACUUM failed ({exc}); project.db may keep erased data in free space until "
+                            "project.store.subjects.compact() runs again"]
+                blocked = _truncate_wal(con, wait)
+                if blocked or not found(db):
+                    return blocked
+                return ["project.db still names the erased subject after VACUUM: rows that were not erased "
+                        "mention its id, an image hash or path (free text in other images' attributes or "
+                        "annotations, or the same image file under another subject); edit them, then run "
+                        "project.store.subjects.compact()"]
+            finally:
+                con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            raw.close()
 
     # ------------------------------------------------- inside a transaction --
     def register(self, conn: sa.Connection, subjects: Sequence[str | None], *, consent: str,
@@ -237,30 +307,103 @@ class SubjectRepository:
 def scrub_audit(conn: sa.Connection, needles: list[str]) -> int:
     """Replace needles inside audit-log details by ERASED; return how many entries changed.
 
-    A string value equal to a needle is replaced whole; a needle of six characters or
-    more is also replaced inside longer strings (a path naming the person). Shorter ids
-    are not searched inside other text, where they would match unrelated words.
+    Needles are found as :class:`~labkit.privacy.pseudonyms.IdMatcher` finds ids,
+    ignoring case, in every string, list item and dict key of the details: one of six
+    characters or more anywhere, also inside longer text (a path naming the person); a
+    shorter one (AI-Hub's ``metaid`` ``"017"``) wherever it is a whole token, delimited
+    by anything but an ASCII letter or digit (``.../017/instances_017.json`` becomes
+    ``.../<erased>/instances_<erased>.json``), never inside another word or number
+    (``2017``, ``0170``).
+
+    Examples
+    --------
+    >>> import sqlalchemy as sa
+    >>> from labkit.store import schema as S
+    >>> engine = sa.create_engine("sqlite://")
+    >>> S.metadata.create_all(engine)
+    >>> with engine.begin() as conn:
+    ...     _ = conn.execute(sa.insert(S.audit_log).values(at=utc_now(), actor="dpo", action="import_annotations",
+    ...                      details={"file": "/data/017/instances_017.json", "note": "lot 2017"}))
+    ...     scrub_audit(conn, ["017"])
+    ...     conn.execute(sa.select(S.audit_log.c.details)).scalar_one()
+    1
+    {'file': '/data/<erased>/instances_<erased>.json', 'note': 'lot 2017'}
     """
-    needles = sorted({n for n in needles if n}, key=len, reverse=True)
-    exact, partial = set(needles), [n for n in needles if len(n) >= 6]
-
-    def scrub(value: Any) -> Any:
-        if isinstance(value, str):
-            if value in exact:
-                return ERASED
-            for n in partial:
-                value = value.replace(n, ERASED)
-            return value
-        if isinstance(value, list):
-            return [scrub(v) for v in value]
-        if isinstance(value, dict):
-            return {(ERASED if k in exact else k): scrub(v) for k, v in value.items()}
-        return value
-
+    matcher = IdMatcher(needles)
+    if not matcher:
+        return 0
     changed = 0
     for rid, details in conn.execute(sa.select(S.audit_log.c.id, S.audit_log.c.details)).all():
-        new = scrub(details)
+        new = matcher.replace(details, ERASED)
         if new != details:
             conn.execute(sa.update(S.audit_log).where(S.audit_log.c.id == rid).values(details=new))
             changed += 1
     return changed
+
+
+def exports_holding(conn: sa.Connection, image_ids: Sequence[int], since: datetime) -> tuple[dict[str, Any], ...]:
+    """The audit log's ``export`` entries that held any of ``image_ids``.
+
+    An export records the ids it held as ranges (``image_ids``); one made before labkit
+    recorded them counts when it was made at or after ``since`` (it may hold them).
+    Exports made before ``since`` cannot hold images added since.
+    """
+    if not image_ids:
+        return ()
+    ids = sorted(int(i) for i in image_ids)
+    log = S.audit_log
+    rows = conn.execute(sa.select(log.c.at, log.c.actor, log.c.details)
+                        .where(log.c.action == "export", log.c.at >= since).order_by(log.c.id)).all()
+    out = []
+    for at, actor, details in rows:
+        d = dict(details or {})
+        ranges = d.get("image_ids")
+        if isinstance(ranges, list) and not any(_overlaps(ids, lo, hi) for lo, hi in ranges):
+            continue
+        out.append({**d, "at": at, "actor": actor})
+    return tuple(out)
+
+
+def _overlaps(ids: list[int], lo: int, hi: int) -> bool:
+    """Whether sorted ``ids`` has a value in ``[lo, hi]``."""
+    k = bisect.bisect_left(ids, lo)
+    return k < len(ids) and ids[k] <= hi
+
+
+def _truncate_wal(con: sqlite3.Connection, wait: float) -> list[str]:
+    """Checkpoint the write-ahead log and truncate it; a warning when readers kept it."""
+    busy, log, done = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if not busy:
+        return []
+    return [f"another connection kept reading the project for {wait:g} s (a notebook, a Labeler, another "
+            f"process), so the write-ahead log project.db-wal was not truncated ({done} of {log} pages "
+            "checkpointed): it still holds the erased rows. Close the other connections, then run "
+            "project.store.subjects.compact() (SQLite also empties it when the last connection closes)"]
+
+
+def _file_search(needles: Sequence[str]) -> Callable[[Path], bool]:
+    """``found(path)``: whether the file holds a needle (six characters or more) as a whole token.
+
+    Searched as UTF-8 and as JSON writes it (``\\uXXXX`` escapes), in 16 MiB chunks.
+    """
+    forms = {f for n in needles if len(n) >= MIN_INFIX
+             for f in (n.encode(), json.dumps(n)[1:-1].encode())}
+    if not forms:
+        return lambda path: False
+    alnum = rb"[A-Za-z0-9]"
+    pattern = re.compile(b"|".join(rb"(?<!" + alnum + rb")" + re.escape(f) + rb"(?!" + alnum + rb")"
+                                   for f in sorted(forms, key=len, reverse=True)))
+    overlap = max(len(f) for f in forms) + 1
+
+    def found(path: Path) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                tail = b""
+                while chunk := fh.read(1 << 24):
+                    if pattern.search(tail + chunk):
+                        return True
+                    tail = chunk[-overlap:]
+        except FileNotFoundError:
+            return False
+        return False
+    return found

@@ -151,7 +151,9 @@ class Labeler(w.VBox):
 
     def close(self) -> None:
         """Stop the background prefetch and close the widget."""
-        self.session.close()
+        session = self.__dict__.get("session")  # absent when the constructor failed (ipywidgets closes on __del__)
+        if session is not None:
+            session.close()
         super().close()
 
     # ----------------------------------------------------------------- wiring --

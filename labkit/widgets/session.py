@@ -84,6 +84,13 @@ class LabelSession:
                  split: str | None = None, classes=None, blind: bool | None = None, prefetch: bool = True):
         self.project = project
         self.annotator = annotator
+        me = project.whoami()
+        if annotator != me["name"] and me["role"] != "admin":
+            from labkit.store.errors import AccessDenied
+
+            raise AccessDenied(f"{me['name']!r} may not label as {annotator!r}: annotators label only their "
+                               "own work; open the session with annotator=" + repr(me["name"]),
+                               actor=str(me["name"]), action="label_session")
         known = project.annotators()
         if annotator not in known.index:
             raise ValueError(f"unknown annotator {annotator!r}; known: {known.index.tolist()[:20]}. "

@@ -103,3 +103,38 @@ def test_changed_file_stops_the_export(photos, tmp_path):
     with pytest.raises(Exception, match="changed since import"):
         p.export(tmp_path / "x" / "coco.json", format="coco", anonymize="faces", progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_subject_ids_inside_free_text_are_pseudonymised(location, tmp_path):
+    """An id written in a note (any case, nested, in a file name) gets the pseudonym its subject gets."""
+    import re
+
+    from labkit.formats import get_reader
+    from tests.conftest import write_image
+
+    files = [write_image(tmp_path / "src" / f"img_{i}.png", seed=i) for i in range(3)]
+    p = Project.create(location, classes=["eye"], workdir=tmp_path / "work")
+    p.add_annotator("ana")
+    p.add_images(files, subject=["SUBJ-7781", "017", "other-42"], consent="given", attributes=[
+        {"note": "subject SUBJ-7781 left eye", "review": {"tags": ["seen with subj-7781", "lot 2017", "017b"]}},
+        {"file": "NIA_EYE_017_rgb.png", "note": "metaid 017번; frame 0170"},
+        {"note": "compare with SUBJ-7781 and 017", "SUBJ-7781": "a key naming someone"}])
+    for img in (1, 2, 3):
+        p.add_annotation(image=img, kind="box", label="eye", annotator="ana", geometry=[1, 1, 9, 9],
+                         provenance={"note": "subject SUBJ-7781 left eye, 017"})
+
+    out = p.export(tmp_path / "share", format="aihub", anonymize="faces", progress=False)
+
+    text = "".join(f.read_text(encoding="utf-8") for f in out.rglob("*.json"))
+    assert "subj-7781" not in text.lower()
+    assert not re.search(r"(?<![A-Za-z0-9])017(?![A-Za-z0-9])", text), "the short id as a token"
+    for unrelated in ("2017", "017b", "0170"):  # never inside another word or number
+        assert unrelated in text
+    ds = get_reader("aihub")(out)
+    subject = {im.key: im.subject for im in ds.images}  # metaid: the subject's pseudonym
+    a, b, c = (ds.images[k].attributes for k in range(3))
+    s1, s2 = subject["image_000001.png"], subject["image_000002.png"]
+    assert a["note"] == f"subject {s1} left eye" and a["review"]["tags"] == [f"seen with {s1}", "lot 2017", "017b"]
+    assert b["file"] == f"NIA_EYE_{s2}_rgb.png" and b["note"] == f"metaid {s2}번; frame 0170"
+    assert c["note"] == f"compare with {s1} and {s2}" and c[s1] == "a key naming someone"
+    p.close()

@@ -1,16 +1,29 @@
-"""After forget_subject, nothing of the subject is left in the database, caches or reports.
+"""After forget_subject, nothing of the subject is left in the database, caches, reports or exports.
 
 A project with three subjects gets every kind of derived data through the real code
 paths: SAM embeddings (segment_anything's modules, tiny random weights), saved pool
-predictions (a timm checkpoint pool), and a papermill audit report. Every file under
-the project (and, on PostgreSQL, every row of every table) is scanned for the erased
-subject's id and image hashes, in the encodings labkit writes (UTF-8; UTF-32 inside
-``.npz`` arrays) and in file names. The same scan must find them before the erasure,
-so a scan that cannot see is caught too.
+predictions (a timm checkpoint pool), a papermill audit report, and exports inside the
+project folder (plain, with the images, and anonymised) and outside it (with a
+recipient). Every file under the project (and, on PostgreSQL, every row of every table)
+is scanned for the erased subject's id and image hashes, in the encodings labkit writes
+(UTF-8; UTF-32 inside ``.npz`` arrays), in file names, and as the hash of a file's bytes
+(a copied image). The same scan must find them before the erasure, so a scan that
+cannot see is caught too.
+
+On SQLite the raw bytes of ``project.db`` and ``project.db-wal`` are scanned as well,
+with and without another process holding a read transaction open.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +33,8 @@ from PIL import Image
 
 from labkit import Project
 from labkit.store import schema as S
+
+RECIPIENT = "partner lab (agreement 2026-14)"
 
 SUBJECTS = {"alpha": 2, "beta": 2, "gamma": 1}
 
@@ -31,7 +46,8 @@ def _needles(subject: str, hashes: list[str]) -> list[bytes]:
     return out
 
 
-def _scan_files(folders: list[Path], needles: list[bytes]) -> list[str]:
+def _scan_files(folders: list[Path], needles: list[bytes], contents: Sequence[str] = ()) -> list[str]:
+    """Files under ``folders`` whose name or bytes hold a needle, or whose sha256 is in ``contents``."""
     hits = []
     for folder in folders:
         for f in Path(folder).rglob("*"):
@@ -41,6 +57,8 @@ def _scan_files(folders: list[Path], needles: list[bytes]) -> list[str]:
             if f.is_file():
                 data = f.read_bytes()
                 hits += [f"{f}: {n[:24]!r}" for n in needles if n in data]
+                if hashlib.sha256(data).hexdigest() in contents:
+                    hits.append(f"{f}: a copy of an erased image")
     return hits
 
 
@@ -93,6 +111,12 @@ def loaded(location, tmp_path):
     first = owners[0]
     p.set_consent(first, "given", by=p.user, purpose="re-confirmed")  # audit entries naming the subject
 
+    # exports: inside the project folder (plain, its file names name the person; anonymised) and outside
+    p.export(root / "exports" / "coco.json", format="coco", images=True, progress=False)
+    p.export(root / "exports" / "anon", format="aihub", anonymize="faces", progress=False)
+    share = tmp_path / "share"
+    p.export(share / "coco.json", format="coco", images=True, recipient=RECIPIENT, progress=False)
+
     seg = SamSegmenter(build_tiny_sam(0), cache_dir=project_cache_dir(p))
     for img in p.images().index:
         seg.set_image(p.read_image(img), key=p.images().loc[img, "sha256"])
@@ -107,12 +131,13 @@ def loaded(location, tmp_path):
                    params={"title": "lot 1"}, timeout=600, workdir=tmp_path / "work")
     except ReportError:
         pass  # a report that fails still renders its HTML and is registered; both count here
-    yield p, subjects
+    yield p, subjects, share
     p.close()
 
 
+@pytest.mark.filterwarnings("ignore:COCO has no image-level labels", "ignore:AI-Hub has only")
 def test_forget_subject_leaves_nothing_behind(loaded):
-    p, subjects = loaded
+    p, subjects, share = loaded
     root = Path(p.root)
     gone = next(iter(subjects))
     imgs = p.images(subject=gone)
@@ -126,9 +151,12 @@ def test_forget_subject_leaves_nothing_behind(loaded):
                              if not any(h in f.name for h in hashes)),
     }
     # the scan sees the subject everywhere before the erasure
-    before = _scan_files([root], needles)
-    for where in ("cache/embeddings", "predictions", "reports", "images"):
-        assert any(where in h for h in before), f"nothing of the subject found under {where} before erasure"
+    before = _scan_files([root], needles, hashes)
+    for where in ("cache/embeddings", "predictions", "reports", "images", "exports/images"):
+        assert any(f"{root / where}/" in h for h in before), f"nothing of the subject under {where} before erasure"
+    assert any("a copy of an erased image" in h and "exports" in h for h in before)
+    shared = _scan_files([share], needles, hashes)
+    assert shared
     if p.backend == "sqlite":
         assert any("project.db" in h for h in before)
     else:
@@ -139,8 +167,14 @@ def test_forget_subject_leaves_nothing_behind(loaded):
     assert erasure.database["images"] == 2 and erasure.files["image_files_removed"] == 2
     assert erasure.files["embeddings"]["embedding_files_removed"] == 2
     assert erasure.files["reports"]["reports_withdrawn"] == 1
-    assert not erasure.warnings
-    hits = _scan_files([root], needles)
+    # whole exports are withdrawn: coco.json, 5 images, its summary; 5 AI-Hub files, 5 images, its summary
+    assert erasure.files["exports"] == {"exports_held": 3, "exports_withdrawn": 2, "files_deleted": 7 + 11,
+                                        "exports_outside_project": 1, "exports_unregistered": 0,
+                                        "recipients": [RECIPIENT]}
+    [warning] = erasure.warnings  # the export outside the project folder: its recipient holds it
+    assert RECIPIENT in warning and str(share / "coco.json") in warning and gone not in warning
+    assert _scan_files([share], needles, hashes) == shared  # not ours to change
+    hits = _scan_files([root], needles, hashes)
     assert not hits, "the erased subject is still in:\n" + "\n".join(hits[:20])
     assert not _scan_tables(p, needles)
     if p.backend == "sqlite":
@@ -163,3 +197,170 @@ def test_forget_subject_leaves_nothing_behind(loaded):
     # the report now says it was withdrawn and how to re-run it
     html = (root / "reports" / "audit" / "quality_audit.html").read_text()
     assert "withdrawn" in html.lower() and "labkit report quality_audit" in html
+    # the exports inside the project folder are gone, each with a notice that says how to export again
+    assert not (root / "exports" / "anon").exists() and not (root / "exports" / "images").exists()
+    for name in ("coco.json", "anon"):
+        notice = (root / "exports" / f"{name}.withdrawn.txt").read_text()
+        assert "withdrawn" in notice and "labkit export" in notice
+
+
+# ----------------------------------------------------------------- SQLite files, exports kept
+
+GONE = "SUBJ-7781"
+_READER = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN")
+con.execute("SELECT count(*) FROM images").fetchall()
+print("reading", flush=True)
+sys.stdin.read() if sys.argv[2] == "hold" else time.sleep(float(sys.argv[2]))
+con.rollback()
+"""
+
+
+@pytest.fixture
+def small(tmp_path):
+    """A folder project: two subjects, two images each inside the project, one annotation per image."""
+    root = tmp_path / "proj"
+    p = Project.create(root, classes=["eye"])
+    (root / "images").mkdir()
+    files, owners = [], []
+    rng = np.random.default_rng(1)
+    for s in (GONE, "other-42"):
+        for i in range(2):
+            f = root / "images" / f"{s}_{i}.png"
+            Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(f)
+            files.append(f)
+            owners.append(s)
+    p.add_annotator("ana")
+    p.add_images(files, subject=owners, consent="given")
+    for img, path in p.images()["path"].items():
+        p.add_annotation(image=img, kind="box", label="eye", annotator="ana", geometry=[1, 1, 9, 9],
+                         provenance={"note": f"on {path}"})
+    yield p
+    p.close()
+
+
+def _db_hits(p: Project, hashes: list[str]) -> list[str]:
+    """The subject's id or image hashes in the raw bytes of project.db or project.db-wal."""
+    return [h for h in _scan_files([Path(p.root)], _needles(GONE, hashes)) if "project.db" in h]
+
+
+def _wal_empty(p: Project) -> bool:
+    wal = Path(p.root) / "project.db-wal"
+    return not wal.exists() or wal.stat().st_size == 0
+
+
+@contextlib.contextmanager
+def _reader(p: Project, how: str):
+    """Another process with a read transaction open on the project: ``"hold"`` until the block ends, or seconds."""
+    proc = subprocess.Popen([sys.executable, "-c", _READER, str(Path(p.root) / "project.db"), how],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "reading"
+        yield proc
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+
+def test_erasure_truncates_the_write_ahead_log(small):
+    hashes = list(small.images(subject=GONE)["sha256"])
+    assert _db_hits(small, hashes)  # the scan sees the subject first
+    erasure = small.forget_subject(GONE, by=small.user)
+    assert not erasure.warnings
+    assert _wal_empty(small)
+    assert not _db_hits(small, hashes)
+
+
+def test_a_process_that_keeps_reading_is_named_and_compact_finishes_later(small):
+    hashes = list(small.images(subject=GONE)["sha256"])
+    assert _db_hits(small, hashes)
+    with _reader(small, "hold"):
+        start = time.monotonic()
+        erasure = small.forget_subject(GONE, by=small.user)
+        took = time.monotonic() - start
+        assert took < 30, f"forget_subject waited {took:.0f} s for the reader"
+        [warning] = erasure.warnings
+        assert "project.db-wal" in warning and "project.store.subjects.compact()" in warning
+        assert any("project.db-wal" in h for h in _db_hits(small, hashes))  # what the warning says: still there
+    assert small.store.subjects.compact(needles=[GONE, *hashes]) == []
+    assert _wal_empty(small)
+    assert not _db_hits(small, hashes)
+
+
+def test_a_reader_that_finishes_soon_is_waited_for(small):
+    hashes = list(small.images(subject=GONE)["sha256"])
+    assert _db_hits(small, hashes)
+    with _reader(small, "1.5"):
+        erasure = small.forget_subject(GONE, by=small.user)
+    assert not erasure.warnings
+    assert _wal_empty(small)
+    assert not _db_hits(small, hashes)
+
+
+def test_stale_copies_left_by_another_tool_are_vacuumed(small):
+    hashes = list(small.images(subject=GONE)["sha256"])
+    con = sqlite3.connect(Path(small.root) / "project.db", isolation_level=None)
+    con.execute("PRAGMA secure_delete=OFF")  # a tool that leaves deleted content in free space
+    con.execute("INSERT INTO meta (key, value) VALUES ('note', ?)", [json.dumps(f"checked {GONE} {hashes[0]}")])
+    con.execute("DELETE FROM meta WHERE key = 'note'")
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    assert _db_hits(small, hashes)
+    erasure = small.forget_subject(GONE, by=small.user)
+    assert not erasure.warnings
+    assert _wal_empty(small)
+    assert not _db_hits(small, hashes)
+
+
+def test_exports_are_withdrawn_only_where_they_held_the_subject(small):
+    p, root = small, Path(small.root)
+    needles = _needles(GONE, list(p.images(subject=GONE)["sha256"]))
+    held = p.export(root / "exports" / "all.json", format="coco", images=True, progress=False)
+    p.withdraw_consent(GONE, by=p.user)
+    kept = p.export(root / "exports" / "others.json", format="coco", images=True, progress=False)  # same images/
+    kept_bytes = kept.read_bytes()
+    others = sorted(f.name for f in (root / "exports" / "images").iterdir() if GONE not in f.name)
+    assert others == ["other-42_0.png", "other-42_1.png"]
+
+    erasure = p.forget_subject(GONE, by=p.user)
+
+    assert erasure.files["exports"] == {"exports_held": 1, "exports_withdrawn": 1, "files_deleted": 1 + 2 + 1,
+                                        "exports_outside_project": 0, "exports_unregistered": 0,
+                                        "recipients": []}
+    assert not held.exists() and "withdrawn" in (root / "exports" / "all.json.withdrawn.txt").read_text()
+    assert kept.read_bytes() == kept_bytes  # the later export did not hold them
+    assert sorted(f.name for f in (root / "exports" / "images").iterdir()) == others  # and wrote these again
+    assert not _scan_files([root], needles)
+
+
+def test_exports_whose_paths_name_the_subject_leave_no_trace(small):
+    p, root = small, Path(small.root)
+    needles = _needles(GONE, list(p.images(subject=GONE)["sha256"]))
+    p.export(root / "exports" / GONE / "coco.json", format="coco", images=True, progress=False)
+    p.export(root / "exports" / f"{GONE.lower()}_yolo", format="yolo", progress=False)
+    assert _scan_files([root / "exports"], needles)
+
+    erasure = p.forget_subject(GONE, by=p.user)
+
+    assert erasure.files["exports"]["exports_withdrawn"] == 2 and not erasure.warnings
+    assert not _scan_files([root], needles)
+    notices = sorted(f.name for f in (root / "exports").glob("*.withdrawn.txt"))
+    assert len(notices) == 2 and "erased_yolo.withdrawn.txt" in notices  # the other in exports/, by its id
+    assert sorted(f.name for f in (root / "exports").iterdir()) == sorted([*notices, "index.jsonl"])
+
+
+def test_another_row_naming_the_subject_is_reported(small):
+    """Free text in a row that is not the subject's stays; the warning says so instead of a silent leftover."""
+    hashes = list(small.images(subject=GONE)["sha256"])
+    other = int(small.images(subject="other-42").index[0])
+    small.set_image_attributes(other, {"note": f"same session as {GONE}"}, by=small.user)
+    erasure = small.forget_subject(GONE, by=small.user)
+    [warning] = erasure.warnings
+    assert "still names the erased subject" in warning and GONE not in warning
+    assert _wal_empty(small)
+    hits = _db_hits(small, hashes)
+    assert hits and all("project.db:" in h and "SUBJ-7781" in h for h in hits)  # only that note
+    assert small.images().loc[other, "attributes"]["note"] == f"same session as {GONE}"

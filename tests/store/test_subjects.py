@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -107,6 +108,36 @@ def test_forget_subject_database(people):
         people.forget_subject("p2", by=people.user)
 
 
+def test_short_subject_ids_are_erased_from_the_audit_log_as_tokens(location, image_files, tmp_path):
+    """AI-Hub's metaid "017" inside an import path and a note: erased where it is a token, nowhere else."""
+    p = Project.create(location, classes=["cat"], workdir=tmp_path / "work")
+    p.add_annotator("ana")
+    p.add_images(image_files[:3], subject=["017", "017", "0170"], consent="given", purpose="gaze 2017")
+    folder = tmp_path / "aihub" / "017"
+    folder.mkdir(parents=True)
+    coco = {"images": [{"id": 1, "file_name": "img_0.png", "width": 40, "height": 30}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 25,
+                             "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "cat"}]}
+    (folder / "instances_017.json").write_text(json.dumps(coco))
+    p.import_annotations(folder / "instances_017.json", format="coco", annotator="ana")
+    p.set_image_attributes(1, {"note": "session 2017, lot 017b, subject 017; id 0170 is another person"},
+                           by=p.user)
+    p.set_consent("0170", "given", by=p.user, purpose="gaze 2017")
+
+    p.forget_subject("017", by=p.user)
+
+    log = p.audit_log()
+    details = json.dumps(log["details"].tolist(), ensure_ascii=False)
+    imported = log.query("action == 'import_annotations'").iloc[0]["details"]
+    assert imported["file"] == f"{folder.parent}/<erased>/instances_<erased>.json"
+    note = log.query("action == 'set_image_attributes'").iloc[0]["details"]["after"]["note"]
+    assert note == "session 2017, lot 017b, subject <erased>; id 0170 is another person"
+    assert log.query("action == 'set_consent'").iloc[-1]["details"]["subject"] == "0170"
+    assert re.search(r"(?<![A-Za-z0-9])017(?![A-Za-z0-9])", details) is None
+    p.close()
+
+
 def _downgrade_to_v1(location):
     """Turn a new project into what labkit 0.1 (schema 1) wrote, to test the upgrade."""
     con = sqlite3.connect(location / "project.db")
@@ -160,15 +191,9 @@ def test_migrate_v1_project_on_postgresql(pg_url, tmp_path, image_files):
     p.add_annotator("ana")
     p.add_images(image_files, subject="p1")
     with p.store.ctx.engine.begin() as conn:  # back to what schema 1 had: no RLS, subjects, logins or creator row
-        for t, policies in {"annotations": ("lk_read", "lk_insert", "lk_update"),
-                            "annotation_history": ("lk_read", "lk_insert"),
-                            "assignments": ("lk_read", "lk_update"), "images": ("lk_read", "lk_update"),
-                            "audit_log": ("lk_read", "lk_insert")}.items():
-            conn.exec_driver_sql(f"ALTER TABLE {t} DISABLE ROW LEVEL SECURITY")
-            for name in (*policies, "lk_admin"):
-                conn.exec_driver_sql(f"DROP POLICY {name} ON {t}")
-        for fn in ("labkit_me", "labkit_role", "labkit_name"):
-            conn.exec_driver_sql(f"DROP FUNCTION {fn}()")
+        from tests.store.test_migrate import drop_row_level_security
+
+        drop_row_level_security(conn)  # policies, labkit functions and triggers
         conn.exec_driver_sql("DROP TABLE subjects")
         conn.exec_driver_sql("ALTER TABLE images DROP COLUMN consent")
         conn.exec_driver_sql("ALTER TABLE annotators DROP COLUMN db_user")
@@ -183,3 +208,22 @@ def test_migrate_v1_project_on_postgresql(pg_url, tmp_path, image_files):
     assert q.user == "founder" and q.whoami()["role"] == "admin" and q.subjects().loc["p1", "consent"] == "unknown"
     q.add_annotator("ben", role="annotator", password="pw-ben-migrated", db_user=f"ben_{uuid.uuid4().hex[:6]}")
     q.close()
+
+
+def test_by_names_whom_for_never_who(people):
+    """Item 9: ``by="dpo"`` (not a member) is a note; the admin acting is the actor of every record."""
+    people.withdraw_consent("p2", by="dpo")
+    people.set_retention(30, by="dpo")
+    out = people.forget_subject("p3", by="dpo")
+    log = people.audit_log()
+    assert "dpo" not in set(log["actor"])
+    mine = log[log["action"].isin(["set_consent", "set_retention", "forget_subject"])]
+    assert set(mine["actor"]) == {people.user}
+    assert [d["on_behalf_of"] for d in mine["details"]] == ["dpo", "dpo", "dpo"]
+    assert people.privacy_report().erasures["actor"].tolist() == [people.user]
+    assert out.tombstone in json.dumps(log["details"].tolist())
+    if people.backend == "sqlite":  # an annotator may not speak for anyone
+        ana = Project.open(people.location, user="ana")
+        with pytest.raises(AccessDenied, match="on behalf of others"):
+            ana.delete_annotation(1, by="dpo")
+        ana.close()

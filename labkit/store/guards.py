@@ -1,0 +1,432 @@
+"""Database-side rules: what the API refuses, the database refuses too, whoever writes.
+
+A member may talk to the database directly (PostgreSQL: with their own login; SQLite:
+anyone who can write the folder), so the rules about what a stored row may be are
+repeated in the database, on both backends:
+
+- ``annotations``: a known ``kind`` and ``source`` (CHECK constraints in
+  :mod:`~labkit.store.schema`, repeated here as triggers so migrated SQLite databases
+  have them too), a finite ``score``, a JSON-object ``provenance``, and a geometry of the
+  canonical shape of its kind (``docs/data-model.md``), made of finite numbers and inside
+  the image give or take 1 px;
+- an annotation's image, annotator, kind, source and creation time never change, and
+  every change raises its version by one;
+- every change of an annotation writes the version it supersedes to
+  ``annotation_history``: a trigger does it, not the client; history rows are never
+  updated, and a history row can only be the version just superseded;
+- ``audit_log`` is append-only: no ``DELETE``, and an ``UPDATE`` may change only
+  ``details`` (erasure scrubs them).
+
+On PostgreSQL the database also stamps who and when: ``annotations.updated_by`` and
+``audit_log.actor`` are the login's member (``labkit_name()``), ``audit_log.at`` is the
+server's clock, and rows non-admins insert get the server's time. Who may write what is
+:mod:`labkit.store.pg_access` (grants, row-level security).
+
+SQLite has no logins, so its triggers cannot know who acts: ``updated_by`` and
+``actor`` are written by labkit, and the folder's file permissions stop whoever would
+bypass it. Without trigonometry, SQLite bounds a rotated ellipse by its centre and
+radii; the API and PostgreSQL check its exact extent.
+"""
+from __future__ import annotations
+
+import itertools
+
+import sqlalchemy as sa
+
+from labkit.store import schema as S
+
+__all__ = ["install", "invalid_annotations", "uninstall"]
+
+_TOL = 1  # pixels a coordinate may stray outside the image (normalize_geometry's tolerance)
+
+
+def install(conn: sa.Connection) -> None:
+    """Create (or replace) the triggers of this module on ``conn``'s database."""
+    if conn.dialect.name == "sqlite":
+        for name, sql in _sqlite_triggers().items():
+            conn.exec_driver_sql(f'DROP TRIGGER IF EXISTS "{name}"')
+            conn.exec_driver_sql(sql)
+        return
+    schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+    functions = _PG_FUNCTIONS.replace("{schema}", '"' + schema.replace('"', '""') + '"')
+    conn.exec_driver_sql(functions.replace("%", "%%"))  # psycopg reads % as a placeholder
+    for name, (table, when, fn) in _PG_TRIGGERS.items():
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+        conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} ON {table} {fn}")
+
+
+def uninstall(conn: sa.Connection) -> None:
+    """Drop this module's triggers (a migration changes rows first, then installs them again)."""
+    if conn.dialect.name == "sqlite":
+        for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                            "AND name LIKE 'lk\\_%' ESCAPE '\\'").all():
+            conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
+        return
+    for name, (table, _, _) in _PG_TRIGGERS.items():
+        if conn.exec_driver_sql("SELECT to_regclass(%s)", (table,)).scalar() is not None:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+
+
+def invalid_annotations(conn: sa.Connection) -> list[int]:
+    """Ids of stored annotations the checks of this module would refuse (rows stored before them)."""
+    if conn.dialect.name == "sqlite":
+        ok = " AND ".join(f"coalesce({cond}, 0)" for cond, _ in _sqlite_checks().values())
+        sql = f"SELECT id FROM annotations WHERE NOT ({ok.replace('NEW.', 'annotations.')}) ORDER BY id"
+    else:
+        kinds = ", ".join(f"'{k}'" for k in S.KINDS)
+        sources = ", ".join(f"'{s}'" for s in S.SOURCES)
+        sql = ("SELECT a.id FROM annotations a JOIN images i ON i.id = a.image_id WHERE "
+               f"a.kind NOT IN ({kinds}) OR NOT (a.source IN ({sources}) OR a.source LIKE 'import:_%') "
+               "OR a.score = 'NaN' OR abs(a.score) > 1e308 OR json_typeof(a.provenance) IS DISTINCT FROM 'object' "
+               "OR labkit_geometry_problem(a.kind, a.geometry, i.width, i.height) IS NOT NULL ORDER BY a.id")
+        sql = sql.replace("%", "%%")  # psycopg reads % as a placeholder
+    return [int(i) for i in conn.exec_driver_sql(sql).scalars()]
+
+
+# ----------------------------------------------------------------------- SQLite --
+def _sqlite_checks() -> dict[str, tuple[str, str]]:
+    """What a stored annotation must satisfy: name -> (SQL condition on NEW, why it is refused)."""
+    kinds = ", ".join(f"'{k}'" for k in S.KINDS)
+    sources = ", ".join(f"'{s}'" for s in S.SOURCES)
+    return {
+        "kind": (f"NEW.kind IN ({kinds})", "unknown kind"),
+        "source": (f"NEW.source IN ({sources}) OR NEW.source GLOB 'import:?*'", "unknown source"),
+        "score": ("NEW.score IS NULL OR NEW.score BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308",
+                  "the score must be a finite number"),
+        "provenance": ("CASE WHEN json_valid(NEW.provenance) THEN json_type(NEW.provenance) = 'object' ELSE 0 END",
+                       "provenance must be a JSON object"),
+        "geometry": (_sqlite_geometry_ok(), "its geometry does not have the shape of its kind, is not made of "
+                                            "finite numbers, or lies outside the image"),
+    }
+
+
+def _sqlite_triggers() -> dict[str, str]:
+    out = {}
+    for (what, (ok, why)), event in itertools.product(_sqlite_checks().items(), ("insert", "update")):
+        # A soft-deleted row need not be valid: deleting is how an admin retires a bad old row.
+        # coalesce: a condition that is NULL (a missing key) is a refusal, not a pass
+        when = f"NOT coalesce({ok}, 0)" if event == "insert" else f"NEW.deleted_at IS NULL AND NOT coalesce({ok}, 0)"
+        out[f"lk_annotations_{what}_{event}"] = (
+            f"CREATE TRIGGER lk_annotations_{what}_{event} BEFORE {event.upper()} ON annotations "
+            f"WHEN {when} BEGIN SELECT RAISE(ABORT, 'labkit: annotation refused: {why}'); END")
+    fixed = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in ("id", "image_id", "annotator_id", "kind", "source",
+                                                           "created_at"))
+    out["lk_annotations_fixed"] = (
+        f"CREATE TRIGGER lk_annotations_fixed BEFORE UPDATE ON annotations WHEN {fixed} BEGIN SELECT "
+        "RAISE(ABORT, 'labkit: an annotation''s image, annotator, kind, source and creation time never change; "
+        "add a new annotation instead'); END")
+    out["lk_annotations_version"] = (
+        "CREATE TRIGGER lk_annotations_version BEFORE UPDATE ON annotations WHEN NEW.version IS NOT OLD.version + 1 "
+        "BEGIN SELECT RAISE(ABORT, 'labkit: every change of an annotation raises its version by one'); END")
+    out["lk_annotations_history"] = (
+        "CREATE TRIGGER lk_annotations_history AFTER UPDATE ON annotations BEGIN "
+        "INSERT INTO annotation_history (annotation_id, version, class_id, geometry, score, provenance, deleted_at, "
+        "valid_from, valid_to, change, changed_by) VALUES (OLD.id, OLD.version, OLD.class_id, OLD.geometry, "
+        f"OLD.score, OLD.provenance, OLD.deleted_at, OLD.updated_at, NEW.updated_at, {_CHANGE}, "
+        "COALESCE(NEW.updated_by, 'unknown')); END")
+    out["lk_history_insert"] = (
+        f"CREATE TRIGGER lk_history_insert BEFORE INSERT ON annotation_history WHEN NOT ({_HISTORY_IS_NEXT}) "
+        "BEGIN SELECT RAISE(ABORT, 'labkit: annotation history is written by the database when an annotation "
+        "changes'); END")
+    out["lk_history_update"] = (
+        "CREATE TRIGGER lk_history_update BEFORE UPDATE ON annotation_history BEGIN "
+        "SELECT RAISE(ABORT, 'labkit: annotation history is append-only'); END")
+    kept = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in ("id", "at", "actor", "action", "target", "target_id"))
+    out["lk_audit_update"] = (
+        f"CREATE TRIGGER lk_audit_update BEFORE UPDATE ON audit_log WHEN {kept} BEGIN "
+        "SELECT RAISE(ABORT, 'labkit: the audit log is append-only (erasure may only scrub details)'); END")
+    out["lk_audit_delete"] = (
+        "CREATE TRIGGER lk_audit_delete BEFORE DELETE ON audit_log BEGIN "
+        "SELECT RAISE(ABORT, 'labkit: the audit log is append-only'); END")
+    return out
+
+
+_CHANGE = ("CASE WHEN OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN 'delete' "
+           "WHEN OLD.deleted_at IS NOT NULL AND NEW.deleted_at IS NULL THEN 'restore' ELSE 'update' END")
+# A history row is the version an annotation just left behind, written once.
+_HISTORY_IS_NEXT = ("EXISTS (SELECT 1 FROM annotations a WHERE a.id = NEW.annotation_id "
+                    "AND a.version = NEW.version + 1) AND NOT EXISTS (SELECT 1 FROM annotation_history h "
+                    "WHERE h.annotation_id = NEW.annotation_id AND h.version = NEW.version)")
+
+_W = "(SELECT width FROM images WHERE id = NEW.image_id)"
+_H = "(SELECT height FROM images WHERE id = NEW.image_id)"
+
+
+def _sqlite_geometry_ok() -> str:
+    """One SQL condition: NEW.geometry is canonical for NEW.kind, finite and inside the image.
+
+    CASE keeps each JSON function away from text it cannot parse (SQLite raises on
+    malformed JSON rather than returning NULL).
+    """
+    g = "NEW.geometry"
+    aliases = (f"r{i}" for i in itertools.count())
+
+    def num(src: str, path: str) -> str:
+        return f"json_type({src}, '{path}') IN ('integer', 'real')"
+
+    def val(src: str, path: str) -> str:
+        return f"json_extract({src}, '{path}')"
+
+    def keys(src: str, n: str | int) -> str:
+        return f"(SELECT count(*) FROM json_each({src})) = {n}"
+
+    def ring(src: str, path: str, least: int) -> str:
+        a = next(aliases)
+        bad_pair = (f"CASE WHEN {a}.type != 'array' THEN 1 WHEN json_array_length({a}.value) != 2 THEN 1 "
+                    f"WHEN NOT ({num(a + '.value', '$[0]')} AND {num(a + '.value', '$[1]')}) THEN 1 "
+                    f"WHEN {val(a + '.value', '$[0]')} NOT BETWEEN -{_TOL} AND {_W} + {_TOL} THEN 1 "
+                    f"WHEN {val(a + '.value', '$[1]')} NOT BETWEEN -{_TOL} AND {_H} + {_TOL} THEN 1 ELSE 0 END")
+        return (f"(CASE WHEN json_type({src}, '{path}') IS NOT 'array' THEN 0 "
+                f"WHEN json_array_length({src}, '{path}') < {least} THEN 0 "
+                f"ELSE NOT EXISTS (SELECT 1 FROM json_each({src}, '{path}') {a} WHERE {bad_pair}) END)")
+
+    def part(src: str) -> str:  # {"points": ring, "holes": [ring, ...]?}
+        h = next(aliases)
+        holes = (f"(CASE WHEN json_type({src}, '$.holes') IS NULL THEN 1 "
+                 f"WHEN json_type({src}, '$.holes') != 'array' THEN 0 "
+                 f"ELSE NOT EXISTS (SELECT 1 FROM json_each({src}, '$.holes') {h} WHERE "
+                 f"CASE WHEN {h}.type != 'array' THEN 1 ELSE NOT {ring(h + '.value', '$', 3)} END) END)")
+        return (f"({keys(src, f'1 + (json_type({src}, {chr(39)}$.holes{chr(39)}) IS NOT NULL)')} "
+                f"AND {ring(src, '$.points', 3)} AND {holes})")
+
+    box = (f"{keys(g, 4)} AND " + " AND ".join(num(g, f"$.{k}") for k in ("x0", "y0", "x1", "y1"))
+           + f" AND {val(g, '$.x0')} <= {val(g, '$.x1')} AND {val(g, '$.y0')} <= {val(g, '$.y1')}"
+           f" AND {val(g, '$.x0')} >= -{_TOL} AND {val(g, '$.y0')} >= -{_TOL}"
+           f" AND {val(g, '$.x1')} <= {_W} + {_TOL} AND {val(g, '$.y1')} <= {_H} + {_TOL}")
+    cx, cy, rx, ry = (val(g, f"$.{k}") for k in ("cx", "cy", "rx", "ry"))
+    ax, ay = f"min({cx} + {_TOL}, {_W} + {_TOL} - {cx})", f"min({cy} + {_TOL}, {_H} + {_TOL} - {cy})"
+    # Sound without trigonometry: the half extents hx, hy satisfy hx^2 + hy^2 = rx^2 + ry^2
+    # and min(rx, ry) <= hx, hy, and the API needs hx <= ax, hy <= ay.
+    ellipse = (f"{keys(g, 5)} AND " + " AND ".join(num(g, f"$.{k}") for k in ("cx", "cy", "rx", "ry", "angle"))
+               + f" AND {rx} >= 0 AND {ry} >= 0 AND abs({val(g, '$.angle')}) < 1.7976931348623157e308"
+               f" AND {ax} >= 0 AND {ay} >= 0 AND {rx} * {rx} + {ry} * {ry} <= {ax} * {ax} + {ay} * {ay}"
+               f" AND min({rx}, {ry}) <= min({ax}, {ay})")
+    p = next(aliases)
+    polygon = (f"CASE WHEN json_type({g}, '$.parts') IS NULL THEN {part(g)} "
+               f"WHEN {keys(g, 1)} AND json_type({g}, '$.parts') = 'array' AND json_array_length({g}, '$.parts') >= 1 "
+               f"THEN NOT EXISTS (SELECT 1 FROM json_each({g}, '$.parts') {p} WHERE "
+               f"CASE WHEN {p}.type != 'object' THEN 1 ELSE NOT {part(p + '.value')} END) ELSE 0 END")
+    point = f"{keys(g, 1)} AND {ring(g, '$.points', 1)}"
+    mask = (f"{keys(g, 2)} AND json_type({g}, '$.size') = 'array' AND json_array_length({g}, '$.size') = 2"
+            f" AND json_type({g}, '$.size[0]') = 'integer' AND json_type({g}, '$.size[1]') = 'integer'"
+            f" AND {val(g, '$.size[0]')} = {_H} AND {val(g, '$.size[1]')} = {_W}"
+            f" AND json_type({g}, '$.counts') = 'text' AND {val(g, '$.counts')} NOT GLOB '*[^0-o]*'")
+    return (f"CASE WHEN NEW.kind = 'label' THEN {g} IS NULL OR (json_valid({g}) AND json_type({g}) = 'null') "
+            f"WHEN {g} IS NULL OR NOT json_valid({g}) THEN 0 WHEN json_type({g}) != 'object' THEN 0 "
+            f"WHEN NEW.kind = 'box' THEN {box} WHEN NEW.kind = 'ellipse' THEN {ellipse} "
+            f"WHEN NEW.kind = 'polygon' THEN {polygon} WHEN NEW.kind = 'point' THEN {point} "
+            f"WHEN NEW.kind = 'mask' THEN {mask} ELSE 0 END")
+
+
+# ------------------------------------------------------------------- PostgreSQL --
+_PG_FUNCTIONS = r"""
+CREATE OR REPLACE FUNCTION labkit_num(v json) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN json_typeof(v) = 'number' THEN (v #>> '{}')::numeric END $$;
+
+CREATE OR REPLACE FUNCTION labkit_keys(g json) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+  SELECT array_agg(k ORDER BY k) FROM json_object_keys(g) k $$;
+
+CREATE OR REPLACE FUNCTION labkit_ring_problem(r json, min_points integer, w numeric, h numeric)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE p json; x numeric; y numeric;
+BEGIN
+  IF r IS NULL OR json_typeof(r) <> 'array' OR json_array_length(r) < min_points THEN
+    RETURN format('a ring needs at least %s [x, y] points', min_points);
+  END IF;
+  FOR p IN SELECT json_array_elements(r) LOOP
+    IF json_typeof(p) <> 'array' OR json_array_length(p) <> 2 THEN RETURN 'points are [x, y] pairs'; END IF;
+    x := labkit_num(p -> 0); y := labkit_num(p -> 1);
+    IF x IS NULL OR y IS NULL THEN RETURN 'coordinates must be numbers'; END IF;
+    IF x < -1 OR x > w + 1 OR y < -1 OR y > h + 1 THEN RETURN 'a point lies outside the image'; END IF;
+  END LOOP;
+  RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION labkit_part_problem(g json, w numeric, h numeric)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE hole json; problem text;
+BEGIN
+  IF json_typeof(g) <> 'object' OR NOT coalesce(labkit_keys(g) <@ ARRAY['holes', 'points'], false)
+     OR g -> 'points' IS NULL THEN
+    RETURN 'a polygon is {"points": ..., "holes": [...]} or {"parts": [...]}';
+  END IF;
+  problem := labkit_ring_problem(g -> 'points', 3, w, h);
+  IF problem IS NOT NULL THEN RETURN problem; END IF;
+  IF g -> 'holes' IS NOT NULL THEN
+    IF json_typeof(g -> 'holes') <> 'array' THEN RETURN 'holes are a list of rings'; END IF;
+    FOR hole IN SELECT json_array_elements(g -> 'holes') LOOP
+      problem := labkit_ring_problem(hole, 3, w, h);
+      IF problem IS NOT NULL THEN RETURN problem; END IF;
+    END LOOP;
+  END IF;
+  RETURN NULL;
+END $$;
+
+-- NULL if g is canonical geometry of kind, made of finite numbers inside a w x h image (1 px
+-- tolerance), else what is wrong: the rules of labkit.geometry.normalize_geometry.
+CREATE OR REPLACE FUNCTION labkit_geometry_problem(kind text, g json, w numeric, h numeric)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE v numeric[]; t double precision; c numeric; sn numeric; hx numeric; hy numeric; part json; problem text;
+BEGIN
+  IF kind = 'label' THEN
+    RETURN CASE WHEN g IS NULL OR json_typeof(g) = 'null' THEN NULL ELSE 'an image-level label has no geometry' END;
+  END IF;
+  IF g IS NULL OR json_typeof(g) <> 'object' THEN RETURN format('%s geometry must be a JSON object', kind); END IF;
+  IF kind = 'box' THEN
+    IF labkit_keys(g) IS DISTINCT FROM ARRAY['x0', 'x1', 'y0', 'y1'] THEN
+      RETURN 'a box is {"x0", "y0", "x1", "y1"}';
+    END IF;
+    v := ARRAY[labkit_num(g -> 'x0'), labkit_num(g -> 'y0'), labkit_num(g -> 'x1'), labkit_num(g -> 'y1')];
+    IF array_position(v, NULL) IS NOT NULL THEN RETURN 'box coordinates must be numbers'; END IF;
+    IF v[1] > v[3] OR v[2] > v[4] THEN RETURN 'the box is inverted'; END IF;
+    IF v[1] < -1 OR v[2] < -1 OR v[3] > w + 1 OR v[4] > h + 1 THEN RETURN 'the box lies outside the image'; END IF;
+  ELSIF kind = 'ellipse' THEN
+    IF labkit_keys(g) IS DISTINCT FROM ARRAY['angle', 'cx', 'cy', 'rx', 'ry'] THEN
+      RETURN 'an ellipse is {"cx", "cy", "rx", "ry", "angle"}';
+    END IF;
+    v := ARRAY[labkit_num(g -> 'cx'), labkit_num(g -> 'cy'), labkit_num(g -> 'rx'), labkit_num(g -> 'ry'),
+               labkit_num(g -> 'angle')];
+    IF array_position(v, NULL) IS NOT NULL THEN RETURN 'ellipse values must be numbers'; END IF;
+    IF v[3] < 0 OR v[4] < 0 THEN RETURN 'an ellipse has radii >= 0'; END IF;
+    IF abs(v[1]) > w + 1e6 OR abs(v[2]) > h + 1e6 OR v[3] > w + h + 1e6 OR v[4] > w + h + 1e6
+       OR abs(v[5]) > 1e300 THEN
+      RETURN 'the ellipse lies outside the image';
+    END IF;
+    t := radians(v[5]::double precision);
+    c := cos(t)::numeric; sn := sin(t)::numeric;  -- numeric: float8 would raise on underflow (radii ~1e-200)
+    hx := sqrt((v[3] * c) ^ 2 + (v[4] * sn) ^ 2);
+    hy := sqrt((v[3] * sn) ^ 2 + (v[4] * c) ^ 2);
+    -- 1e-9: rounding here must never refuse what the API's own arithmetic accepted
+    IF v[1] - hx < -1 - 1e-9 OR v[1] + hx > w + 1 + 1e-9 OR v[2] - hy < -1 - 1e-9 OR v[2] + hy > h + 1 + 1e-9 THEN
+      RETURN 'the ellipse lies outside the image';
+    END IF;
+  ELSIF kind = 'polygon' THEN
+    IF g -> 'parts' IS NULL THEN RETURN labkit_part_problem(g, w, h); END IF;
+    IF labkit_keys(g) IS DISTINCT FROM ARRAY['parts'] OR json_typeof(g -> 'parts') <> 'array'
+       OR json_array_length(g -> 'parts') < 1 THEN
+      RETURN 'polygon parts are a non-empty list';
+    END IF;
+    FOR part IN SELECT json_array_elements(g -> 'parts') LOOP
+      problem := labkit_part_problem(part, w, h);
+      IF problem IS NOT NULL THEN RETURN problem; END IF;
+    END LOOP;
+  ELSIF kind = 'point' THEN
+    IF labkit_keys(g) IS DISTINCT FROM ARRAY['points'] THEN RETURN 'points are {"points": [[x, y], ...]}'; END IF;
+    RETURN labkit_ring_problem(g -> 'points', 1, w, h);
+  ELSIF kind = 'mask' THEN
+    IF labkit_keys(g) IS DISTINCT FROM ARRAY['counts', 'size'] OR json_typeof(g -> 'size') <> 'array'
+       OR json_array_length(g -> 'size') <> 2 OR json_typeof(g -> 'counts') <> 'string' THEN
+      RETURN 'a mask is COCO compressed RLE {"size": [H, W], "counts": "..."}';
+    END IF;
+    IF labkit_num(g -> 'size' -> 0) IS DISTINCT FROM h OR labkit_num(g -> 'size' -> 1) IS DISTINCT FROM w THEN
+      RETURN 'the mask''s size is not the image''s';
+    END IF;
+    IF (g ->> 'counts') ~ '[^0-o]' THEN RETURN 'mask counts are not COCO compressed RLE'; END IF;
+  ELSE
+    RETURN format('unknown kind %s', kind);
+  END IF;
+  RETURN NULL;
+END $$;
+
+-- Before an annotation is stored: fixed columns stay, the database stamps who and when,
+-- and the row must be valid. SECURITY DEFINER: the image's size is read whatever the
+-- writer may see.
+CREATE OR REPLACE FUNCTION labkit_annotations_check() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+  SET search_path = {schema} AS $$
+DECLARE w numeric; h numeric; problem text;
+BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.id IS DISTINCT FROM OLD.id OR NEW.image_id IS DISTINCT FROM OLD.image_id
+       OR NEW.annotator_id IS DISTINCT FROM OLD.annotator_id OR NEW.kind IS DISTINCT FROM OLD.kind
+       OR NEW.source IS DISTINCT FROM OLD.source OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+      RAISE EXCEPTION 'labkit: an annotation''s image, annotator, kind, source and creation time never change; '
+        'add a new annotation instead' USING ERRCODE = 'check_violation';
+    END IF;
+    NEW.version := OLD.version + 1;
+    NEW.updated_at := greatest(clock_timestamp(), OLD.updated_at);
+    IF NEW.deleted_at IS NOT NULL THEN
+      NEW.deleted_at := CASE WHEN OLD.deleted_at IS NULL THEN NEW.updated_at ELSE OLD.deleted_at END;
+    END IF;
+  ELSE
+    NEW.version := 1;
+    IF labkit_role() IS DISTINCT FROM 'admin' THEN
+      NEW.created_at := now(); NEW.updated_at := NEW.created_at; NEW.deleted_at := NULL;
+    END IF;
+  END IF;
+  NEW.updated_by := coalesce(labkit_name(), session_user::text);
+  IF TG_OP = 'UPDATE' AND NEW.deleted_at IS NOT NULL THEN
+    RETURN NEW;  -- a soft-deleted row need not be valid: deleting is how an admin retires a bad old row
+  END IF;
+  IF NEW.provenance IS NULL OR json_typeof(NEW.provenance) <> 'object' THEN
+    RAISE EXCEPTION 'labkit: annotation refused: provenance must be a JSON object' USING ERRCODE = 'check_violation';
+  END IF;
+  SELECT width, height INTO w, h FROM images WHERE id = NEW.image_id;
+  problem := labkit_geometry_problem(NEW.kind, NEW.geometry, w, h);
+  IF problem IS NOT NULL THEN
+    RAISE EXCEPTION 'labkit: annotation refused: %', problem USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END $$;
+
+-- After an annotation changed: its previous version goes to the history. SECURITY DEFINER:
+-- no member's login may insert history rows itself.
+CREATE OR REPLACE FUNCTION labkit_annotations_history() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+  SET search_path = {schema} AS $$
+BEGIN
+  INSERT INTO annotation_history (annotation_id, version, class_id, geometry, score, provenance, deleted_at,
+                                  valid_from, valid_to, change, changed_by)
+  VALUES (OLD.id, OLD.version, OLD.class_id, OLD.geometry, OLD.score, OLD.provenance, OLD.deleted_at,
+          OLD.updated_at, NEW.updated_at,
+          CASE WHEN OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN 'delete'
+               WHEN OLD.deleted_at IS NOT NULL AND NEW.deleted_at IS NULL THEN 'restore' ELSE 'update' END,
+          NEW.updated_by);
+  RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION labkit_history_check() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+  SET search_path = {schema} AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF EXISTS (SELECT 1 FROM annotations a WHERE a.id = NEW.annotation_id AND a.version = NEW.version + 1)
+       AND NOT EXISTS (SELECT 1 FROM annotation_history h WHERE h.annotation_id = NEW.annotation_id
+                       AND h.version = NEW.version) THEN
+      RETURN NEW;
+    END IF;
+  END IF;
+  RAISE EXCEPTION 'labkit: annotation history is append-only, written by the database when an annotation changes'
+    USING ERRCODE = 'check_violation';
+END $$;
+
+-- The audit log: the database says who and when; entries are never deleted, and only
+-- their details change (erasure scrubs them).
+CREATE OR REPLACE FUNCTION labkit_audit_check() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+  SET search_path = {schema} AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    NEW.actor := coalesce(labkit_name(), session_user::text);
+    NEW.at := clock_timestamp();
+    RETURN NEW;
+  ELSIF TG_OP = 'UPDATE' THEN
+    IF NEW.id = OLD.id AND NEW.at = OLD.at AND NEW.actor = OLD.actor AND NEW.action = OLD.action
+       AND NEW.target IS NOT DISTINCT FROM OLD.target AND NEW.target_id IS NOT DISTINCT FROM OLD.target_id THEN
+      RETURN NEW;
+    END IF;
+  END IF;
+  RAISE EXCEPTION 'labkit: the audit log is append-only (erasure may only scrub details)'
+    USING ERRCODE = 'check_violation';
+END $$;
+"""
+
+_PG_TRIGGERS = {  # name: (table, when, what)
+    "lk_annotations_check": ("annotations", "BEFORE INSERT OR UPDATE",
+                             "FOR EACH ROW EXECUTE FUNCTION labkit_annotations_check()"),
+    "lk_annotations_history": ("annotations", "AFTER UPDATE",
+                               "FOR EACH ROW EXECUTE FUNCTION labkit_annotations_history()"),
+    "lk_history_check": ("annotation_history", "BEFORE INSERT OR UPDATE",
+                         "FOR EACH ROW EXECUTE FUNCTION labkit_history_check()"),
+    "lk_history_truncate": ("annotation_history", "BEFORE TRUNCATE",
+                            "FOR EACH STATEMENT EXECUTE FUNCTION labkit_history_check()"),
+    "lk_audit_check": ("audit_log", "BEFORE INSERT OR UPDATE OR DELETE",
+                       "FOR EACH ROW EXECUTE FUNCTION labkit_audit_check()"),
+    "lk_audit_truncate": ("audit_log", "BEFORE TRUNCATE", "FOR EACH STATEMENT EXECUTE FUNCTION labkit_audit_check()"),
+}
