@@ -10,6 +10,8 @@ command runs under ``labkit`` or on its own.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,8 +19,8 @@ import click
 if TYPE_CHECKING:
     from labkit.services.project import Project
 
-__all__ = ["LOCATION", "PROJECT", "USER_ERRORS", "ErrorsCommand", "ErrorsGroup", "open_project", "remember_project",
-           "user_error"]
+__all__ = ["LOCATION", "PROJECT", "SCHEDULER", "USER_ERRORS", "ErrorsCommand", "ErrorsGroup", "dask_client",
+           "open_project", "remember_project", "user_error"]
 
 _PROJECT_KEY = "labkit.project"  # in ctx.meta, which every context of one command line shares
 
@@ -36,6 +38,33 @@ PROJECT = click.option("--project", "-P", "project", required=True, callback=rem
 
 #: The ``LOCATION`` argument of commands that name a project's place (``labkit project create``).
 LOCATION = click.argument("location", callback=remember_project)
+
+#: The ``--scheduler`` option of commands whose heavy part can run on a Dask cluster.
+SCHEDULER = click.option(
+    "--scheduler", "scheduler", envvar="LABKIT_DASK_SCHEDULER", default=None, metavar="ADDRESS",
+    help="Run the heavy part on the Dask cluster of this scheduler (e.g. tcp://10.0.0.5:8786; default: "
+         "$LABKIT_DASK_SCHEDULER, else on this machine). Needs labkit[dask].")
+
+
+@contextmanager
+def dask_client(address: str | None, *, error: type[click.ClickException] = click.ClickException) -> Iterator[Any]:
+    """A ``distributed.Client`` of the scheduler at ``address`` for the block (``None``: no cluster, yields None).
+
+    A scheduler that cannot be reached (or ``distributed`` missing) raises ``error``.
+    """
+    if not address:
+        yield None
+        return
+    from labkit._util.dask import connect
+
+    try:
+        client = connect(address)
+    except (ImportError, OSError, ValueError) as exc:
+        raise error(str(exc)) from exc
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def USER_ERRORS() -> tuple[type[Exception], ...]:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import click
 
-from labkit.cli._common import PROJECT, ErrorsCommand, ErrorsGroup, open_project, user_error
+from labkit.cli._common import (
+    PROJECT,
+    SCHEDULER,
+    ErrorsCommand,
+    ErrorsGroup,
+    dask_client,
+    open_project,
+    user_error,
+)
 
 _NAME = click.option("--name", default="default", show_default=True,
                      help="The trained pool's name (its folder is <project>/pool/<name>).")
@@ -75,10 +83,11 @@ def _pool(p, name: str, checkpoints: tuple[str, ...], image_size: int | None):
         raise user_error(exc) from exc
 
 
-def _predict(pool, p, batch_size, num_workers, device, threads, no_verify):
+def _predict(pool, p, batch_size, num_workers, device, threads, no_verify, scheduler=None):
     try:
-        return pool.predict(p, batch_size=batch_size, num_workers=num_workers, device=device,
-                            threads=threads, verify=not no_verify)
+        with dask_client(scheduler) as client:
+            return pool.predict(p, batch_size=batch_size, num_workers=num_workers, device=device,
+                                threads=threads, verify=not no_verify, client=client)
     except (ValueError, FileNotFoundError) as exc:  # ImageError is a ValueError
         raise user_error(exc) from exc
 
@@ -110,25 +119,29 @@ def pool():
               help="torch CPU threads with --jobs 1 (default: one per core).")
 @click.option("--overwrite", is_flag=True, help="Replace a pool of this name trained differently.")
 @_REFERENCE
+@SCHEDULER
 def train(project, name, archs, fractions, folds, image_size, epochs, batch_size, lr, seed, device,
-          num_workers, jobs, threads, overwrite, references):
+          num_workers, jobs, threads, overwrite, references, scheduler):
     """Train a cross-fitted pool on the project's delivered labels.
 
     The delivered label is the stored consensus, else the majority of the annotators (one
     vote each, ties to the class listed first); reference annotators are not votes.
     Resumable: run the same command again after an interruption and finished models are kept.
+    With --scheduler each model trains as one task on that Dask cluster (--jobs and
+    --workers are unused); the workers must see the project's folder at the same path.
     """
     from labkit.models.pool import ModelPool
 
     p = open_project(project)
     try:
         delivery = _delivery(p, references)
-        pool_ = ModelPool.train(
-            p, labels=delivery.labels, archs=None if archs is None else _csv(archs, what="architecture"),
-            fractions=None if fractions is None else _csv(fractions, float, "fraction"),
-            folds=folds, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
-            seed=seed, name=name, device=device, num_workers=num_workers, jobs=jobs,
-            threads=threads, overwrite=overwrite)
+        with dask_client(scheduler) as client:
+            pool_ = ModelPool.train(
+                p, labels=delivery.labels, archs=None if archs is None else _csv(archs, what="architecture"),
+                fractions=None if fractions is None else _csv(fractions, float, "fraction"),
+                folds=folds, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
+                seed=seed, name=name, device=device, num_workers=num_workers, jobs=jobs,
+                threads=threads, overwrite=overwrite, client=client)
     except (ValueError, FileNotFoundError) as exc:
         raise user_error(exc) from exc
     finally:
@@ -141,16 +154,19 @@ def train(project, name, archs, fractions, folds, image_size, epochs, batch_size
 @_NAME
 @_CHECKPOINT
 @_run_options
+@SCHEDULER
 def predict(project, name, checkpoints, image_size, batch_size, num_workers, device, threads,
-            no_verify):
+            no_verify, scheduler):
     """Score every project image with every pool member; saved in <project>/predictions.
 
-    Saved predictions are reused: only new or changed images are computed.
+    Saved predictions are reused: only new or changed images are computed. With
+    --scheduler the images are scored on that Dask cluster, whose workers must see the
+    project's images and the pool's weights at the same paths.
     """
     p = open_project(project)
     try:
         pool_ = _pool(p, name, checkpoints, image_size)
-        pred = _predict(pool_, p, batch_size, num_workers, device, threads, no_verify)
+        pred = _predict(pool_, p, batch_size, num_workers, device, threads, no_verify, scheduler)
     finally:
         p.close()
     prov = pred.provenance
@@ -172,8 +188,9 @@ def predict(project, name, checkpoints, image_size, batch_size, num_workers, dev
               help="Share of models voting against the label that makes an X-candidate.")
 @_REFERENCE
 @_run_options
+@SCHEDULER
 def issues(project, name, checkpoints, top, csv_path, candidates, x_threshold, references, image_size,
-           batch_size, num_workers, device, threads, no_verify):
+           batch_size, num_workers, device, threads, no_verify, scheduler):
     """List label-error candidates: confident learning (cleanlab) and X-perplexity.
 
     Uses the pool's saved predictions (computing what is missing) and the project's
@@ -188,7 +205,7 @@ def issues(project, name, checkpoints, top, csv_path, candidates, x_threshold, r
     p = open_project(project)
     try:
         pool_ = _pool(p, name, checkpoints, image_size)
-        pred = _predict(pool_, p, batch_size, num_workers, device, threads, no_verify)
+        pred = _predict(pool_, p, batch_size, num_workers, device, threads, no_verify, scheduler)
         delivery = _delivery(p, references)
         try:
             found = project_label_issues(p, pred, labels=delivery.labels, candidates=candidates,

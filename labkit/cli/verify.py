@@ -5,7 +5,7 @@ import json
 
 import click
 
-from labkit.cli._common import PROJECT, ErrorsCommand, open_project
+from labkit.cli._common import PROJECT, SCHEDULER, ErrorsCommand, dask_client, open_project
 
 #: Exit codes: 0 every file matches; 1 a file changed, is missing or unreadable; 2 cannot verify.
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
@@ -24,18 +24,21 @@ _SHOWN = ["status", "kind", "image", "member", "path", "expected", "actual", "er
 @PROJECT
 @click.option("--all", "show_all", is_flag=True, help="List every file checked, not only the problems.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (summary and files).")
-def verify(project, show_all, as_json):
+@SCHEDULER
+def verify(project, show_all, as_json, scheduler):
     """Re-hash every image and trained-pool weight file and compare with the recorded sha256.
 
     Prints the files that changed, are missing or cannot be read, then a summary.
     Exit status: 0 when every file matches, 1 when any does not (use it to gate CI),
-    2 when the project cannot be opened.
+    2 when the project cannot be opened. With --scheduler the files are hashed by that
+    Dask cluster's workers, which must see them at the same paths.
     """
     from labkit.services.verify import verify_project
 
     p = open_project(project, error=CannotVerify)
     try:
-        report = verify_project(p)
+        with dask_client(scheduler, error=CannotVerify) as client:
+            report = verify_project(p, client=client)
     finally:
         p.close()
     summary = report.attrs["summary"]

@@ -1,4 +1,4 @@
-"""labkit.models: segmenters (SAM, GrabCut), the embedding cache and its prefetcher.
+"""labkit.models: segmenters (SAM, GrabCut), the embedding cache, its prefetcher and precompute.
 
 Everything here loads on first use: ``import labkit.models`` imports neither torch nor
 segment_anything nor OpenCV.
@@ -29,6 +29,7 @@ _LAZY = {
     "project_image": "labkit.models.embeddings",
     "image_key": "labkit.models.embeddings",
     "Prefetcher": "labkit.models.prefetch",
+    "precompute_embeddings": "labkit.models.precompute",
     # the difficulty pool
     "ModelPool": "labkit.models.pool",
     "PoolPredictions": "labkit.models.pool",

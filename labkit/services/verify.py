@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -48,7 +49,7 @@ class _Found(NamedTuple):
     error: str | None
 
 
-def verify(project: StoredProject, *, progress: bool = True) -> pd.DataFrame:
+def verify(project: StoredProject, *, progress: bool = True, client: Any = None) -> pd.DataFrame:
     """Re-hash every image file and trained model weight; one row per file with its status.
 
     ``ok``, ``changed``, ``missing`` or ``unreadable`` against the hash recorded at
@@ -56,10 +57,11 @@ def verify(project: StoredProject, *, progress: bool = True) -> pd.DataFrame:
     --project P`` prints the problems and exits 1 if there are any. See :func:`verify_project`.
     """
     project.store.ctx.require("verify", "admin", "viewer", what="verify the project's files")
-    return verify_project(project, progress=progress)
+    return verify_project(project, progress=progress, client=client)
 
 
-def verify_project(project: StoredProject, *, progress: bool = True, workers: int = 4) -> pd.DataFrame:
+def verify_project(project: StoredProject, *, progress: bool = True, workers: int = 4, client: Any = None,
+                   batch_size: int = 256) -> pd.DataFrame:
     """Re-hash every image and trained-pool weight file of ``project``; one row per file.
 
     Parameters
@@ -69,6 +71,12 @@ def verify_project(project: StoredProject, *, progress: bool = True, workers: in
         Show a tqdm progress bar (for 50 files or more).
     workers : int, default 4
         Threads hashing files (hashlib releases the GIL while it hashes).
+    client : distributed.Client, optional
+        Hash on this Dask cluster instead, ``batch_size`` files per task
+        (:func:`check_files`); the workers must see the files at the same paths. The
+        report is the same as the local one (``workers`` is then unused).
+    batch_size : int, default 256
+        Files per Dask task.
 
     Returns
     -------
@@ -123,7 +131,10 @@ def verify_project(project: StoredProject, *, progress: bool = True, workers: in
     targets = _image_targets(project)
     pool_targets, manifest_rows = _pool_targets(Path(project.root))
     targets += pool_targets
-    found = _check_all(targets, progress=progress, workers=workers)
+    if client is None:
+        found = _check_all(targets, progress=progress, workers=workers)
+    else:
+        found = _check_on_cluster(client, targets, progress=progress, batch_size=batch_size)
     rows = [(t.kind, t.image, t.pool, t.member, str(t.path), f.status, t.expected, f.actual, f.size,
              f.mtime, f.error) for t, f in zip(targets, found)]
     # object columns, so "no value" is None in text columns (pandas' str dtype would make it NaN)
@@ -157,6 +168,27 @@ def _check_all(targets: list[_Target], *, progress: bool, workers: int) -> list[
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(progress_bar(pool.map(_check, targets), total=len(targets), desc="verifying files",
                          unit="file", disable=not progress or len(targets) < 50))
+
+
+def check_files(targets: list[_Target]) -> list[_Found]:
+    """A Dask task: the status of each file (as :func:`verify_project` reports it)."""
+    return [_check(t) for t in targets]
+
+
+def _check_on_cluster(client: Any, targets: list[_Target], *, progress: bool, batch_size: int) -> list[_Found]:
+    from labkit._util.dask import map_batches
+    from labkit.store.errors import ProjectError
+
+    def name(batch: Sequence[_Target]) -> str:
+        return f"{len(batch)} files from {batch[0].path} to {batch[-1].path}"
+
+    def error(batch: Sequence[_Target], exc: BaseException) -> BaseException:
+        return ProjectError(f"verifying {name(batch)} failed on the Dask cluster: {type(exc).__name__}: {exc}")
+
+    if not targets:
+        return []
+    return map_batches(client, check_files, targets, batch_size=batch_size, desc="verifying files (Dask)",
+                       unit="file", progress=progress and len(targets) >= 50, name=name, error=error)
 
 
 def _check(target: _Target) -> _Found:

@@ -35,7 +35,7 @@ class ImageSet:
 
 
 def image_set(images: Any, *, verify: bool = True, progress: bool = False,
-              purpose: str = "pool scoring") -> ImageSet:
+              purpose: str = "pool scoring", client: Any = None) -> ImageSet:
     """Describe ``images``: a :class:`labkit.Project`, a sequence of paths, or HWC uint8 arrays.
 
     A project's images are listed through its audited bulk reader
@@ -43,12 +43,13 @@ def image_set(images: Any, *, verify: bool = True, progress: bool = False,
     privacy report's "who read what" shows the pool's reads. Every file is hashed. A
     file whose bytes no longer match the sha256 recorded at import raises
     :class:`labkit.ImageError` (listing all of them) unless ``verify=False``, which
-    scores the current bytes under their own key.
+    scores the current bytes under their own key. With a Dask ``client``, the files are
+    hashed by its workers (:func:`labkit._util.dask.sha256_batch`), which must see them.
     """
     from labkit.store.errors import ImageError
 
     if isinstance(images, ProjectLike):
-        return project_files(images, None, verify=verify, progress=progress, purpose=purpose)
+        return project_files(images, None, verify=verify, progress=progress, purpose=purpose, client=client)
     if isinstance(images, (str, Path)):
         raise ValueError(f"images is a single path ({images!r}); pass a project, a list of image "
                          "paths, or a list of (H, W, 3) uint8 arrays")
@@ -68,7 +69,7 @@ def image_set(images: Any, *, verify: bool = True, progress: bool = False,
     ids = pd.RangeIndex(len(arrays), name="image")
     if all(isinstance(a, (str, Path)) for a in arrays):
         paths = [Path(a) for a in arrays]
-        keys = _hash_files(paths, progress=progress)
+        keys = hash_files(paths, progress=progress, client=client)
         missing = [str(p) for p, k in zip(paths, keys) if k is None]
         if missing:
             raise ImageError(f"{len(missing)} image file(s) not found: {missing[:20]}")
@@ -85,13 +86,13 @@ def image_set(images: Any, *, verify: bool = True, progress: bool = False,
 
 
 def project_files(project: ProjectLike, ids: Sequence[int] | None, *, purpose: str, verify: bool = True,
-                  progress: bool = False, rehash: bool = True) -> ImageSet:
+                  progress: bool = False, rehash: bool = True, client: Any = None) -> ImageSet:
     """A project's images (``ids``, default all it shows the reader) read through its audited reader.
 
     With ``rehash``, every file is hashed now: a missing file raises, and a changed one
     raises unless ``verify=False`` (then it is keyed by its current bytes). Without, the
     keys are the hashes recorded at import and :class:`ImageDataset` checks each file's
-    bytes against them as it reads.
+    bytes against them as it reads. With a Dask ``client``, its workers hash the files.
     """
     from labkit.store.errors import ImageError
 
@@ -100,7 +101,7 @@ def project_files(project: ProjectLike, ids: Sequence[int] | None, *, purpose: s
     recorded = files["sha256"].to_numpy().astype("U64")
     if not rehash:
         return ImageSet(files.index, recorded, paths, None, project)
-    keys = _hash_files(paths, progress=progress)
+    keys = hash_files(paths, progress=progress, client=client)
     missing = [(i, p) for i, p, k in zip(files.index, paths, keys) if k is None]
     if missing:
         lines = "\n".join(f"  image {i}: {p}" for i, p in missing[:20])
@@ -115,9 +116,17 @@ def project_files(project: ProjectLike, ids: Sequence[int] | None, *, purpose: s
     return ImageSet(files.index, np.array(keys, dtype="U64"), paths, None, project)
 
 
-def _hash_files(paths: Sequence[Path], *, progress: bool) -> list[str | None]:
+def hash_files(paths: Sequence[Path], *, progress: bool, client: Any = None) -> list[str | None]:
+    """sha256 of each file (None: missing), here on 4 threads or by the workers of a Dask ``client``."""
     from labkit._util.hashing import sha256_file
     from labkit._util.progress import progress_bar
+
+    if client is not None:
+        from labkit._util.dask import map_batches, sha256_batch
+
+        return map_batches(client, sha256_batch, [str(p) for p in paths], batch_size=512,
+                           desc="hashing images", unit="img", progress=progress and len(paths) >= 2000,
+                           name=lambda b: f"{len(b)} image files from {b[0]}")
 
     def one(p: Path) -> str | None:
         try:
@@ -169,9 +178,96 @@ class ImageDataset:
             im = Image.open(io.BytesIO(data)).convert("RGB")
         else:
             raise ValueError("an ImageSet holds neither paths nor arrays")
-        if im.size != (self.size, self.size):
-            im = im.resize((self.size, self.size), Image.Resampling.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+        return squash(im, self.size)
+
+
+def squash(im: Any, size: int) -> np.ndarray:
+    """A PIL image as ``(size, size, 3)`` uint8: resized (bilinear, aspect not kept) when it differs."""
+    from PIL import Image
+
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
+# ------------------------------------------------------------- on Dask workers --
+def sources(images: ImageSet, positions: Sequence[int] | np.ndarray, *, ship: bool) -> list[Any]:
+    """What a worker reads for the images at ``positions``: their paths (as ``str``), or with
+    ``ship`` their bytes read here (arrays are always sent)."""
+    if images.arrays is not None:
+        return [images.arrays[i] for i in positions]
+    if images.paths is None:
+        raise ValueError("an ImageSet holds neither paths nor arrays")
+    if not ship:
+        return [str(images.paths[i]) for i in positions]
+    from labkit.store.errors import ImageError
+
+    out: list[Any] = []
+    for i in positions:
+        try:
+            out.append(images.paths[i].read_bytes())
+        except FileNotFoundError:
+            raise ImageError(f"{describe(images, i)} is missing: {images.paths[i]} (moved or deleted "
+                             "since import); restore it") from None
+    return out
+
+
+def describe(images: ImageSet, i: int) -> str:
+    """How messages name image ``i`` of a set: ``image 17`` (a project's id) or ``images[3]``."""
+    return f"image {images.ids[i]}" if images.project is not None else f"images[{images.ids[i]}]"
+
+
+def read_checked(source: Any, key: str, name: str) -> bytes:
+    """The bytes of an image file (a path, or bytes a client sent), checked against its sha256 ``key``."""
+    import hashlib
+    import socket
+
+    from labkit.store.errors import ImageError
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, what = bytes(source), "the bytes the client sent do not match"
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except FileNotFoundError:
+            raise ImageError(f"{name}: {source} does not exist on the Dask worker's machine "
+                             f"({socket.gethostname()}); if the workers do not share the project's file "
+                             "system, pass ship_images=True") from None
+        what = f"{source} no longer matches"
+    if hashlib.sha256(data).hexdigest() != key:
+        raise ImageError(f"{name}: {what} its sha256 (the file changed since it was imported or "
+                         "hashed); restore the original file or re-import it")
+    return data
+
+
+def decode_batch(batch: list[Any], keys: list[str], names: list[str], size: int) -> np.ndarray:
+    """A Dask task: images (paths, bytes or arrays) as uint8 ``(B, 3, size, size)``, as ImageDataset reads them.
+
+    Each file's bytes are checked against its key; an image that cannot be used raises
+    :class:`labkit.ImageError` naming it (``names[j]``).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from labkit.store.errors import ImageError
+
+    out = np.empty((len(batch), 3, size, size), np.uint8)
+    for j, (source, key, name) in enumerate(zip(batch, keys, names)):
+        if isinstance(source, np.ndarray):
+            im = Image.fromarray(source)
+        else:
+            data = read_checked(source, key, name)
+            try:
+                im = Image.open(io.BytesIO(data)).convert("RGB")
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                raise ImageError(f"{name}: cannot decode {source if isinstance(source, str) else 'its bytes'} "
+                                 f"as an image ({type(exc).__name__}: {exc})") from None
+        out[j] = squash(im, size).transpose(2, 0, 1)
+    return out
+
+
+def stack(parts: list[np.ndarray]) -> np.ndarray:
+    """A Dask task: decoded batches as one array (the order given)."""
+    return np.concatenate(parts) if parts else np.empty((0, 3, 1, 1), np.uint8)
 
 
 def _worker_init(_: int) -> None:

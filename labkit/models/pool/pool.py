@@ -186,7 +186,7 @@ class ModelPool:
               epochs: int = 10, batch_size: int = 32, lr: float = 5e-3, seed: int = 0,
               name: str = "default", device: Any = None, num_workers: int = 2, jobs: int = 1,
               threads: int | None = None, progress: bool = True,
-              overwrite: bool = False) -> ModelPool:
+              overwrite: bool = False, client: Any = None, ship_images: bool = False) -> ModelPool:
         """Train the paper's population on the project's labeled images, with cross-fitting.
 
         Every combination of architecture and training fraction is a member; each member is
@@ -239,6 +239,16 @@ class ModelPool:
             A pool of this name trained with other options or labels is an error unless
             ``overwrite=True``, which deletes it. With the same options and labels, finished
             models are reused (resume).
+        client : distributed.Client, optional
+            Train on this Dask cluster instead: each model is one task, the workers decode
+            the images (and check their hashes) and write the weights to the pool's folder,
+            which the client re-hashes; ``jobs`` and ``num_workers`` are then unused and
+            ``threads`` is torch's threads per task (default: the worker's, which Dask sets
+            to 1). The models equal the local path's on the same device (see
+            ``docs/scale.md``). Resumable as above.
+        ship_images : bool, default False
+            With a ``client`` whose workers cannot see the project's folder: the client reads
+            the images and sends their bytes, and writes the weights the workers return.
 
         Returns
         -------
@@ -258,7 +268,8 @@ class ModelPool:
         return train_pool(cls, project, labels=labels, archs=archs, fractions=fractions, folds=folds,
                           image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
                           seed=seed, name=name, device=device, num_workers=num_workers, jobs=jobs,
-                          threads=threads, progress=progress, overwrite=overwrite)
+                          threads=threads, progress=progress, overwrite=overwrite, client=client,
+                          ship_images=ship_images)
 
     @classmethod
     def load(cls, project: ProjectLike | str | Path, name: str = "default") -> ModelPool:
@@ -288,7 +299,7 @@ class ModelPool:
     def predict(self, images: Any, *, batch_size: int = 256, num_workers: int = 2,
                 device: Any = None, threads: int | None = None, verify: bool = True,
                 cache: bool = True, cache_dir: str | Path | None = None, shard_size: int = 2048,
-                progress: bool = True) -> PoolPredictions:
+                progress: bool = True, client: Any = None, ship_images: bool = False) -> PoolPredictions:
         """Class probabilities of every member for every image: ``probs`` of shape (M, N, K).
 
         Parameters
@@ -318,6 +329,14 @@ class ModelPool:
             Images per saved shard: an interrupted run loses at most this many.
         progress : bool, default True
             Show a tqdm progress bar.
+        client : distributed.Client, optional
+            Score on this Dask cluster: the workers hash the files, then one task decodes
+            each batch of ``batch_size`` images and one scores it per member (the routing
+            above unchanged); the client saves the shards. Equal to the local path's
+            probabilities to float rounding (1e-6). ``num_workers`` is unused.
+        ship_images : bool, default False
+            With a ``client`` whose workers cannot see the files: the client hashes and reads
+            the images and sends their bytes (and each weight file once to every worker).
 
         Returns
         -------
@@ -330,4 +349,4 @@ class ModelPool:
         """
         return predict(self, images, batch_size=batch_size, num_workers=num_workers, device=device,
                        threads=threads, verify=verify, cache=cache, cache_dir=cache_dir,
-                       shard_size=shard_size, progress=progress)
+                       shard_size=shard_size, progress=progress, client=client, ship_images=ship_images)

@@ -14,9 +14,18 @@ Files, under ``<project>/pool/<name>/``::
     pool.json                    the manifest ModelPool.load reads (written at the end)
 
 Training is resumable: run the same call again and finished models are kept.
+
+On a Dask cluster (``client=``), each model is one task (:func:`fit_member`): the
+workers decode the images once (in batches, each file checked against its import hash)
+into one array the scheduler keeps near them, train, and write the state_dict to the
+pool's folder (a shared file system), which the client re-hashes before it counts the
+model; with ``ship_images=True`` the client sends the images' bytes and writes the
+weights the workers return. The models are the same as the local path's (same seeds,
+same arithmetic on one thread).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -52,7 +61,8 @@ MIN_STEPS = 100
 def train_pool(cls, project: ProjectLike, *, labels: Any, archs: Sequence[str] | None,
                fractions: Sequence[float] | None, folds: int, image_size: int, epochs: int,
                batch_size: int, lr: float, seed: int, name: str, device: Any, num_workers: int,
-               jobs: int, threads: int | None, progress: bool, overwrite: bool):
+               jobs: int, threads: int | None, progress: bool, overwrite: bool, client: Any = None,
+               ship_images: bool = False):
     """:meth:`ModelPool.train` (see there); ``cls`` is the class to build."""
     from labkit._util.progress import progress_bar
 
@@ -63,6 +73,12 @@ def train_pool(cls, project: ProjectLike, *, labels: Any, archs: Sequence[str] |
     _check_options(archs, fractions, folds, epochs, batch_size, lr, seed, name, num_workers, jobs,
                    threads)
     image_size = check_size(image_size)
+    if client is not None:
+        from labkit._util.dask import check_client
+
+        client = check_client(client)
+    if not isinstance(ship_images, bool):
+        raise ValueError(f"ship_images is {ship_images!r}; expected True or False")
     table = project.images()
     labels = reference_labels(project) if labels is None else check_labels(
         labels, table.index, project.classes())
@@ -88,12 +104,13 @@ def train_pool(cls, project: ProjectLike, *, labels: Any, archs: Sequence[str] |
     with atomic_path(home / "folds.npz") as tmp:
         np.savez(tmp, sha256=keys, image=ids, label=y, fold=fold)
 
-    dev = _torch.pick_device(device)
+    dev = None if client is not None else _torch.pick_device(device)  # a bad device fails before any read
     iset = _images.project_files(project, ids, purpose=f"pool training ({name})", rehash=False)
-    x = np.empty((len(ids), 3, image_size, image_size), np.uint8)
-    for pos, xb in _images.batches(iset, range(len(ids)), size=image_size, batch_size=256,
-                                   num_workers=num_workers):
-        x[pos] = xb.numpy()  # decoded once (and hash-checked), shared by every model
+    if dev is not None:
+        x = np.empty((len(ids), 3, image_size, image_size), np.uint8)
+        for pos, xb in _images.batches(iset, range(len(ids)), size=image_size, batch_size=256,
+                                       num_workers=num_workers):
+            x[pos] = xb.numpy()  # decoded once (and hash-checked), shared by every model
 
     todo, paths, done_images = [], {}, 0
     for f in range(folds):
@@ -117,15 +134,22 @@ def train_pool(cls, project: ProjectLike, *, labels: Any, archs: Sequence[str] |
                       f"raise epochs", stacklevel=3)
     common = dict(num_classes=len(classes), epochs=epochs, batch_size=batch_size, lr=lr)
     total = done_images + sum(_images_seen(j, batch_size, epochs) for j in todo)
-    with progress_bar(total=total, initial=done_images, unit="img", disable=not progress,
-              desc=f"training pool ({len(paths)} models, {dev.type})") as bar:
-        if jobs == 1 or dev.type != "cpu" or len(todo) < 2:
-            with _torch.num_threads(threads):
-                for job in todo:
-                    bar.set_postfix_str(f"{job.arch}@{job.fraction:g} fold {job.fold}")
-                    _fit(job, x, y, common, dev, bar)
-        else:
-            _fit_in_processes(todo, x, y, common, jobs, home, bar, batch_size, epochs)
+    if dev is None:
+        used = _fit_on_cluster(client, todo, iset, y, common, image_size=image_size, device=device,
+                               threads=threads, ship=ship_images, total=total, initial=done_images,
+                               progress=progress, desc=f"training pool ({len(paths)} models, Dask)")
+        device_used = used or "Dask workers (every model trained in an earlier run)"
+    else:
+        device_used = str(dev)
+        with progress_bar(total=total, initial=done_images, unit="img", disable=not progress,
+                  desc=f"training pool ({len(paths)} models, {dev.type})") as bar:
+            if jobs == 1 or dev.type != "cpu" or len(todo) < 2:
+                with _torch.num_threads(threads):
+                    for job in todo:
+                        bar.set_postfix_str(f"{job.arch}@{job.fraction:g} fold {job.fold}")
+                        _fit(job, x, y, common, dev, bar)
+            else:
+                _fit_in_processes(todo, x, y, common, jobs, home, bar, batch_size, epochs)
 
     from labkit._util.hashing import sha256_file
 
@@ -138,7 +162,7 @@ def train_pool(cls, project: ProjectLike, *, labels: Any, archs: Sequence[str] |
                                       sha256=tuple(sha256_file(w) for w in ws), mean=mean, std=std,
                                       fraction=r))
     pool = cls(members, classes=classes, image_size=image_size, folds=(keys, fold), home=home,
-               training={**config, "device": str(dev), "trained_images": int(len(ids))})
+               training={**config, "device": device_used, "trained_images": int(len(ids))})
     manifest = pool.manifest()
     for m in manifest["members"]:
         m["weights"] = [str(Path(w).relative_to(home)) for w in m["weights"]]
@@ -214,9 +238,100 @@ def _fit_in_processes(todo, x, y, common, jobs, home, bar, batch_size, epochs) -
         x_path.unlink(missing_ok=True)
 
 
-def _labels_digest(keys: np.ndarray, y: np.ndarray) -> str:
-    import hashlib
+def fit_member(job: _Job, x: np.ndarray, y: np.ndarray, common: dict, device: Any, threads: int | None,
+               ship: bool) -> tuple[str, bytes | None, str]:
+    """A Dask task: train one model; ``(sha256 of its weight file, the file's bytes or None, device)``.
 
+    Without ``ship`` the worker writes the file to ``job.path`` (atomically; the client
+    re-hashes it), with ``ship`` it returns the bytes for the client to write.
+    """
+    import tempfile
+
+    from labkit._util.dask import torch_friendly_malloc
+    from labkit._util.hashing import sha256_file
+
+    from . import _torch
+
+    torch_friendly_malloc()
+    dev = _torch.pick_device(device)
+    with _torch.num_threads(threads):
+        mean, std = _torch.default_norm(job.arch)
+        state = _torch.train_model(job.arch, np.asarray(x[job.subset]), y[job.subset], seed=job.seed,
+                                   device=dev, mean=mean, std=std, **common)
+    if not ship:
+        _torch.save_state(state, job.path)
+        return sha256_file(job.path), None, str(dev)
+    with tempfile.TemporaryDirectory(prefix="labkit-member-") as tmp:
+        local = Path(tmp) / job.path.name
+        _torch.save_state(state, local)  # the same bytes the local path writes
+        data = local.read_bytes()
+    return hashlib.sha256(data).hexdigest(), data, str(dev)
+
+
+def _member(job: _Job) -> str:
+    return f"pool member {job.arch}@{job.fraction:g}, fold {job.fold}"
+
+
+def _fit_on_cluster(client: Any, todo: list[_Job], iset: _images.ImageSet, y: np.ndarray, common: dict, *,
+                    image_size: int, device: Any, threads: int | None, ship: bool, total: int, initial: int,
+                    progress: bool, desc: str) -> str:
+    """Train ``todo`` as Dask tasks, longest first; write or check each model's file; return the devices."""
+    import uuid
+
+    from labkit._util.atomic import write_bytes
+    from labkit._util.dask import run_tasks
+    from labkit._util.hashing import sha256_file
+    from labkit.store.errors import FixableError
+
+    if not todo:
+        return ""
+    tag = uuid.uuid4().hex[:8]
+    parts = [client.submit(_images.decode_batch, _images.sources(iset, pos, ship=ship), iset.keys[pos].tolist(),
+                           [_images.describe(iset, int(i)) for i in pos], image_size,
+                           key=f"labkit-decode-{tag}-{b}", pure=False)
+             for b, pos in enumerate(np.arange(i, min(i + 256, len(iset))) for i in range(0, len(iset), 256))]
+    # one array on the cluster, recomputed from the decode tasks if the worker holding it dies
+    x = client.submit(_images.stack, parts, key=f"labkit-decoded-{tag}", pure=False)
+    labels = client.submit(np.asarray, y, key=f"labkit-labels-{tag}", pure=False)
+    del parts
+    devices: set[str] = set()
+
+    def done(job: _Job, result: tuple[str, bytes | None, str]) -> str:
+        digest, data, dev = result
+        if data is not None:
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise ProjectError(f"{_member(job)}: the weights a Dask worker sent arrived damaged "
+                                   "(sha256 differs); run again (finished models are kept)")
+            write_bytes(job.path, data)
+        else:
+            here = sha256_file(job.path) if job.path.is_file() else None
+            if here != digest:
+                seen = "is not there" if here is None else "holds other bytes"
+                raise ProjectError(f"{_member(job)}: a Dask worker wrote {job.path}, which {seen} on this "
+                                   "machine: the workers do not share the project's folder", fix=_SHIP)
+        devices.add(dev)
+        return digest
+
+    def error(job: _Job, exc: BaseException) -> BaseException:
+        if isinstance(exc, FixableError):  # an image the workers could not use: it names the image
+            return exc
+        return ProjectError(f"{_member(job)} failed on the Dask cluster: {type(exc).__name__}: {exc}; "
+                            "the models that finished are kept: run again to resume")
+
+    longest_first = sorted(todo, key=lambda j: -len(j.subset))  # fewer idle workers at the end
+    bs, epochs = common["batch_size"], common["epochs"]
+    run_tasks(client, fit_member, longest_first,
+              args=lambda job: (job, x, labels, common, device, threads, ship), name=_member,
+              on_result=done, error=error, weight=lambda j: _images_seen(j, bs, epochs), desc=desc,
+              unit="img", total=total, initial=initial, progress=progress)
+    return ",".join(sorted(devices))
+
+
+_SHIP = Fix("pass ship_images=True (the client then sends the images and writes the weights), or run "
+            "the workers where the project's folder is mounted at the same path", None)
+
+
+def _labels_digest(keys: np.ndarray, y: np.ndarray) -> str:
     h = hashlib.sha256()
     for k, c in sorted(zip(keys.tolist(), y.tolist())):
         h.update(f"{k}:{c}\n".encode())
