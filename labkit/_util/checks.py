@@ -134,7 +134,7 @@ def check_json(value: Any, what: str) -> Any:
     """
     problem = json_problem(value, what)
     if problem is not None:
-        raise ValueError(f"{what} must be JSON-serialisable (plain dicts, lists, str, finite numbers): {problem}")
+        raise ValueError(json_message(what, problem))
     return value
 
 
@@ -155,6 +155,34 @@ def json_problem(value: Any, what: str) -> str | None:
     except (TypeError, ValueError, RecursionError):
         pass
     return _json_problem(value, what, depth)
+
+
+def json_problems(values: Sequence[Any], what: str) -> dict[int, str]:
+    """:func:`json_problem` of many values: position to problem, for the values that have one.
+
+    All values are checked together first (one ``json.dumps``, one depth walk), so a
+    column of a million valid values costs one pass; only when that finds something are
+    they checked one by one, for the messages.
+
+    Examples
+    --------
+    >>> json_problems([{"a": 1}, {"b": float("nan")}], "provenance")
+    {1: "provenance['b'] is nan"}
+    """
+    values = list(values)
+    depth = limits.max_json_depth
+    try:
+        json.dumps(values, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        if depth is None or json_depth(values, depth + 1) <= depth + 1:
+            return {}
+    except (TypeError, ValueError, RecursionError):
+        pass
+    return {i: p for i, v in enumerate(values) if (p := json_problem(v, what)) is not None}
+
+
+def json_message(what: str, problem: str) -> str:
+    """:func:`check_json`'s message for ``problem``."""
+    return f"{what} must be JSON-serialisable (plain dicts, lists, str, finite numbers): {problem}"
 
 
 def json_depth(value: Any, stop: int | None = None) -> int:

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from labkit.cli._common import LOCATION, PROJECT, ErrorsCommand, ErrorsGroup, open_project
+from labkit.cli._common import LOCATION, PROJECT, SCHEDULER, ErrorsCommand, ErrorsGroup, dask_client, open_project
 
 _ROLES = click.Choice(["admin", "annotator", "viewer"])
 
@@ -48,19 +48,30 @@ def images():
 
 @images.command("add")
 @PROJECT
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--manifest", type=click.Path(dir_okay=False), default=None,
+              help="Register the images a .csv/.parquet file lists (columns path, width, height, sha256; "
+                   "optional split, subject) without reading them; `labkit verify` re-hashes them later.")
 @click.option("--split", default=None)
 @click.option("--subject", default=None, help="Data subject shown in all these images.")
 @click.option("--consent", type=click.Choice(["given", "unknown"]), default="unknown", show_default=True,
               help="Consent status recorded for a new subject.")
 @click.option("--purpose", default=None, help="What a new subject's data may be used for.")
-def images_add(project, paths, split, subject, consent, purpose):
-    """Add image files or folders (all or nothing)."""
+@SCHEDULER
+def images_add(project, paths, manifest, split, subject, consent, purpose, scheduler):
+    """Add image files or folders, or the images of a manifest (all or nothing)."""
     from labkit.store.files import expand_paths
 
+    if bool(paths) == bool(manifest):
+        raise click.UsageError("give image files or folders, or --manifest FILE (one of the two)")
     p = open_project(project)
-    files = [q for path in paths for q in expand_paths(path)]
-    ids = p.add_images(files, split=split, subject=subject, consent=consent, purpose=purpose)
+    if manifest:
+        ids = p.add_images(manifest=manifest, split=split, subject=subject, consent=consent, purpose=purpose)
+    else:
+        files = [q for path in paths for q in expand_paths(path)]
+        with dask_client(scheduler) as client:
+            ids = p.add_images(files, split=split, subject=subject, consent=consent, purpose=purpose,
+                               client=client)
     click.echo(f"added {len(ids)} images")
 
 

@@ -314,12 +314,16 @@ def write_json(data: Any, path: str | Path, *, indent: int | None = None) -> Non
     lone surrogates (not UTF-8).
     """
     path = Path(path)
-    try:
-        check_json(data, "data")
-    except ValueError as exc:
-        raise ValueError(f"cannot write {path}: {exc}; repair or drop that value in the project") from None
+    try:  # one pass; check_json only to say what is wrong
+        text = json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as error:
+        try:
+            check_json(data, "data")
+        except ValueError as exc:
+            raise ValueError(f"cannot write {path}: {exc}; repair or drop that value in the project") from None
+        raise ValueError(f"cannot write {path}: {error}") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False), encoding="utf-8")
+    path.write_bytes(text)
 
 
 def classes_in_order(objects: list[ObjectRecord], declared: list[str] | None = None) -> list[str]:

@@ -8,13 +8,17 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from labkit._util.checks import check_json
 from labkit._util.clock import utc_now
-from labkit.geometry import KINDS, GeometryError, normalize_geometry
+from labkit._util.memory import no_gc
+from labkit.geometry import KINDS, normalize_geometry
+from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
+from labkit.store.bulk import encode_json, insert_many, raw, read_frame, stored_time
 from labkit.store.classes import ClassRepository, unknown_classes
 from labkit.store.context import StoreContext
 from labkit.store.engine import inserted_id
@@ -200,10 +204,15 @@ class AnnotationRepository:
     def insert_rows(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         """Insert checked annotation rows (``image_id``, ``annotator_id``, ``kind``, ``class_id``,
         ``geometry``, ``score``, ``source``, ``provenance``) as version 1, in one statement."""
-        if rows:
-            t = utc_now()
-            conn.execute(sa.insert(S.annotations), [
-                {**r, "version": 1, "created_at": t, "updated_at": t, "updated_by": self._ctx.user} for r in rows])
+        if not rows:
+            return
+        t = stored_time(conn, S.annotations.c.created_at, utc_now())
+        user = self._ctx.user
+        extra = [k for k in rows[0] if k not in _ROW_KEYS]  # e.g. a proposal's state
+        cols = (*_ROW_KEYS, *extra, "version", "created_at", "updated_at", "updated_by")
+        insert_many(conn, S.annotations, cols, (
+            (r["image_id"], r["annotator_id"], r["kind"], r["class_id"], encode_json(r["geometry"]), r["score"],
+             r["source"], encode_json(r["provenance"]), *(r[k] for k in extra), 1, t, t, user) for r in rows))
 
     def _current(self, conn: sa.Connection, annotation: int, *, action: str, write: bool = True) -> Any:
         """The ``annotations`` row; ValueError if there is none.
@@ -381,36 +390,42 @@ class AnnotationRepository:
         row never stops a whole read or export.
         """
         a, c, w, im = S.annotations, S.classes, S.annotators, S.images
-        stmt = (sa.select(a.c.id.label("annotation"), a.c.image_id.label("task"), w.c.name.label("worker"),
-                          c.c.name.label("label"), a.c.kind, a.c.geometry, a.c.score, a.c.source,
-                          w.c.simulated, a.c.provenance, a.c.version, a.c.created_at, a.c.updated_at,
-                          a.c.deleted_at, im.c.width.label("_width"), im.c.height.label("_height"))
-                .join(c, a.c.class_id == c.c.id).join(w, a.c.annotator_id == w.c.id)
-                .outerjoin(im, a.c.image_id == im.c.id).order_by(a.c.id))
+
+        def select(conn: sa.Connection) -> sa.Select:
+            return (sa.select(a.c.id.label("annotation"), a.c.image_id.label("task"), w.c.name.label("worker"),
+                              c.c.name.label("label"), a.c.kind, raw(conn, a.c.geometry), a.c.score, a.c.source,
+                              w.c.simulated, raw(conn, a.c.provenance), a.c.version, raw(conn, a.c.created_at),
+                              raw(conn, a.c.updated_at), a.c.deleted_at.is_not(None).label("deleted"),
+                              im.c.width.label("_width"), im.c.height.label("_height"))
+                    .join(c, a.c.class_id == c.c.id).join(w, a.c.annotator_id == w.c.id)
+                    .outerjoin(im, a.c.image_id == im.c.id).order_by(a.c.id))
+        where = []
         if kind is not None:
-            stmt = stmt.where(a.c.kind == kind)
+            where.append(a.c.kind == kind)
         if image is not None:
-            stmt = stmt.where(a.c.image_id == int(image))
+            where.append(a.c.image_id == int(image))
         if annotator is not None:
-            stmt = stmt.where(w.c.name == annotator)
+            where.append(w.c.name == annotator)
         if source is not None:
-            stmt = stmt.where(a.c.source == source)
+            where.append(a.c.source == source)
         if label is not None:
-            stmt = stmt.where(c.c.name == label)
+            where.append(c.c.name == label)
         if not include_deleted:
-            stmt = stmt.where(a.c.deleted_at.is_(None))
+            where.append(a.c.deleted_at.is_(None))
         if not include_withdrawn:
-            stmt = stmt.where(a.c.image_id.not_in(sa.select(S.images.c.id).where(S.images.c.consent == "withdrawn")))
+            where.append(a.c.image_id.not_in(sa.select(S.images.c.id).where(S.images.c.consent == "withdrawn")))
 
         def read():
             with self._ctx.connect() as conn:
                 me = self._ctx.policy.actor(conn)
                 self._ctx.policy.check_withdrawn_reads(conn, "read_annotations", include_withdrawn, me)
                 blind = me.role == "annotator" and self._ctx.policy.blind(conn)
-                q = stmt.where(a.c.annotator_id == me.id) if blind else stmt
-                return self._ctx.read_frame(q, conn)
-        df = _valid_rows(self._ctx.guard(read))
-        df["deleted"] = df.pop("deleted_at").notna()
+                q = select(conn).where(*where, *([a.c.annotator_id == me.id] if blind else []))
+                return read_frame(conn, q, json=("geometry", "provenance"), times=("created_at", "updated_at"))
+        with no_gc():
+            df = _valid_rows(self._ctx.guard(read))
+        df["deleted"] = df["deleted"].astype(bool)
+        df["simulated"] = df["simulated"].astype(bool)
         df = df.set_index("annotation")
         if kind in _EXPAND:
             for col in _EXPAND[kind]:
@@ -420,6 +435,9 @@ class AnnotationRepository:
             df["x"] = [p[0] for p in pts] if pts else pd.Series(dtype=float)
             df["y"] = [p[1] for p in pts] if pts else pd.Series(dtype=float)
         return df
+
+
+_ROW_KEYS = ("image_id", "annotator_id", "kind", "class_id", "geometry", "score", "source", "provenance")
 
 
 def _for_whom(records: Sequence[Mapping[str, Any]]) -> str | list[str] | None:
@@ -432,28 +450,38 @@ def _valid_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of a read whose kind, source, provenance and geometry are valid, geometry canonical.
 
     The rest are left out with one ``UserWarning`` naming them: rows written before the
-    database checked them (schema 2) must not stop every read and export.
+    database checked them (schema 2) must not stop every read and export. Checked column
+    by column (:func:`~labkit.geometry.bulk.normalize_many`); the messages are the row checks'.
     """
+    width, height = df.pop("_width"), df.pop("_height")
     bad: dict[int, str] = {}
-    geometries = []
-    for aid, kind, geometry, source, prov, w, h in zip(df["annotation"], df["kind"], df["geometry"], df["source"],
-                                                      df["provenance"], df.pop("_width"), df.pop("_height")):
+    kinds = df["kind"]
+    for i in np.flatnonzero(~kinds.isin(KINDS).to_numpy()).tolist():
+        bad[i] = f"unknown kind {kinds.iat[i]!r}"
+    sources = df["source"]
+    known = sources.isin(S.SOURCES) | (sources.str.startswith("import:") & (sources.str.len() > 7))
+    for i in np.flatnonzero(~known.to_numpy()).tolist():
         try:
-            if kind not in KINDS:
-                raise ValueError(f"unknown kind {kind!r}")
-            _check_source(source)
-            if not isinstance(prov, dict):
-                raise ValueError(f"provenance is {type(prov).__name__}, not a JSON object")
-            size = {} if w is None or h is None or w != w else {"width": int(w), "height": int(h)}
-            geometries.append(normalize_geometry(kind, geometry, **size))
-        except (GeometryError, ValueError, TypeError) as exc:
-            bad[int(aid)] = str(exc)
+            _check_source(sources.iat[i])
+        except ValueError as exc:
+            bad.setdefault(i, str(exc))
+    for i, prov in enumerate(df["provenance"]):
+        if type(prov) is not dict and i not in bad:
+            bad[i] = f"provenance is {type(prov).__name__}, not a JSON object"
+    ok = [i for i in range(len(df)) if i not in bad]
+    sub_kinds = kinds.to_numpy()[ok] if bad else kinds.to_numpy()
+    geoms = df["geometry"].to_numpy()[ok] if bad else df["geometry"].to_numpy()
+    w = width.to_numpy()[ok] if bad else width.to_numpy()
+    h = height.to_numpy()[ok] if bad else height.to_numpy()
+    canonical, problems = normalize_many(list(sub_kinds), list(geoms), list(w), list(h))
+    for j, why in problems.items():
+        bad[ok[j]] = why
+    df["geometry"] = pd.Series(_place(canonical, ok, len(df)) if bad else canonical, index=df.index, dtype=object)
     if not bad:
-        df["geometry"] = geometries
         return df
-    ok = ~df["annotation"].isin(list(bad))
-    df = df[ok].copy()
-    df["geometry"] = geometries
+    aids = df["annotation"].to_numpy()
+    bad = {int(aids[i]): why for i, why in sorted(bad.items())}
+    df = df[~df["annotation"].isin(list(bad))].copy()
     shown = "; ".join(f"annotation {i}: {why}" for i, why in list(bad.items())[:10])
     more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
     warnings.warn(f"{len(bad)} stored annotation{'s are' if len(bad) != 1 else ' is'} not valid and "
@@ -461,3 +489,11 @@ def _valid_rows(df: pd.DataFrame) -> pd.DataFrame:
                   "predate the database's checks; an admin deletes them with project.delete_annotation(id) or "
                   "repairs them with project.update_annotation(id, geometry=...)", UserWarning, stacklevel=4)
     return df
+
+
+def _place(values: list[Any], at: list[int], n: int) -> list[Any]:
+    """``values`` at positions ``at`` of a list of ``n`` (None elsewhere)."""
+    out: list[Any] = [None] * n
+    for i, v in zip(at, values):
+        out[i] = v
+    return out

@@ -133,8 +133,17 @@ def _too_large(width: int, height: int, max_pixels: int | None) -> str | None:
     return limit_message(f"the image is {width}x{height} = {width * height:,} pixels", max_pixels, "max_image_pixels")
 
 
+def inspect_batch(items: list[tuple[Path, int | None]]) -> list[ImageInfo | str]:
+    """:func:`_inspect` of ``(path, max_pixels)`` items: a task for Dask workers (see :func:`inspect_images`)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return [_inspect(Path(p), limit) for p, limit in items]
+
+
 def inspect_images(paths: Sequence[Path], *, progress: bool = False,
-                   max_pixels: int | None | Literal["limits"] = "limits") -> list[ImageInfo]:
+                   max_pixels: int | None | Literal["limits"] = "limits", client: Any = None) -> list[ImageInfo]:
     """Validate and hash every file; raise one ImageError listing every bad file.
 
     Parameters
@@ -152,12 +161,20 @@ def inspect_images(paths: Sequence[Path], *, progress: bool = False,
     limit = limits.max_image_pixels if max_pixels == "limits" else max_pixels
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise ValueError(f"max_pixels is {limit!r}; expected a positive integer or None (no limit)")
-    # PIL warns of images over its Image.MAX_IMAGE_PIXELS: labkit's limit decides (set here, in
-    # the calling thread, for the workers: warning filters are process-wide)
-    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=4) as pool:  # PIL and hashlib release the GIL
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        results = list(progress_bar(pool.map(lambda p: _inspect(p, limit), paths), total=len(paths),
-                                    desc="reading images", unit="img", disable=not progress or len(paths) < 50))
+    if client is not None:  # the cluster's workers read the files (they see the same paths)
+        from labkit._util.dask import map_batches
+
+        results: list[ImageInfo | str] = map_batches(
+            client, inspect_batch, [(Path(p), limit) for p in paths], batch_size=64, desc="reading images (Dask)",
+            unit="img", progress=progress and len(paths) >= 50,
+            name=lambda batch: f"images {batch[0][0]} .. {batch[-1][0]}")
+    else:
+        # PIL warns of images over its Image.MAX_IMAGE_PIXELS: labkit's limit decides (set here, in
+        # the calling thread, for the workers: warning filters are process-wide)
+        with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=4) as pool:  # PIL, hashlib release the GIL
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            results = list(progress_bar(pool.map(lambda p: _inspect(p, limit), paths), total=len(paths),
+                                        desc="reading images", unit="img", disable=not progress or len(paths) < 50))
     bad = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
     if bad:
         lines = "\n".join(f"  {p}: {why}" for p, why in bad[:50])

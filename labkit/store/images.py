@@ -12,7 +12,10 @@ privacy report's "who accessed what" is complete:
 """
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,9 +26,10 @@ import sqlalchemy as sa
 from labkit._util.checks import check_json, name_problem
 from labkit._util.clock import utc_now
 from labkit._util.hashing import sha256_file
+from labkit._util.memory import no_gc
 from labkit.store import schema as S
+from labkit.store.bulk import chunks, encode_json, insert_many, stored_time
 from labkit.store.context import StoreContext
-from labkit.store.engine import inserted_id
 from labkit.store.errors import PROJECT, Fix, ImageError, ProjectError, command
 from labkit.store.files import ImageInfo, expand_paths, inspect_images, load_rgb
 from labkit.store.subjects import SubjectRepository
@@ -47,16 +51,18 @@ class ImageRepository:
         self._ctx = ctx
         self._subjects = subjects
 
-    def add(self, paths_or_folder: str | Path | Iterable[str | Path], *, split: str | None = None,
+    def add(self, paths_or_folder: str | Path | Iterable[str | Path] | None = None, *, split: str | None = None,
             subject: str | Sequence[str | None] | None = None,
             attributes: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
             consent: str = "unknown", purpose: str | None = None, progress: bool = True,
-            max_pixels: int | None | Literal["limits"] = "limits") -> list[int]:
+            max_pixels: int | None | Literal["limits"] = "limits", manifest: Any = None,
+            client: Any = None) -> list[int]:
         """Add image files; return their new ids in input order. Admins only.
 
         Every file is decoded and hashed first; if any is missing, unreadable, corrupt or
         already in the project, an :class:`~labkit.ImageError` lists them all and nothing
-        is added.
+        is added. Files are read by 4 threads (PIL and hashlib release the GIL), or by the
+        workers of a Dask cluster (``client``).
 
         Parameters
         ----------
@@ -82,8 +88,33 @@ class ImageRepository:
             ``labkit.formats.limits.max_image_pixels`` (89,478,485, as PIL's
             ``Image.MAX_IMAGE_PIXELS``; the command line reads ``LABKIT_MAX_IMAGE_PIXELS``).
             A larger image is refused from its header, before it is decoded.
+        manifest : DataFrame or path to a .csv / .parquet file, optional
+            Register images whose sizes and hashes you already know, without reading them:
+            columns ``path``, ``width``, ``height``, ``sha256`` (optional ``split``,
+            ``subject``). Instead of ``paths_or_folder``. The files must exist; their
+            contents are checked later by ``labkit verify`` (which re-hashes them), so a
+            wrong hash is found, never silently used. For millions of files that were
+            hashed once already (e.g. a dataset's published checksums).
+        client : distributed.Client, optional
+            Read and hash the files on this Dask cluster's workers (they need the same
+            paths); the project is written here, in one transaction.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> m = pd.DataFrame({"path": ["a.png"], "width": [64], "height": [48], "sha256": ["0" * 64]})
+        >>> # project.add_images(manifest=m)   # registers a.png without reading it
         """
-        paths = expand_paths(paths_or_folder)
+        if manifest is not None:
+            if paths_or_folder is not None:
+                raise ProjectError("pass either paths_or_folder or manifest=, not both; nothing was added")
+            table = read_manifest(manifest)
+            paths = [Path(p) for p in table["path"]]
+            subject = table["subject"].tolist() if "subject" in table and subject is None else subject
+        elif paths_or_folder is None:
+            raise ProjectError("add_images needs files, a folder or manifest=; nothing was added")
+        else:
+            paths = expand_paths(paths_or_folder)
         n = len(paths)
         subjects = _per_image(subject, n, "subject", str)
         attrs = _per_image(attributes, n, "attributes", Mapping)
@@ -101,26 +132,34 @@ class ImageRepository:
             except ValueError as exc:
                 raise ProjectError(f"{exc}; nothing was added") from None
         stored = [self._ctx.stored_path(p) for p in paths]
-        dup_in_call = sorted({s for s in stored if stored.count(s) > 1})
+        counts = Counter(stored)
+        dup_in_call = sorted(s for s, k in counts.items() if k > 1)
         if dup_in_call:
             raise ImageError(f"these paths are given more than once; nothing was added: {dup_in_call[:20]}")
-        infos = inspect_images(paths, progress=progress, max_pixels=max_pixels)
+        if manifest is not None:
+            infos = manifest_infos(table, max_pixels=max_pixels)
+            splits = table["split"].tolist() if "split" in table and split is None else [split] * n
+        else:
+            infos = inspect_images(paths, progress=progress, max_pixels=max_pixels, client=client)
+            splits = [split] * n
 
         def fn(conn: sa.Connection) -> list[int]:
             self._ctx.policy.require_admin(conn, "add_images", "add images")
             consents = self._subjects.register(conn, subjects, consent=consent, purpose=purpose)
-            existing = set(conn.execute(sa.select(S.images.c.path).where(S.images.c.path.in_(stored))).scalars())
+            existing = [p for chunk in chunks(stored) for p in conn.execute(
+                sa.select(S.images.c.path).where(S.images.c.path.in_(chunk))).scalars()]
             if existing:
                 raise ImageError(f"{len(existing)} image(s) are already in the project; nothing was added: "
                                  f"{sorted(existing)[:20]}", fix=Fix(
                                      "pass only new files; project.images() lists those in the project",
                                      "pass only new files; " + command("images", "list", "-P", PROJECT)
                                      + " lists those in the project"))
-            ids = self.insert(conn, infos, split=split, subjects=subjects, attributes=attrs, consents=consents)
+            ids = self.insert(conn, infos, split=splits, subjects=subjects, attributes=attrs, consents=consents)
             self._ctx.audit(conn, "add_images", target="images", count=len(ids),
-                            first_id=ids[0] if ids else None, split=split)
+                            first_id=ids[0] if ids else None, split=split, manifest=manifest is not None)
             return ids
-        return self._ctx.write(fn)
+        with no_gc():
+            return self._ctx.write(fn)
 
     def table(self, *, split: str | None = None, subject: str | None = None,
               include_withdrawn: bool = False) -> pd.DataFrame:
@@ -292,16 +331,24 @@ class ImageRepository:
             img.path.in_(list(set(paths.values())))))} if paths else {}
         return [by_path.get(paths[i]) if isinstance(i, (str, Path)) else by_id.get(int(i)) for i in images]
 
-    def insert(self, conn: sa.Connection, infos: Sequence[ImageInfo], *, split: str | None,
+    def insert(self, conn: sa.Connection, infos: Sequence[ImageInfo], *, split: str | None | Sequence[str | None],
                subjects: Sequence[str | None], attributes: Sequence[Mapping[str, Any] | None],
                consents: Mapping[str, str]) -> list[int]:
-        """Insert checked images (the caller checked rights and duplicates); return their ids."""
-        t = utc_now()
-        return [inserted_id(conn.execute(sa.insert(S.images).values(
-            path=self._ctx.stored_path(info.path), sha256=info.sha256, width=info.width, height=info.height,
-            split=split, subject=sub, attributes=dict(at or {}), added_at=t,
-            consent=consents.get(sub) if sub is not None else None)))
-            for info, sub, at in zip(infos, subjects, attributes)]
+        """Insert checked images (the caller checked rights and duplicates) in bulk; return their ids."""
+        if not infos:
+            return []
+        splits = [split] * len(infos) if split is None or isinstance(split, str) else list(split)
+        t = stored_time(conn, S.images.c.added_at, utc_now())
+        paths = [self._ctx.stored_path(info.path) for info in infos]
+        before = conn.execute(sa.select(sa.func.coalesce(sa.func.max(S.images.c.id), 0))).scalar_one()
+        insert_many(conn, S.images, ("path", "sha256", "width", "height", "split", "subject", "attributes",
+                                     "added_at", "consent"),
+                    ((path, info.sha256, info.width, info.height, sp, sub, encode_json(dict(at or {})), t,
+                      consents.get(sub) if sub is not None else None)
+                     for path, info, sp, sub, at in zip(paths, infos, splits, subjects, attributes)))
+        # ids in input order: ours are the new rows with these paths (paths are unique)
+        found = dict(conn.execute(sa.select(S.images.c.path, S.images.c.id).where(S.images.c.id > before)).all())
+        return [int(found[p]) for p in paths]
 
     def all_rows(self, conn: sa.Connection) -> list[Any]:
         """Every ``images`` row (for matching an import's file names), whatever :meth:`table` filters."""
@@ -328,6 +375,78 @@ class ImageRepository:
         img = S.images.c
         rows = conn.execute(sa.select(img.id, img.path, img.sha256).order_by(img.id)).all()
         return [(int(r.id), self._ctx.resolve(r.path), r.sha256) for r in rows]
+
+
+def read_manifest(manifest: Any) -> pd.DataFrame:
+    """A manifest as a checked table: ``path`` (absolute), ``width``, ``height``, ``sha256`` (+ ``split``, ``subject``).
+
+    Relative paths are taken relative to the manifest file's folder (a DataFrame's: to
+    the working directory). Checked column by column; one :class:`~labkit.ImageError`
+    lists every bad row.
+    """
+    base = Path.cwd()
+    if isinstance(manifest, pd.DataFrame):
+        table, where = manifest.copy(), "the manifest"
+    else:
+        path = Path(manifest)
+        if not path.is_file():
+            raise ImageError(f"no manifest file {path}", fix=Fix(
+                "give a .csv or .parquet file with columns path, width, height, sha256"))
+        suffix = path.suffix.lower()
+        if suffix not in (".csv", ".parquet"):
+            raise ImageError(f"manifest {path} is neither .csv nor .parquet",
+                             fix=Fix("save it with DataFrame.to_csv(...) or DataFrame.to_parquet(...)"))
+        table = pd.read_csv(path, dtype={"path": str, "sha256": str, "split": str, "subject": str},
+                            keep_default_na=False, na_values=[""]) if suffix == ".csv" else pd.read_parquet(path)
+        where, base = str(path), path.resolve().parent
+    need = ["path", "width", "height", "sha256"]
+    if missing := [c for c in need if c not in table]:
+        raise ImageError(f"{where} lacks column(s) {missing}; it has {list(table.columns)}",
+                         fix=Fix("a manifest has columns path, width, height, sha256 (and optional split, subject)"))
+    problems: list[str] = []
+
+    def bad(mask: Any, why: str) -> None:
+        rows = np.flatnonzero(np.asarray(mask, bool))
+        if len(rows):
+            problems.append(f"rows {rows[:10].tolist()}{' ...' if len(rows) > 10 else ''} ({len(rows)}): {why}")
+
+    paths = table["path"]
+    bad(~paths.map(lambda v: isinstance(v, str) and bool(v)), "path is not a file name")
+    for col in ("width", "height"):
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad(~(values.notna() & (values > 0) & (values == values.round())), f"{col} is not a positive integer")
+        table[col] = values.fillna(0).astype(np.int64)
+    sha = table["sha256"].astype(str).str.lower()
+    bad(~sha.str.fullmatch(r"[0-9a-f]{64}"), "sha256 is not 64 hexadecimal digits")
+    table["sha256"] = sha
+    if problems:
+        raise ImageError(f"{where}: {len(problems)} problem(s); nothing was added:\n  " + "\n  ".join(problems))
+    table["path"] = [p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p)) for p in paths]
+    for col in ("split", "subject"):
+        if col in table:
+            table[col] = table[col].astype(object).where(table[col].notna(), None)
+    return table.reset_index(drop=True)
+
+
+def manifest_infos(table: pd.DataFrame, *, max_pixels: int | None | Literal["limits"] = "limits") -> list[ImageInfo]:
+    """ImageInfo of each manifest row, without reading the files: they must exist and be within the pixel limit."""
+    from labkit._util.checks import limits
+
+    limit = limits.max_image_pixels if max_pixels == "limits" else max_pixels
+    paths = table["path"].tolist()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        exists = list(pool.map(os.path.isfile, paths, chunksize=256))
+    problems = [f"  {p}: file not found" for p, ok in zip(paths, exists) if not ok]
+    if limit is not None:
+        big = (table["width"] * table["height"]).to_numpy() > limit
+        problems += [f"  {p}: {w}x{h} is more than labkit's limit of {limit:,} pixels (limits.max_image_pixels)"
+                     for p, w, h in zip(table["path"][big], table["width"][big], table["height"][big])]
+    if problems:
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        raise ImageError(f"{len(problems)} manifest row(s) cannot be added; nothing was added:\n"
+                         + "\n".join(problems[:50]) + more)
+    return [ImageInfo(path=Path(p), sha256=h, width=int(w), height=int(ht))
+            for p, h, w, ht in zip(paths, table["sha256"].tolist(), table["width"].tolist(), table["height"].tolist())]
 
 
 def missing_images(missing: Sequence[int | str | Path]) -> ProjectError:

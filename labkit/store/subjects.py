@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from labkit._util.clock import utc_now
 from labkit.privacy.pseudonyms import MIN_INFIX, IdMatcher
 from labkit.store import schema as S
+from labkit.store.bulk import chunks, insert_many, stored_time
 from labkit.store.context import StoreContext
 from labkit.store.engine import BUSY_TIMEOUT_MS
 from labkit.store.errors import PROJECT, Fix, ProjectError, command
@@ -278,8 +279,8 @@ class SubjectRepository:
         if bad:
             raise ValueError(f"subject ids must be non-empty strings, got {bad[:5]}")
         t = utc_now()
-        have = dict(conn.execute(sa.select(S.subjects.c.subject, S.subjects.c.consent)
-                                 .where(S.subjects.c.subject.in_(names))).all()) if names else {}
+        have = {k: v for chunk in chunks(names) for k, v in conn.execute(  # IN lists under the bind limit
+            sa.select(S.subjects.c.subject, S.subjects.c.consent).where(S.subjects.c.subject.in_(chunk))).all()}
         withdrawn = [s for s in names if have.get(s) == "withdrawn"]
         if withdrawn:
             first = withdrawn[0]
@@ -290,9 +291,9 @@ class SubjectRepository:
                         + command("privacy", "consent", "-P", PROJECT, first, "--status", "given")))
         new = [s for s in names if s not in have]
         if new:
-            conn.execute(sa.insert(S.subjects), [
-                {"subject": s, "consent": consent, "purpose": purpose, "created_at": t,
-                 "consent_at": t if consent == "given" else None} for s in new])
+            at = stored_time(conn, S.subjects.c.created_at, t)
+            insert_many(conn, S.subjects, ("subject", "consent", "purpose", "created_at", "consent_at"),
+                        ((s, consent, purpose, at, at if consent == "given" else None) for s in new))
         return {**have, **dict.fromkeys(new, consent)}
 
     def row(self, conn: sa.Connection, subject: str) -> Any:

@@ -1,0 +1,391 @@
+"""The bulk paths give exactly what the row-by-row paths gave, and keep every guarantee.
+
+The row-by-row references live here (they were labkit's code before the bulk paths):
+``normalize_geometry`` per row for reads and imports, the COCO reader's record path, the
+typed SQLAlchemy select for ``annotations()``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labkit.geometry import GeometryError, normalize_geometry
+from labkit.geometry.bulk import normalize_many
+from labkit.store import schema as S
+from tests.conftest import write_image
+from tests.store.helpers import snapshot
+
+# ----------------------------------------------------------------------------------- geometry --
+_number = st.one_of(st.floats(-5, 70, allow_nan=False), st.integers(-3, 70), st.just(float("nan")),
+                    st.just(float("inf")), st.booleans(), st.just("3"), st.none())
+_coord = st.floats(-3, 68, allow_nan=False)
+_pairs = st.lists(st.lists(_coord, min_size=2, max_size=2), min_size=0, max_size=6)
+
+
+def _geometries():
+    box = st.one_of(st.fixed_dictionaries({k: _number for k in ("x0", "y0", "x1", "y1")}),
+                    st.builds(lambda x, y, w, h: {"x0": x, "y0": y, "x1": x + w, "y1": y + h},
+                              _coord, _coord, st.floats(0, 30), st.floats(0, 30)),
+                    st.lists(_number, min_size=3, max_size=5), st.just({"x0": 1.0}))
+    ring = st.one_of(_pairs, st.lists(st.lists(_number, min_size=1, max_size=3), max_size=4),
+                     st.lists(_coord, min_size=6, max_size=8))
+    polygon = st.one_of(st.builds(lambda r: {"points": r}, ring),
+                        st.builds(lambda r, h: {"points": r, "holes": h}, ring, st.lists(ring, max_size=2)),
+                        st.builds(lambda a, b: {"parts": [{"points": a}, {"points": b}]}, ring, ring),
+                        st.builds(lambda a: {"parts": [{"points": a}]}, ring), ring)
+    point = st.one_of(st.builds(lambda r: {"points": r}, _pairs), st.lists(_coord, min_size=2, max_size=2))
+    ellipse = st.fixed_dictionaries({"cx": _coord, "cy": _coord, "rx": _number, "ry": st.floats(0, 9),
+                                     "angle": st.floats(-90, 90)})
+    mask = st.sampled_from([{"size": [48, 64], "counts": [3072]}, {"size": [48, 64], "counts": [1, 2]},
+                            {"size": [10, 10], "counts": [100]}])
+    return st.one_of(st.tuples(st.just("box"), box), st.tuples(st.just("polygon"), polygon),
+                     st.tuples(st.just("point"), point), st.tuples(st.just("ellipse"), ellipse),
+                     st.tuples(st.just("mask"), mask), st.tuples(st.sampled_from(["label", "bogus"]), st.none()))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_geometries(), st.sampled_from([64, None]), st.sampled_from([48, None])),
+                min_size=1, max_size=40))
+def test_normalize_many_is_normalize_geometry_row_by_row(rows):
+    kinds = [k for (k, _), _, _ in rows]
+    geoms = [g for (_, g), _, _ in rows]
+    out, bad = normalize_many(kinds, geoms, [w for _, w, _ in rows], [h for _, _, h in rows])
+    for i, ((kind, g), w, h) in enumerate(rows):
+        try:
+            want = normalize_geometry(kind, g, width=w, height=h)
+        except (GeometryError, ValueError, TypeError) as exc:
+            assert bad.get(i) == str(exc)
+        else:
+            assert i not in bad and repr(out[i]) == repr(want)
+
+
+def test_normalize_many_checks_canonical_rows_in_bulk():
+    """The common case never reaches the row path (that is what makes it fast)."""
+    import labkit.geometry.bulk as bulk
+
+    calls = []
+    real = bulk.normalize_geometry
+    bulk.normalize_geometry = lambda *a, **k: calls.append(a) or real(*a, **k)
+    try:
+        out, bad = normalize_many(["box", "polygon", "point"] * 100,
+                                  [{"x0": 1.0, "y0": 2.0, "x1": 3.0, "y1": 4.0},
+                                   {"points": [[0.0, 0.0], [5.0, 0.0], [5.0, 5.0]]},
+                                   {"points": [[1.0, 1.0]]}] * 100, [10] * 300, [10] * 300)
+    finally:
+        bulk.normalize_geometry = real
+    assert not bad and not calls and len(out) == 300
+
+
+# ---------------------------------------------------------------------------------- COCO reader --
+def _coco_variants(rng):
+    def bad_value():
+        return rng.choice([True, None, "x", float("nan"), 10 ** 400, -3.0])
+
+    def ann(i, clean):
+        a = {"id": i, "image_id": rng.choice([1, 2, 3] if clean else [1, 2, 3, 9, "1"]),
+             "category_id": rng.choice([1, 2] if clean else [1, 2, 7])}
+        r = rng.random()
+        if r < 0.4:
+            a["bbox"] = [rng.uniform(0, 30), rng.uniform(0, 30), rng.uniform(0, 9), rng.randint(0, 9)]
+            if not clean and rng.random() < 0.2:
+                a["bbox"][rng.randrange(4)] = bad_value()
+        elif r < 0.8:
+            sizes = [6, 8, 10] if clean else [6, 8, 7, 4]
+            a["segmentation"] = [[rng.uniform(0, 30) for _ in range(rng.choice(sizes))]
+                                 for _ in range(rng.choice([1, 1, 2]))]
+            if not clean and rng.random() < 0.2:
+                a["segmentation"][0][0] = bad_value()
+            a["bbox"] = [1, 2, 3, 4]
+        elif r < 0.9:
+            a["segmentation"] = {"size": [40, 50], "counts": rng.choice([[1000, 1000], [0, 2000]] if clean
+                                                                        else ["PPYo1", [0, 2000]])}
+        else:
+            a["bbox"] = [1, 2, 3, 4]
+            if not clean:
+                a["keypoints"] = [1, 2, 2]
+        if rng.random() < 0.2:
+            a["score"] = rng.random() if clean or rng.random() < 0.5 else bad_value()
+        if rng.random() < 0.3:
+            a["area"] = rng.random() if clean else bad_value()
+        if rng.random() < 0.3:
+            a["iscrowd"] = rng.choice([0, 1] if clean else [0, 1, True])
+        if not clean and rng.random() < 0.05:
+            a["extra"] = 1
+        return a
+
+    for trial in range(300):
+        clean = trial % 2 == 0
+        anns = [ann(i, clean) for i in range(rng.randint(1, 25))]
+        if not clean and rng.random() < 0.2:
+            anns[-1]["id"] = anns[0]["id"]
+        yield clean, {"images": [{"id": k, "file_name": f"f{k}.png", "width": 50, "height": 40} for k in (1, 2, 3)],
+                      "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}], "annotations": anns}
+
+
+def test_the_coco_bulk_reader_gives_the_record_readers_result(tmp_path, monkeypatch):
+    import random
+
+    from labkit.formats import FormatError, coco
+
+    path = tmp_path / "c.json"
+    real = coco._fast_annotations
+    fast_used = []
+    monkeypatch.setattr(coco, "_fast_annotations", lambda *a: fast_used.append(r := real(*a)) or r)
+    for _, data in _coco_variants(random.Random(7)):
+        path.write_text(json.dumps(data))
+        results = []
+        for fast in (True, False):
+            with monkeypatch.context() as m:
+                if not fast:
+                    m.setattr(coco, "_fast_annotations", lambda *a: None)
+                try:
+                    ds = coco.read(path)
+                    results.append(repr((ds.images, ds.objects, ds.classes)))
+                except FormatError as exc:
+                    results.append(f"FormatError {exc}")
+        assert results[0] == results[1], data
+    assert sum(r is not None for r in fast_used) > 100  # the bulk path did the clean files
+
+
+# ---------------------------------------------------------------------------- annotations() read --
+def _reference_table(project) -> pd.DataFrame:
+    """annotations() the row-by-row way: SQLAlchemy's typed select, normalize_geometry per row."""
+    a, c, w, im = S.annotations, S.classes, S.annotators, S.images
+    stmt = (sa.select(a.c.id.label("annotation"), a.c.image_id.label("task"), w.c.name.label("worker"),
+                      c.c.name.label("label"), a.c.kind, a.c.geometry, a.c.score, a.c.source, w.c.simulated,
+                      a.c.provenance, a.c.version, a.c.created_at, a.c.updated_at, a.c.deleted_at,
+                      im.c.width, im.c.height)
+            .join(c, a.c.class_id == c.c.id).join(w, a.c.annotator_id == w.c.id)
+            .outerjoin(im, a.c.image_id == im.c.id).where(a.c.deleted_at.is_(None)).order_by(a.c.id))
+    with project.store.ctx.engine.connect() as conn:
+        res = conn.execute(stmt)
+        df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+    df["geometry"] = [normalize_geometry(k, g, width=int(wd), height=int(ht))
+                      for k, g, wd, ht in zip(df["kind"], df["geometry"], df.pop("width"), df.pop("height"))]
+    df["deleted"] = df.pop("deleted_at").notna()
+    return df.set_index("annotation")
+
+
+def test_annotations_reads_what_the_row_path_read(project, tmp_path):
+    rng = np.random.default_rng(3)
+    ids = [int(i) for i in project.images().index]
+    records = []
+    for j in range(300):
+        kind = ["box", "polygon", "point", "ellipse", "mask", "label"][j % 6]
+        x, y = float(rng.uniform(0, 20)), float(rng.uniform(0, 15))
+        geometry = {"box": [x, y, x + 5, y + 5], "polygon": [[x, y], [x + 9, y], [x, y + 7]],
+                    "point": [x, y], "ellipse": {"cx": 20.0, "cy": 15.0, "rx": 4.0, "ry": 2.0, "angle": 30.0},
+                    "mask": np.eye(30, 40, dtype=bool), "label": None}[kind]
+        records.append(dict(image=ids[j % 5], kind=kind, label=["cat", "dog", "bird"][j % 3],
+                            annotator=["ana", "ben", "cy"][j % 3], geometry=geometry,
+                            score=None if j % 4 else 0.5, provenance={"j": j, "nested": {"a": [1, 2]}}))
+    project.add_annotations(records)
+    project.delete_annotation(int(project.annotations().index[7]))
+    got = project.annotations()
+    pd.testing.assert_frame_equal(got, _reference_table(project))
+    assert len(got) == 299
+
+
+# ------------------------------------------------------------------------------------ imports --
+def _coco_file(path: Path, names: list[str], n: int, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    anns = []
+    for j in range(n):
+        x, y, w, h = (round(float(v), 2) for v in (*rng.uniform(0, 20, 2), *rng.uniform(0, 9, 2)))
+        a = {"id": j + 1, "image_id": int(rng.integers(1, len(names) + 1)), "category_id": int(rng.integers(1, 4)),
+             "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0}
+        if j % 2:
+            a["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+        anns.append(a)
+    data = {"images": [{"id": i + 1, "file_name": n_, "width": 40, "height": 30} for i, n_ in enumerate(names)],
+            "categories": [{"id": k + 1, "name": c} for k, c in enumerate(["cat", "dog", "bird"])],
+            "annotations": anns}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_an_import_stores_the_rows_the_api_would_store(project, tmp_path, image_files):
+    """Imported rows read back equal to the same objects added one by one through the API."""
+    from labkit.formats import coco
+
+    path = _coco_file(tmp_path / "c.json", [f.name for f in image_files], 400)
+    project.add_annotator("vendor", role="annotator")
+    project.import_annotations(path, format="coco", annotator="vendor")
+    imported = project.annotations(annotator="vendor")
+    ds = coco.read(path)
+    ids = {Path(p).name: int(i) for i, p in project.images()["path"].items()}
+    want = [normalize_geometry(o.kind, o.geometry, width=40, height=30) for o in ds.objects]
+    assert imported["geometry"].tolist() == want
+    assert imported["kind"].tolist() == [o.kind for o in ds.objects]
+    assert imported["task"].tolist() == [ids[o.image_key] for o in ds.objects]
+    assert imported["provenance"].tolist() == [{**o.provenance, "import": {"format": "coco", "file": str(path)}}
+                                               for o in ds.objects]
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import labkit
+    import labkit.store.annotations as A
+
+    real = A.insert_many
+
+    def slow(conn, table, columns, rows, **kw):
+        def rows_then_stall():
+            for i, row in enumerate(rows):
+                if i == 50_000:
+                    Path(sys.argv[3]).write_text("half")   # half the rows are in the open transaction
+                    time.sleep(600)
+                yield row
+        return real(conn, table, columns, rows_then_stall(), batch=10_000)
+
+    A.insert_many = slow
+    p = labkit.Project.open(sys.argv[1], user="admin")
+    p.import_annotations(sys.argv[2], format="coco", annotator="vendor")
+""")
+
+
+def test_an_import_killed_half_way_leaves_the_project_untouched(location, tmp_path):
+    """SIGKILL of the importing process after 50,000 of 100,000 objects: no row of it is stored."""
+    from labkit import Project
+
+    files = [write_image(tmp_path / "imgs" / f"i{k}.png", seed=k) for k in range(20)]
+    p = Project.create(location, classes=["cat", "dog", "bird"], user="admin")
+    p.add_images(files, progress=False)
+    p.add_annotator("vendor")
+    p.add_annotations([dict(image=1, kind="label", label="cat", annotator="vendor")])
+    before = snapshot(p)
+    coco_path = _coco_file(tmp_path / "big.json", [f.name for f in files], 100_000)
+    marker = tmp_path / "marker"
+    script = tmp_path / "kill.py"
+    script.write_text(_KILL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script), str(location), str(coco_path), str(marker)], env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            assert proc.poll() is None, "the import ended before it was half-way"
+            assert time.monotonic() < deadline, "the import never got half-way"
+            time.sleep(0.05)
+        with p.store.ctx.engine.connect() as conn:  # the half is really there, uncommitted
+            if p.store.ctx.backend == "postgresql":
+                busy = conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE state = "
+                                            "'idle in transaction'").scalar()
+                assert busy >= 1
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    p.close()
+    again = Project.open(location, user="admin")
+    try:
+        assert snapshot(again) == before
+        if again.store.ctx.backend == "sqlite":
+            with again.store.ctx.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        again.import_annotations(coco_path, format="coco", annotator="vendor")  # and it still works
+        assert len(again.annotations()) == 100_001
+    finally:
+        again.close()
+
+
+# --------------------------------------------------------------------------------- add_images --
+def _manifest(files: list[Path]) -> pd.DataFrame:
+    from labkit._util.hashing import sha256_file
+
+    return pd.DataFrame({"path": [str(f) for f in files], "width": 40, "height": 30,
+                         "sha256": [sha256_file(f) for f in files]})
+
+
+def test_a_manifest_registers_what_reading_the_files_would(location, tmp_path, image_files):
+    from labkit import Project
+
+    read = Project.create(tmp_path / "read", classes=["cat"], user="admin")
+    read.add_images(image_files, split="train")
+    listed = Project.create(location, classes=["cat"], user="admin")
+    m = _manifest(image_files)
+    m["split"] = "train"
+    m.to_csv(tmp_path / "m.csv", index=False)
+    ids = listed.add_images(manifest=tmp_path / "m.csv")
+    cols = ["path", "sha256", "width", "height", "split"]
+    a, b = read.images(), listed.images()
+    b["path"] = [str(Path(x)) for x in b["path"]]
+    a["path"] = [str(read.store.ctx.resolve(x)) for x in a["path"]]
+    pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
+    assert ids == list(b.index)
+    assert listed.verify(progress=False).attrs["summary"]["changed"] == 0
+
+
+def test_a_bad_manifest_names_its_rows_and_adds_nothing(project, tmp_path, image_files):
+    from labkit import ImageError
+
+    m = _manifest(image_files)
+    m.loc[1, "sha256"] = "xyz"
+    m.loc[3, "width"] = -4
+    before = snapshot(project)
+    with pytest.raises(ImageError) as err:
+        project.add_images(manifest=m.assign(path=[str(tmp_path / "other" / f"{i}.png") for i in range(5)]))
+    assert "rows [1] (1): sha256 is not 64 hexadecimal digits" in str(err.value)
+    assert "rows [3] (1): width is not a positive integer" in str(err.value)
+    ok = _manifest(image_files).assign(path=[str(tmp_path / "gone.png")] + [str(f) for f in image_files[1:]])
+    with pytest.raises(ImageError, match=r"gone.png: file not found"):
+        project.add_images(manifest=ok)
+    with pytest.raises(ImageError, match="already in the project"):
+        project.add_images(manifest=_manifest(image_files))
+    assert snapshot(project) == before
+
+
+def test_tens_of_thousands_of_images_in_one_call(tmp_path):
+    """More paths than SQLite binds in one statement (32,766): the bulk path batches its lookups."""
+    from labkit import Project
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    n = 40_000
+    for i in range(n):
+        (folder / f"{i}.png").touch()
+    m = pd.DataFrame({"path": [str(folder / f"{i}.png") for i in range(n)], "width": 64, "height": 48,
+                      "sha256": [f"{i:064x}" for i in range(n)], "subject": [f"s{i % 50_000}" for i in range(n)]})
+    p = Project.create(tmp_path / "proj", classes=["cat"], user="admin")
+    t = time.perf_counter()
+    ids = p.add_images(manifest=m)
+    elapsed = time.perf_counter() - t
+    assert ids == list(range(1, n + 1))
+    assert len(p.subjects()) == n
+    assert elapsed < 60, elapsed
+    with pytest.raises(Exception, match="already in the project"):
+        p.add_images(manifest=m)
+
+
+def test_images_add_manifest_on_the_command_line(tmp_path, image_files):
+    from click.testing import CliRunner
+
+    from labkit import Project
+    from labkit.cli import main
+
+    Project.create(tmp_path / "proj", classes=["cat"], user="admin").close()
+    _manifest(image_files).to_parquet(tmp_path / "m.parquet")
+    res = CliRunner(env={"LABKIT_USER": "admin"}).invoke(main, ["images", "add", "-P", str(tmp_path / "proj"),
+                                                                "--manifest", str(tmp_path / "m.parquet")])
+    assert res.exit_code == 0 and "added 5 images" in res.output, res.output
+    res = CliRunner(env={"LABKIT_USER": "admin"}).invoke(main, ["images", "add", "-P", str(tmp_path / "proj")])
+    assert res.exit_code == 2 and "--manifest FILE" in res.output, res.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(Project.open(tmp_path / "proj", user="admin").images()) == 5
