@@ -355,6 +355,41 @@ def test_verify_on_the_cluster_reports_what_the_local_check_does(digits, local_p
     assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9' within 2 s" in res.output
 
 
+def test_add_images_on_the_cluster_stores_what_the_local_read_does(client, tmp_path):
+    """The workers read and hash the files; the rows equal the local threads' (and a bad file is named)."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from labkit import ImageError, Project
+    from labkit.cli import main
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(120):
+        files.append(tmp_path / "imgs" / f"{i:03d}.png")
+        files[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (20 + i % 7, 30, 3), dtype=np.uint8)).save(files[-1])
+    here = Project.create(tmp_path / "here", classes=["a"], user="admin")
+    there = Project.create(tmp_path / "there", classes=["a"], user="admin")
+    here.add_images(files, progress=False)
+    there.add_images(files, progress=False, client=client)
+    cols = ["path", "sha256", "width", "height"]
+    pd.testing.assert_frame_equal(here.images()[cols], there.images()[cols])
+    (tmp_path / "imgs" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ImageError, match=r"bad.png: not an image PIL can identify"):
+        there.add_images([tmp_path / "imgs" / "bad.png"], progress=False, client=client)
+    assert len(there.images()) == 120
+    res = CliRunner(env={"LABKIT_USER": "admin"}).invoke(
+        main, ["images", "add", "-P", str(tmp_path / "cli"), str(tmp_path / "imgs" / "000.png"),
+               "--scheduler", client.scheduler.address])
+    assert res.exit_code != 0  # no project there: the error, not a traceback
+    Project.create(tmp_path / "cli", classes=["a"], user="admin").close()
+    res = CliRunner(env={"LABKIT_USER": "admin"}).invoke(
+        main, ["images", "add", "-P", str(tmp_path / "cli"), *map(str, files[:60]), "--scheduler",
+               client.scheduler.address])
+    assert res.exit_code == 0 and "added 60 images" in res.output, res.output
+
+
 # ---------------------------------------------------------------------- runner --
 def test_the_runner_keeps_order_and_names_a_failed_batch(client, tmp_path):
     from labkit._util.dask import TaskFailed, map_batches, sha256_batch

@@ -66,12 +66,12 @@ def normalize_many(kinds: Sequence[str], geometries: Sequence[Any], widths: Sequ
     out = list(geometries)
     kinds_arr = np.asarray(kinds, dtype=object)
     slow: list[int] = []
-    for kind, check in (("box", _boxes), ("polygon", _rings), ("point", _rings)):
+    for kind, check in (("box", _boxes), ("polygon", _rings), ("point", _rings), ("mask", _masks)):
         idx = np.flatnonzero(kinds_arr == kind)
         if len(idx):
             slow += check(kind, idx, out, w, h, tolerance)
     done = np.zeros(n, bool)
-    for kind in ("box", "polygon", "point"):
+    for kind in ("box", "polygon", "point", "mask"):
         done |= kinds_arr == kind
     slow += [int(i) for i in np.flatnonzero(~done)]
     problems: dict[int, str] = {}
@@ -171,6 +171,83 @@ def _rings(kind: str, idx: np.ndarray, out: list[Any], w: np.ndarray, h: np.ndar
     keep_arr = np.asarray(keep)
     ok = ~bad & _inside(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1], w[keep_arr], h[keep_arr], tol)
     return slow + keep_arr[~ok].tolist()
+
+
+def _masks(kind: str, idx: np.ndarray, out: list[Any], w: np.ndarray, h: np.ndarray, tol: float) -> list[int]:
+    """Check canonical RLE masks in bulk (size, counts decoded for all masks at once); return the rest.
+
+    A mask passes when it is ``{"size": [H, W], "counts": str}`` with the image's size and
+    counts that decode (as pycocotools' ``rleFrString``) to non-negative runs covering
+    exactly H x W pixels: what the row check accepts. The string is then kept as given
+    (the API stores canonical strings; anything else takes the row path).
+    """
+    keep, strings, sizes = [], [], []
+    slow: list[int] = []
+    for i in idx.tolist():
+        g = out[i]
+        size = g.get("size") if type(g) is dict and tuple(g) == ("size", "counts") else None
+        if (type(size) is list and len(size) == 2 and type(size[0]) is int and type(size[1]) is int
+                and type(g["counts"]) is str and g["counts"]
+                and (w[i] != w[i] or size[1] == w[i]) and (h[i] != h[i] or size[0] == h[i])):
+            keep.append(i)
+            strings.append(g["counts"])
+            sizes.append(size[0] * size[1])
+        else:
+            slow.append(i)
+    if not keep:
+        return slow
+    ok = _rle_covers(strings, np.asarray(sizes, np.int64))
+    return slow + [i for i, good in zip(keep, ok.tolist()) if not good]
+
+
+def _rle_covers(strings: list[str], pixels: np.ndarray) -> np.ndarray:
+    """For each COCO compressed RLE string: does it decode to non-negative runs summing to ``pixels``?
+
+    pycocotools' ``rleFrString`` over all strings at once with numpy: 5 bits per character,
+    0x20 continues a number, 0x10 of its last character is the sign, and from the fourth
+    run on each value is a difference to the run two before.
+    """
+    lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+    try:
+        data = np.frombuffer("".join(strings).encode("ascii"), np.uint8).astype(np.int64) - 48
+    except UnicodeEncodeError:
+        return np.zeros(len(strings), bool)
+    owner = np.repeat(np.arange(len(strings)), lengths)
+    good = np.ones(len(strings), bool)
+    np.logical_and.at(good, owner, (data >= 0) & (data < 64))
+    ends = (data & 0x20) == 0  # the last character of a number
+    last = np.cumsum(lengths) - 1
+    good &= ends[last]  # no string stops inside a number
+    ends[last] = True  # (and a bad one's last number stops there, not in the next string)
+    if not good.any():
+        return good
+    starts = np.r_[0, np.flatnonzero(ends)[:-1] + 1]  # first character of each number
+    number = np.cumsum(np.r_[0, ends[:-1]])  # number index of each character
+    position = np.arange(len(data)) - starts[number]
+    too_long = position > 11  # beyond 60 bits: the row check decides (and refuses)
+    np.logical_and.at(good, owner, ~too_long)
+    position = np.where(too_long, 0, position)
+    value = np.add.reduceat((data & 0x1F) << (5 * position), starts)
+    end_at = np.flatnonzero(ends)
+    negative = (data[end_at] & 0x10) != 0
+    value = np.where(negative, value - (np.int64(1) << (5 * (position[end_at] + 1))), value)
+    run_owner = owner[end_at]
+    first = np.searchsorted(run_owner, np.arange(len(strings)))
+    j = np.arange(len(value)) - first[run_owner]  # run index within its string
+    group = np.where(j == 0, -1, j % 2)  # run 0 alone; then odd runs and even runs add up separately
+    key = run_owner * 3 + group + 1
+    order = np.lexsort((j, key))
+    summed = value[order]
+    csum = np.cumsum(summed)
+    key_sorted = key[order]
+    boundary = np.r_[True, key_sorted[1:] != key_sorted[:-1]]
+    base = np.maximum.accumulate(np.where(boundary, np.arange(len(csum)), 0))
+    runs = np.empty_like(value)
+    runs[order] = csum - (csum[base] - summed[base])
+    np.logical_and.at(good, run_owner, runs >= 0)
+    total = np.zeros(len(strings), np.int64)
+    np.add.at(total, run_owner, runs)
+    return good & (total == pixels)
 
 
 def _firsts(pairs: list[Any]) -> list[Any]:

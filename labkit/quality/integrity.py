@@ -469,21 +469,67 @@ def geometry_findings(annotations: pd.DataFrame, sizes: pd.DataFrame, *,
     """
     _require(annotations, ("task", "kind", "geometry"), "annotations")
     _require(sizes, ("width", "height"), "sizes")
-    rows = []
-    for aid, r in annotations.iterrows():
-        if r["kind"] == "label":
-            continue
-        base = {"image": int(r["task"]), "annotation": int(aid), "worker": r.get("worker"),
-                "label": r.get("label")}
-        if r["task"] not in sizes.index:
-            raise ValueError(f"annotation {aid} is on image {r['task']}, which sizes does not list")
-        w, h = float(sizes.at[r["task"], "width"]), float(sizes.at[r["task"], "height"])
-        try:
-            problems = _one_geometry(r["kind"], r["geometry"], w, h, float(tolerance))
-        except (KeyError, TypeError, ValueError) as exc:
-            problems = [("geometry_unreadable", f"{r['kind']} geometry cannot be read: {exc}")]
-        rows += [{**base, "rule": rule, "detail": detail} for rule, detail in problems]
+    ann = annotations[annotations["kind"] != "label"]
+    tasks = ann["task"].to_numpy()
+    where = sizes.index.get_indexer(tasks)
+    if (where < 0).any():
+        i = int(np.flatnonzero(where < 0)[0])
+        raise ValueError(f"annotation {ann.index[i]} is on image {tasks[i]}, which sizes does not list")
+    widths = sizes["width"].to_numpy(float)[where]
+    heights = sizes["height"].to_numpy(float)[where]
+    n = len(ann)
+    workers = ann["worker"].tolist() if "worker" in ann else [None] * n
+    labels = ann["label"].tolist() if "label" in ann else [None] * n
+    kinds, geometries = ann["kind"].tolist(), ann["geometry"].tolist()
+    problems: dict[int, list[tuple[str, str]]] = {}
+    boxes = _box_rows(kinds, geometries, widths, heights, float(tolerance))  # the common case, in bulk
+    for i, (kind, g) in enumerate(zip(kinds, geometries)):
+        if i in boxes:
+            found = boxes[i]
+        else:
+            try:
+                found = _one_geometry(kind, g, float(widths[i]), float(heights[i]), float(tolerance))
+            except (KeyError, TypeError, ValueError) as exc:
+                found = [("geometry_unreadable", f"{kind} geometry cannot be read: {exc}")]
+        if found:
+            problems[i] = found
+    ids = ann.index.tolist()
+    rows = [{"image": int(tasks[i]), "annotation": int(ids[i]), "worker": workers[i], "label": labels[i],
+             "rule": rule, "detail": detail} for i, found in problems.items() for rule, detail in found]
     return _findings(rows)
+
+
+def _box_rows(kinds: list[str], geometries: list[Any], widths: np.ndarray, heights: np.ndarray,
+              tol: float) -> dict[int, list[tuple[str, str]]]:
+    """:func:`_one_geometry` of every well-formed box at once: row position -> its problems (often none).
+
+    Boxes that are not a dict of four numbers are left out (the row check words them).
+    """
+    at, values = [], []
+    for i, (kind, g) in enumerate(zip(kinds, geometries)):
+        if kind == "box" and type(g) is dict:
+            try:
+                v = (float(g["x0"]), float(g["y0"]), float(g["x1"]), float(g["y1"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            at.append(i)
+            values.append(v)
+    if not at:
+        return {}
+    b = np.array(values, float)
+    w, h = widths[at], heights[at]
+    zero = (b[:, 2] - b[:, 0] <= 0) | (b[:, 3] - b[:, 1] <= 0)
+    outside = (b[:, 0] < -tol) | (b[:, 1] < -tol) | (b[:, 2] > w + tol) | (b[:, 3] > h + tol)
+    out: dict[int, list[tuple[str, str]]] = dict.fromkeys(at, [])
+    for j in np.flatnonzero(zero | outside).tolist():
+        x0, y0, x1, y1 = values[j]
+        found = []
+        if zero[j]:
+            found.append(("box_zero_area", f"box {_fmt(values[j])} is {x1 - x0:g} x {y1 - y0:g} px"))
+        if outside[j]:
+            found.append(("box_out_of_bounds", f"box {_fmt(values[j])} outside the {w[j]:g}x{h[j]:g} image"))
+        out[at[j]] = found
+    return out
 
 
 def overlap_findings(annotations: pd.DataFrame, *, max_overlap: float = 0.0,

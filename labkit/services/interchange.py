@@ -266,7 +266,8 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
         add = add_classes_fix(used_unknown)
         fixes.append(Fix(f"{add.python} if they are new, or pass add_classes=True",
                          f"{add.cli} if they are new, or pass --add-classes"))
-    new_classes = [c for c in unknown if c in {o.label for o in ds.objects}] if add_classes else []
+    used = {o.label for o in ds.objects}
+    new_classes = [c for c in unknown if c in used] if add_classes else []
     problems += [f"cannot add class: {p}" for c in new_classes if (p := name_problem(c)) is not None]
 
     # 3. annotators
@@ -305,10 +306,9 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
                                       attributes=[records[k].attributes for k in new_infos], consents=consents)
         image_ids = {**{k: r.id for k, r in matched.items()}, **dict(zip(new_infos, new_ids))}
         summary.images_added = len(new_ids)
-        for k, row in matched.items():  # fill in attributes/subject the file adds
-            rec = records[k]
-            summary.images_updated += store.images.fill_in(conn, row, attributes=rec.attributes,
-                                                           subject=rec.subject, consents=consents)
+        summary.images_updated = store.images.fill_in(  # attributes/subjects the file adds
+            conn, list(matched.values()), attributes=[records[k].attributes for k in matched],
+            subjects=[records[k].subject for k in matched], consents=consents)
         note = {"format": format, "file": str(path)}
         rows = [{"image_id": image_ids[o.image_key], "annotator_id": aids[annotator or f"{format}:{o.worker}"],
                  "kind": o.kind, "class_id": cids[o.label], "geometry": geom, "score": o.score, "source": source,

@@ -340,8 +340,10 @@ END $$;
 -- writer may see.
 CREATE OR REPLACE FUNCTION labkit_annotations_check() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = {schema} AS $$
-DECLARE w numeric; h numeric; problem text;
+DECLARE w numeric; h numeric; problem text; my_role text; my_name text;
 BEGIN
+  -- who acts, in one lookup (labkit_role() and labkit_name() would be two queries a row)
+  SELECT role, name INTO my_role, my_name FROM annotators WHERE db_user = session_user;
   IF TG_OP = 'UPDATE' THEN
     IF NEW.id IS DISTINCT FROM OLD.id OR NEW.image_id IS DISTINCT FROM OLD.image_id
        OR NEW.annotator_id IS DISTINCT FROM OLD.annotator_id OR NEW.kind IS DISTINCT FROM OLD.kind
@@ -356,11 +358,11 @@ BEGIN
     END IF;
   ELSE
     NEW.version := 1;
-    IF labkit_role() IS DISTINCT FROM 'admin' THEN
+    IF my_role IS DISTINCT FROM 'admin' THEN
       NEW.created_at := now(); NEW.updated_at := NEW.created_at; NEW.deleted_at := NULL;
     END IF;
   END IF;
-  NEW.updated_by := coalesce(labkit_name(), session_user::text);
+  NEW.updated_by := coalesce(my_name, session_user::text);
   IF TG_OP = 'UPDATE' AND NEW.deleted_at IS NOT NULL THEN
     RETURN NEW;  -- a soft-deleted row need not be valid: deleting is how an admin retires a bad old row
   END IF;

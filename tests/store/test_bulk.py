@@ -36,6 +36,29 @@ _coord = st.floats(-3, 68, allow_nan=False)
 _pairs = st.lists(st.lists(_coord, min_size=2, max_size=2), min_size=0, max_size=6)
 
 
+def _rle(seed: int, size: tuple[int, int], damage: str) -> dict:
+    """A COCO compressed RLE mask (pycocotools' own string), whole or damaged."""
+    from pycocotools import mask as mu
+
+    rng = np.random.default_rng(seed)
+    counts = mu.encode(np.asfortranarray(rng.random(size) < rng.random(), np.uint8))["counts"].decode()
+    counts = {"": counts, "cut": counts[:-1], "junk": counts + "~", "long": "P" * 14 + "0" + counts}[damage]
+    return {"size": list(size), "counts": counts}
+
+
+def test_many_rle_masks_are_checked_as_pycocotools_reads_them():
+    from labkit.geometry._coco import counts_from_string
+    from labkit.geometry.bulk import _rle_covers
+
+    masks = [_rle(i, (7 + i % 30, 5 + i % 11), ["", "", "cut", "junk", "long"][i % 5]) for i in range(2000)]
+    pixels = np.array([m["size"][0] * m["size"][1] + (i % 13 == 0) for i, m in enumerate(masks)])
+    # numbers of more than 12 characters (the "long" damage) are left to the row check
+    want = [i % 5 != 4 and (runs := counts_from_string(m["counts"])) is not None and sum(runs) == px
+            for i, (m, px) in enumerate(zip(masks, pixels))]
+    assert _rle_covers([m["counts"] for m in masks], pixels).tolist() == want
+    assert 500 < sum(want) < 2000
+
+
 def _geometries():
     box = st.one_of(st.fixed_dictionaries({k: _number for k in ("x0", "y0", "x1", "y1")}),
                     st.builds(lambda x, y, w, h: {"x0": x, "y0": y, "x1": x + w, "y1": y + h},
@@ -50,8 +73,10 @@ def _geometries():
     point = st.one_of(st.builds(lambda r: {"points": r}, _pairs), st.lists(_coord, min_size=2, max_size=2))
     ellipse = st.fixed_dictionaries({"cx": _coord, "cy": _coord, "rx": _number, "ry": st.floats(0, 9),
                                      "angle": st.floats(-90, 90)})
-    mask = st.sampled_from([{"size": [48, 64], "counts": [3072]}, {"size": [48, 64], "counts": [1, 2]},
-                            {"size": [10, 10], "counts": [100]}])
+    mask = st.one_of(st.sampled_from([{"size": [48, 64], "counts": [3072]}, {"size": [48, 64], "counts": [1, 2]},
+                                      {"size": [10, 10], "counts": [100]}]),
+                     st.builds(_rle, st.integers(0, 2 ** 31), st.sampled_from([(48, 64), (10, 10)]),
+                               st.sampled_from(["", "cut", "junk", "long"])))
     return st.one_of(st.tuples(st.just("box"), box), st.tuples(st.just("polygon"), polygon),
                      st.tuples(st.just("point"), point), st.tuples(st.just("ellipse"), ellipse),
                      st.tuples(st.just("mask"), mask), st.tuples(st.sampled_from(["label", "bogus"]), st.none()))
