@@ -101,7 +101,8 @@ class ProjectStore:
                 {"key": "created_with", "value": __version__},
                 {"key": "created_at", "value": t.isoformat()},
             ])
-            conn.execute(sa.insert(S.classes), [{"name": c, "position": i} for i, c in enumerate(classes)])
+            if classes:  # a project may start without classes (add_classes, or an import with add_classes=True)
+                conn.execute(sa.insert(S.classes), [{"name": c, "position": i} for i, c in enumerate(classes)])
             conn.execute(sa.insert(S.annotators).values(name=user, role="admin", simulated=False, created_at=t,
                                                         db_user=login))
             conn.execute(sa.insert(S.audit_log).values(at=t, actor=user, action="create_project",

@@ -415,3 +415,16 @@ def test_database_and_api_agree_on_geometry(project):
             assert not stored(kind, geometry), f"the database stored what the API refuses: {kind} {geometry}"
 
     check()
+
+
+def test_a_project_may_start_without_classes(location, tmp_path):
+    """Project.create(classes=[]) used to fail with an IntegrityError (an INSERT of no rows)."""
+    from labkit import Project
+
+    p = Project.create(location, classes=[], workdir=tmp_path / "work")
+    try:
+        assert p.classes() == []
+        p.add_classes(["cat"])
+        assert p.classes() == ["cat"]
+    finally:
+        p.close()
