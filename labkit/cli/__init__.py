@@ -20,6 +20,7 @@ from labkit.cli import (
     interchange,
     migrate,
     pool,
+    prelabel,
     privacy,
     project,
     report,
@@ -36,7 +37,8 @@ def main():
 
 COMMANDS = [demo.demo, project.project, project.images, project.classes, project.annotators, project.assign,
             interchange.import_, interchange.export, interchange.formats, embed.embed, report.report,
-            report.inspect, pool.pool, pool.issues, privacy.privacy, migrate.migrate, verify.verify]
+            report.inspect, pool.pool, pool.issues, prelabel.prelabel, privacy.privacy, migrate.migrate,
+            verify.verify]
 for _command in COMMANDS:
     main.add_command(_command)
 

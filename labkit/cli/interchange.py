@@ -14,10 +14,12 @@ from labkit.cli._common import PROJECT, ErrorsCommand, open_project
 @click.option("--images-dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Add images the file names from this folder.")
 @click.option("--add-classes", is_flag=True, help="Add classes the project lacks.")
-def import_(project, path, fmt, annotator, images_dir, add_classes):
+@click.option("--as-proposals", is_flag=True,
+              help="Store the objects as proposals awaiting review (pre-labels), not as delivered labels.")
+def import_(project, path, fmt, annotator, images_dir, add_classes, as_proposals):
     """Import annotations from another tool (all or nothing)."""
     s = open_project(project).import_annotations(path, format=fmt, annotator=annotator, images_dir=images_dir,
-                                                 add_classes=add_classes)
+                                                 add_classes=add_classes, as_proposals=as_proposals)
     click.echo(f"imported {s}")
 
 

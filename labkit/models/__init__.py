@@ -1,4 +1,4 @@
-"""labkit.models: segmenters (SAM, GrabCut), the embedding cache, its prefetcher and precompute.
+"""labkit.models: segmenters (SAM, GrabCut), the embedding cache, its prefetcher and precompute, pre-labeling.
 
 Everything here loads on first use: ``import labkit.models`` imports neither torch nor
 segment_anything nor OpenCV.
@@ -41,6 +41,9 @@ _LAZY = {
     "DEFAULT_FRACTIONS": "labkit.models.pool",
     "forget_images": "labkit.models.pool",
     "pools_trained_on_forgotten": "labkit.models.pool",
+    # pre-labeling: proposals for people to review
+    "prelabel": "labkit.models.prelabelers",
+    "PRELABELERS": "labkit.models.prelabelers",
     # provenance
     "replay": "labkit.models.provenance",
     "make_provenance": "labkit.models.provenance",

@@ -29,6 +29,7 @@ _MODULES = {
         "worker_vs_rest"],
     "labkit.quality.difficulty": [
         "ConfusionClasses", "c_perplexity", "confusion_classes", "difficulty_table", "x_perplexity"],
+    "labkit.quality.prelabel": ["PrelabelReport", "prelabel_report"],
     "labkit.quality.layouts": [
         "Reliability", "long_to_reliability", "long_to_wide", "reliability_to_long", "to_counts", "wide_to_long"],
 }

@@ -57,6 +57,8 @@ CLAUSES: dict[str, tuple[str, str, str]] = {
     "label_issue_rate": ("cleanliness", "max", "label-error candidates from the model pool among labeled images"),
     "duplicate_conflicts": ("cleanliness", "max", "duplicate images whose labels conflict"),
     "geometry_error_rate": ("annotation_quality", "max", "annotations with geometry problems"),
+    "unreviewed_proposal_rate": ("annotation_quality", "max", "machine proposals no person has reviewed yet, among "
+                                                              "the delivered annotations and the proposals"),
 }
 
 _SECTIONS: dict[str, dict[str, type | tuple]] = {
@@ -77,7 +79,7 @@ METRIC_TITLES = {"krippendorff_alpha": "Krippendorff's alpha", "fleiss_kappa": "
                  "cohen_kappa": "Cohen's kappa", "gwet_ac1": "Gwet's AC1", "scott_pi": "Scott's pi",
                  "percent_agreement": "percent agreement"}
 _RATE_CLAUSES = ("key_error_rate", "annotation_error_rate", "completeness_rate", "scenario_coverage",
-                 "label_issue_rate", "geometry_error_rate")
+                 "label_issue_rate", "geometry_error_rate", "unreviewed_proposal_rate")
 
 
 def _close(name: str, valid: Iterable[str]) -> str:

@@ -19,6 +19,7 @@ DIMENSION_TITLES = {
     "accuracy": "Accuracy", "completeness": "Completeness", "diversity": "Diversity",
     "consistency": "Consistency", "annotation_quality": "Annotation quality",
     "cleanliness": "Cleanliness", "model_validation": "Model-based validation",
+    "prelabeling": "Pre-labeling: machine proposals and their review",
 }
 
 CSS = """

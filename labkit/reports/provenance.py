@@ -1,5 +1,6 @@
 """What a report records about itself: labkit's version, the parameters, the time and
-the hashes of the data it read (the project database and the images' content hashes)."""
+the hashes of the data it read (the project database, the images' content hashes and the
+head of the project's hash chain, which ``labkit verify`` checks is still in the chain)."""
 from __future__ import annotations
 
 import platform
@@ -17,7 +18,9 @@ def data_fingerprint(location: str | Path) -> dict[str, Any]:
       folder project;
     - ``images``: how many, and a sha256 over the sorted (id, path, sha256) rows: the
       image content hashes pinned at import (the audit re-hashes the files themselves);
-    - ``annotations``: how many live ones, and a sha256 over (id, version, deleted).
+    - ``annotations``: how many live ones, and a sha256 over (id, version, deleted);
+    - ``chain``: the last block of the project's hash chain (``{"seq", "head"}``), so a
+      later ``labkit verify`` can tell whether blocks were removed or rewritten since.
     """
     from labkit.services.project import Project
     from labkit.store.engine import is_url, safe_location
@@ -31,6 +34,7 @@ def data_fingerprint(location: str | Path) -> dict[str, Any]:
     try:
         images = p.images()
         ann = p.annotations(include_deleted=True)
+        head = p.store.ctx.chain_head()
     finally:
         p.close()
     out["images"] = {"count": int(len(images)),
@@ -38,6 +42,7 @@ def data_fingerprint(location: str | Path) -> dict[str, Any]:
     out["annotations"] = {"count": int((~ann["deleted"]).sum()),
                           "sha256_of_versions": sha256_rows(zip(ann.index.tolist(), ann["version"],
                                                                  ann["deleted"]))}
+    out["chain"] = head.to_dict() if head is not None else None
     return out
 
 

@@ -9,11 +9,13 @@ papermill in ``out_dir`` and writes there:
 - ``NAME.ipynb``: the executed notebook (kept when a cell fails);
 - ``NAME.html``: the report without code cells, readable offline (also on failure,
   showing the error);
-- ``NAME.json``: the record: labkit's version, parameters, data hashes, times, status.
+- ``NAME.json``: the record: labkit's version, parameters, data hashes (with the head of the
+  project's hash chain), times, status.
 
 Each run is registered in the project (``<project>/reports/index.jsonl``, see
 :mod:`labkit.services.report_registry`) with the files it wrote, so that the reports showing a
-data subject's images can be withdrawn when the subject is erased.
+data subject's images can be withdrawn when the subject is erased, and with the chain head
+it saw, which ``labkit verify`` checks is still in the chain.
 """
 from __future__ import annotations
 
@@ -284,7 +286,7 @@ def _run(path: Path, report: str, values: dict, out_dir, kernel_name, timeout, w
         "name": report, "html": str(html_out.resolve()), "notebook": str(nb_out.resolve()),
         "record": str(rec_out.resolve()), "out_dir": str(out.resolve()), "outputs": written,
         "parameters": sorted(k for k in values if k != "project"), "created_at": record["started_at"],
-        "finished_at": record["finished_at"], "status": record["status"]})
+        "finished_at": record["finished_at"], "status": record["status"], "chain": record["data"].get("chain")})
     if error is not None:
         raise ReportError(f"report {report!r} failed in cell {error.exec_count}: {error.ename}: {error.evalue}. "
                           f"The executed notebook is {nb_out} and the HTML with the error is {html_out}")

@@ -142,7 +142,8 @@ class _ImageIndex:
 
 def import_annotations(project: StoredProject, path: str | Path, *, format: str, annotator: str | None = None,
                        images_dir: str | Path | None = None, add_classes: bool = False,
-                       source: str | None = None, **reader_options: Any) -> ImportSummary:
+                       source: str | None = None, as_proposals: bool = False,
+                       **reader_options: Any) -> ImportSummary:
     """Import an annotation file made by another tool, in one transaction.
 
     Parameters
@@ -165,6 +166,10 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
         Add classes the project does not have yet, instead of failing.
     source : str, optional
         Provenance source (default ``"import:<format>"``).
+    as_proposals : bool, default False
+        Store the file's objects as proposals awaiting review (a vendor's or a model's
+        pre-labels): they are not delivered labels until a reviewer accepts them
+        (``project.proposals()``, ``Labeler(..., review=True)``; ``docs/prelabel.md``).
     **reader_options
         Passed to the format's reader. Readers that need image sizes (YOLO) get the
         project's own, keyed by file name, unless ``image_sizes`` is given.
@@ -179,12 +184,13 @@ def import_annotations(project: StoredProject, path: str | Path, *, format: str,
     """
     with no_gc():  # a million records: the collector would run thousands of times for nothing
         return _import_annotations(project, path, format=format, annotator=annotator, images_dir=images_dir,
-                                   add_classes=add_classes, source=source, **reader_options)
+                                   add_classes=add_classes, source=source, as_proposals=as_proposals,
+                                   **reader_options)
 
 
 def _import_annotations(project: StoredProject, path: str | Path, *, format: str, annotator: str | None,
                         images_dir: str | Path | None, add_classes: bool, source: str | None,
-                        **reader_options: Any) -> ImportSummary:
+                        as_proposals: bool = False, **reader_options: Any) -> ImportSummary:
     from labkit.formats import get_reader
 
     store, policy = project.store, project.store.ctx.policy
@@ -197,6 +203,9 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
                                          zip(imgs["path"], imgs["width"], imgs["height"])}
     ds = reader(path, **reader_options)
     source = source or f"import:{format}"
+    if as_proposals and source not in S.PROPOSAL_SOURCES and not source.startswith("import:"):
+        raise ValueError(f"proposals are made by a model or a vendor, not source={source!r}; use one of "
+                         f"{list(S.PROPOSAL_SOURCES)} or 'import:<format>' (the default); nothing was imported")
     problems: list[str] = []
     fixes: list[Fix] = []  # said once, after every problem
 
@@ -312,11 +321,12 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
         note = {"format": format, "file": str(path)}
         rows = [{"image_id": image_ids[o.image_key], "annotator_id": aids[annotator or f"{format}:{o.worker}"],
                  "kind": o.kind, "class_id": cids[o.label], "geometry": geom, "score": o.score, "source": source,
-                 "provenance": {**(o.provenance or {}), "import": note}} for o, geom in prepared]
+                 "provenance": {**(o.provenance or {}), "import": note},
+                 **({"state": "proposed"} if as_proposals else {})} for o, geom in prepared]
         store.annotations.insert_rows(conn, rows)
         summary.annotations_added = len(rows)
         store.ctx.audit(conn, "import_annotations", target="annotations", format=format, file=str(path),
-                        annotations=len(rows), images_added=summary.images_added,
+                        annotations=len(rows), images_added=summary.images_added, as_proposals=as_proposals,
                         annotators_added=summary.annotators_added, classes_added=new_classes)
         return summary
     return store.ctx.write(fn)

@@ -26,6 +26,7 @@ from labkit.store.classes import ClassRepository
 from labkit.store.context import StoreContext
 from labkit.store.images import ImageRepository
 from labkit.store.members import MemberRepository
+from labkit.store.proposals import ProposalRepository
 from labkit.store.subjects import SubjectRepository
 
 __all__ = ["Project"]
@@ -214,6 +215,11 @@ class Project:
     replace_annotations = _Api(AnnotationRepository.replace, "annotations")
     annotation_history = _Api(AnnotationRepository.history, "annotations")
     annotations = _Api(AnnotationRepository.table, "annotations")
+
+    # ---------------------------------------------------------------- proposals --
+    add_proposals = _Api(ProposalRepository.add, "proposals")
+    proposals = _Api(ProposalRepository.table, "proposals")
+    review = _Api(ProposalRepository.review, "proposals")
 
     # -------------------------------------------------------------- assignments --
     assign = _Api(AssignmentRepository.assign, "assignments")

@@ -11,10 +11,11 @@ holds no personal data.
 
 An export holds the records and image files themselves. ``project.export`` appends one
 line per export to ``<project>/exports/index.jsonl`` (:func:`register_export`,
-:func:`registered_exports`): the files it wrote inside the project folder, and how many
-outside it. :func:`forget_exports` withdraws the exports inside the project folder that
-held an erased person (their files are deleted, a notice says how to export again) and
-reports the ones outside it, which their recipients hold.
+:func:`registered_exports`): the files it wrote inside the project folder, how many
+outside it, and the head of the project's hash chain when it was made (``labkit verify``
+checks it is still in the chain). :func:`forget_exports` withdraws the exports inside the
+project folder that held an erased person (their files are deleted, a notice says how to
+export again) and reports the ones outside it, which their recipients hold.
 """
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ from labkit._util.clock import utc_iso
 from labkit.privacy.pseudonyms import IdMatcher
 from labkit.store.subjects import ERASED
 
-__all__ = ["EXPORTS", "INDEX", "forget_exports", "forget_reports", "register", "register_export", "registered",
-           "registered_exports"]
+__all__ = ["EXPORTS", "INDEX", "chain_head", "forget_exports", "forget_reports", "register", "register_export",
+           "registered", "registered_exports"]
 
 #: The registry, relative to the project folder.
 INDEX = Path("reports") / "index.jsonl"
@@ -186,8 +187,11 @@ def register_export(root: str | os.PathLike, record: dict[str, Any]) -> dict[str
         JSON-ready, with at least ``path`` (the export's file or folder, absolute),
         ``format``, ``created_at`` (UTC ISO time), ``files`` (the files it wrote inside
         the project folder, relative to it, POSIX) and ``files_outside`` (how many it
-        wrote elsewhere); optionally ``recipient``, ``anonymize``, ``actor``, ``images``.
-        An ``id`` is added when missing; the audit-log entry of the export names it.
+        wrote elsewhere); optionally ``recipient``, ``anonymize``, ``actor``, ``images``,
+        ``chain`` (``{"seq", "head"}``: the last block of the project's hash chain; when
+        missing, it is read from the project open in this process at ``root``, or from
+        ``root/project.db``; ``labkit verify`` checks it is still in the chain). An
+        ``id`` is added when missing; the audit-log entry of the export names it.
 
     Returns
     -------
@@ -214,13 +218,49 @@ def register_export(root: str | os.PathLike, record: dict[str, Any]) -> dict[str
     bad = [f for f in record["files"] if not isinstance(f, str) or Path(f).is_absolute() or ".." in Path(f).parts]
     if bad:
         raise ValueError(f"record['files'] has {bad[:3]}; expected paths relative to the project folder, inside it")
-    entry = {"id": uuid.uuid4().hex[:12], **record}
+    head = record["chain"] if "chain" in record else chain_head(root)
+    if head is not None and not (isinstance(head, dict) and isinstance(head.get("seq"), int)
+                                 and isinstance(head.get("head"), str)):
+        raise ValueError(f"record['chain'] is {head!r}; expected {{'seq': int, 'head': str}} "
+                         "(project.store.ctx.chain_head().to_dict()) or None")
+    entry = {"id": uuid.uuid4().hex[:12], **record, "chain": head}
     try:
         line = json.dumps(entry, sort_keys=True)
     except TypeError as exc:
         raise ValueError(f"record is not JSON-ready ({exc}); give paths and times as strings") from None
     _append(Path(root) / EXPORTS, line)
     return entry
+
+
+def chain_head(root: str | os.PathLike) -> dict[str, Any] | None:
+    """The last block of the hash chain of the project at ``root`` (``{"seq", "head"}``), or ``None``.
+
+    Read from the project open in this process whose folder is ``root`` (a PostgreSQL
+    project's working folder too), else from ``root/project.db``; ``None`` when neither
+    is there (a folder that is not a project's).
+    """
+    from labkit.store.context import StoreContext
+
+    ctx = StoreContext.opened_at(Path(root))
+    if ctx is not None:
+        head = ctx.chain_head()
+        return head.to_dict() if head is not None else None
+    if not (Path(root) / "project.db").is_file():
+        return None
+    import sqlalchemy as sa
+
+    from labkit.store import chain
+    from labkit.store.engine import create_engine, make_url
+
+    engine = create_engine(make_url(Path(root)))
+    try:
+        with engine.connect() as conn:
+            head = chain.head(conn)
+    except sa.exc.OperationalError:  # a project.db before schema 4: no chain
+        return None
+    finally:
+        engine.dispose()
+    return head.to_dict() if head is not None else None
 
 
 def registered_exports(root: str | os.PathLike) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Tamper evidence: re-hash every file a project depends on and compare with what was recorded.
+"""Tamper evidence: re-hash every file a project depends on, recompute its hash chain, compare.
 
 Two kinds of file are checked against the sha256 recorded when they entered the project:
 
@@ -8,6 +8,14 @@ Two kinds of file are checked against the sha256 recorded when they entered the 
   ``<root>/pool/<name>/pool.json``, hashed when the pool was trained.
 
 A ``pool.json`` that cannot be read is itself reported (kind ``"pool_manifest"``).
+
+The database's own rows are checked against the project's hash chain
+(:mod:`labkit.store.chain`): every block is recomputed from the rows (annotations, their
+history, the audit log, images with their stored hashes, members, classes), and every
+chain head recorded by a report or an export (``reports/index.jsonl``,
+``exports/index.jsonl``) must still be in the chain. A break is a row of kind
+``"chain"``: so an image replaced together with its stored hash, an annotation edited
+with ``sqlite3`` or deleted audit entries all fail ``labkit verify``.
 """
 from __future__ import annotations
 
@@ -22,9 +30,11 @@ import pandas as pd
 
 from labkit._util.hashing import sha256_file
 from labkit.models.pool.manifest import pool_weight_files
+from labkit.services.report_registry import EXPORTS, INDEX, registered, registered_exports
+from labkit.store import chain
 from labkit.store.protocol import StoredProject
 
-__all__ = ["STATUSES", "verify", "verify_project"]
+__all__ = ["STATUSES", "anchors", "verify", "verify_project"]
 
 #: Every status :func:`verify_project` reports, best first.
 STATUSES = ("ok", "changed", "missing", "unreadable")
@@ -50,11 +60,12 @@ class _Found(NamedTuple):
 
 
 def verify(project: StoredProject, *, progress: bool = True, client: Any = None) -> pd.DataFrame:
-    """Re-hash every image file and trained model weight; one row per file with its status.
+    """Re-hash every image file and trained model weight and recompute the hash chain.
 
-    ``ok``, ``changed``, ``missing`` or ``unreadable`` against the hash recorded at
-    import; ``df.attrs["summary"]`` counts them. Admins and viewers. ``labkit verify
-    --project P`` prints the problems and exits 1 if there are any. See :func:`verify_project`.
+    One row per file with its status, ``ok``, ``changed``, ``missing`` or ``unreadable``
+    against the hash recorded at import, and one row per break of the chain;
+    ``df.attrs["summary"]`` counts them. Admins and viewers. ``labkit verify --project
+    P`` prints the problems and exits 1 if there are any. See :func:`verify_project`.
     """
     project.store.ctx.require("verify", "admin", "viewer", what="verify the project's files")
     return verify_project(project, progress=progress, client=client)
@@ -62,7 +73,7 @@ def verify(project: StoredProject, *, progress: bool = True, client: Any = None)
 
 def verify_project(project: StoredProject, *, progress: bool = True, workers: int = 4, client: Any = None,
                    batch_size: int = 256) -> pd.DataFrame:
-    """Re-hash every image and trained-pool weight file of ``project``; one row per file.
+    """Re-hash every image and trained-pool weight file of ``project``, and recompute its hash chain.
 
     Parameters
     ----------
@@ -82,24 +93,28 @@ def verify_project(project: StoredProject, *, progress: bool = True, workers: in
     -------
     pandas.DataFrame
         One row per file, images first (by id), then pool weights (by pool, member,
-        fold), with columns:
+        fold), then one row per break of the hash chain, with columns:
 
-        - ``kind``: ``"image"``, ``"pool_weights"`` or ``"pool_manifest"``;
+        - ``kind``: ``"image"``, ``"pool_weights"``, ``"pool_manifest"`` or ``"chain"``;
         - ``image``: the image id (``<NA>`` for pool files);
         - ``pool``, ``member``: the pool's folder name and member name (``None`` for images);
-        - ``path``: the absolute path checked;
+        - ``path``: the absolute path checked (``"chain"``: the table and block, or the
+          registry that recorded a head);
         - ``status``: ``"ok"`` (same bytes), ``"changed"`` (other bytes), ``"missing"``
           (no file) or ``"unreadable"`` (a file that cannot be read, not a regular
           file, or a ``pool.json`` that cannot be parsed);
         - ``expected_sha256``, ``actual_sha256``: recorded and current hashes (actual is
           ``None`` unless the file was read);
         - ``size`` (bytes) and ``mtime`` (UTC) of the file as found, ``<NA>``/``NaT`` if missing;
-        - ``error``: why a file is unreadable, else ``None``.
+        - ``error``: why a file is unreadable, or what broke the chain and what to do, else ``None``.
 
         Text columns are ``object`` dtype, with ``None`` where there is no value.
 
-        ``df.attrs["summary"]`` counts the rows per status (every status, zeros included).
-        Nothing in the project is changed.
+        ``df.attrs["summary"]`` counts the rows per status (every status, zeros included);
+        ``df.attrs["chain"]`` says what the chain check covered: ``blocks``, its ``head``
+        (``{"seq", "head"}``), how many recorded heads (``anchors``) were found in it,
+        whether it was ``checked`` (not for annotators, who cannot read every row) and
+        its ``problems``. Nothing in the project is changed.
 
     Examples
     --------
@@ -131,6 +146,7 @@ def verify_project(project: StoredProject, *, progress: bool = True, workers: in
     targets = _image_targets(project)
     pool_targets, manifest_rows = _pool_targets(Path(project.root))
     targets += pool_targets
+    chain_rows, chain_info = _chain_rows(project)
     if client is None:
         found = _check_all(targets, progress=progress, workers=workers)
     else:
@@ -138,13 +154,46 @@ def verify_project(project: StoredProject, *, progress: bool = True, workers: in
     rows = [(t.kind, t.image, t.pool, t.member, str(t.path), f.status, t.expected, f.actual, f.size,
              f.mtime, f.error) for t, f in zip(targets, found)]
     # object columns, so "no value" is None in text columns (pandas' str dtype would make it NaN)
-    df = pd.DataFrame(rows + manifest_rows, columns=COLUMNS, dtype=object)
+    df = pd.DataFrame(rows + manifest_rows + chain_rows, columns=COLUMNS, dtype=object)
     df["image"] = df["image"].astype("Int64")
     df["size"] = df["size"].astype("Int64")
     df["mtime"] = pd.to_datetime(df["mtime"].astype("float64"), unit="s", utc=True)
     counts = df["status"].value_counts()
     df.attrs["summary"] = {s: int(counts.get(s, 0)) for s in STATUSES}
+    df.attrs["chain"] = chain_info
     return df
+
+
+def _chain_rows(project: StoredProject) -> tuple[list[tuple], dict[str, Any]]:
+    """The breaks of the hash chain as report rows, and what the check covered."""
+    ctx = project.store.ctx
+    with ctx.connect() as conn:
+        if ctx.policy.actor(conn).role == "annotator":
+            return [], {"checked": False, "blocks": None, "head": None, "anchors": 0, "problems": [],
+                        "why": "annotators cannot read every row; an admin or a viewer verifies the chain"}
+        report = chain.check(conn, anchors(Path(project.root)))
+    rows = [("chain", None, None, None, _where(p), p.status, p.expected, p.actual, None, None, p.message)
+            for p in report.problems]
+    return rows, {"checked": True, "blocks": report.blocks, "head": report.head.to_dict() if report.head else None,
+                  "anchors": report.anchors, "problems": [p.message for p in report.problems]}
+
+
+def anchors(root: Path) -> list[chain.Anchor]:
+    """The chain heads that the project's reports and exports recorded (their registries)."""
+    out = []
+    for index, entries, what in ((root / INDEX, registered(root), "report {name!r} run at {created_at}"),
+                                 (root / EXPORTS, registered_exports(root), "the {format} export of {created_at}")):
+        for e in entries:
+            head = e.get("chain")
+            if isinstance(head, dict) and isinstance(head.get("seq"), int) and isinstance(head.get("head"), str):
+                where = what.format(name=e.get("name"), created_at=e.get("created_at"), format=e.get("format"))
+                out.append(chain.Anchor(f"{where} ({index})", head["seq"], head["head"]))
+    return out
+
+
+def _where(problem: chain.Problem) -> str:
+    where = problem.table or "chain"
+    return f"{where} (block {problem.block})" if problem.block is not None else where
 
 
 def _image_targets(project: StoredProject) -> list[_Target]:

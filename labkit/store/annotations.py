@@ -21,7 +21,6 @@ from labkit.store import schema as S
 from labkit.store.bulk import encode_json, insert_many, raw, read_frame, stored_time
 from labkit.store.classes import ClassRepository, unknown_classes
 from labkit.store.context import StoreContext
-from labkit.store.engine import inserted_id
 from labkit.store.errors import Fix, FixableError, ProjectError, clauses
 from labkit.store.images import ImageRepository, missing_images
 from labkit.store.members import MemberRepository
@@ -141,8 +140,7 @@ class AnnotationRepository:
             self._ctx.policy.check_annotation_writes(conn, "add_annotations", [r["annotator_id"] for r in rows],
                                                      [r["image_id"] for r in rows],
                                                      sources=[r["source"] for r in rows])
-            ids = [inserted_id(conn.execute(sa.insert(S.annotations).values(
-                **row, version=1, created_at=t, updated_at=t, updated_by=self._ctx.user))) for row in rows]
+            ids = self._insert_returning(conn, rows, t)
             self._ctx.audit(conn, "add_annotations", target="annotations", count=len(ids),
                             first_id=ids[0] if ids else None, on_behalf_of=_for_whom(records))
             return ids
@@ -213,6 +211,15 @@ class AnnotationRepository:
         insert_many(conn, S.annotations, cols, (
             (r["image_id"], r["annotator_id"], r["kind"], r["class_id"], encode_json(r["geometry"]), r["score"],
              r["source"], encode_json(r["provenance"]), *(r[k] for k in extra), 1, t, t, user) for r in rows))
+
+    def _insert_returning(self, conn: sa.Connection, rows: list[dict[str, Any]], t: Any) -> list[int]:
+        """Insert checked rows as version 1 in batched statements; their ids in order."""
+        if not rows:
+            return []
+        stmt = sa.insert(S.annotations).returning(S.annotations.c.id, sort_by_parameter_order=True)
+        res = conn.execute(stmt, [{**row, "version": 1, "created_at": t, "updated_at": t,
+                                   "updated_by": self._ctx.user} for row in rows])
+        return [int(i) for i in res.scalars()]
 
     def _current(self, conn: sa.Connection, annotation: int, *, action: str, write: bool = True) -> Any:
         """The ``annotations`` row; ValueError if there is none.
@@ -340,8 +347,7 @@ class AnnotationRepository:
             for aid in restore:
                 self._flip_deleted(conn, aid, by=by, deleted=False)
             t = utc_now()
-            ids = [inserted_id(conn.execute(sa.insert(S.annotations).values(
-                **row, version=1, created_at=t, updated_at=t, updated_by=self._ctx.user))) for row in rows]
+            ids = self._insert_returning(conn, rows, t)
             self._ctx.audit(conn, action, target="annotations", on_behalf_of=by, count=len(ids),
                             first_id=ids[0] if ids else None, replaced=delete, restored=restore, **details)
             return ids
@@ -370,7 +376,8 @@ class AnnotationRepository:
 
     def table(self, *, kind: str | None = None, image: int | None = None, annotator: str | None = None,
                     source: str | None = None, label: str | None = None,
-                    include_deleted: bool = False, include_withdrawn: bool = False) -> pd.DataFrame:
+                    include_deleted: bool = False, include_withdrawn: bool = False,
+                    include_proposals: bool = False) -> pd.DataFrame:
         """Annotations in the long layout: one row per object, indexed by annotation id.
 
         Columns: ``task`` (image id), ``worker`` (annotator name), ``label`` (class name),
@@ -384,6 +391,11 @@ class AnnotationRepository:
         ask for them with ``include_withdrawn`` (anyone else is refused). In blind mode
         (:meth:`set_blind`, on by default) an annotator sees only its own annotations.
 
+        Machine proposals awaiting review, and those a reviewer rejected or replaced, are
+        not delivered labels and are left out (accepted ones are in); with
+        ``include_proposals=True`` every proposal is in, with a ``state`` column (``None`` for
+        ordinary annotations; see ``project.proposals()``).
+
         A stored row that is not valid (an unknown kind or source, geometry that is not
         canonical for its kind or lies outside the image: rows written before the
         database checked them) is left out with a ``UserWarning`` naming it, so one bad
@@ -396,6 +408,7 @@ class AnnotationRepository:
                               c.c.name.label("label"), a.c.kind, raw(conn, a.c.geometry), a.c.score, a.c.source,
                               w.c.simulated, raw(conn, a.c.provenance), a.c.version, raw(conn, a.c.created_at),
                               raw(conn, a.c.updated_at), a.c.deleted_at.is_not(None).label("deleted"),
+                              *([a.c.state] if include_proposals else []),
                               im.c.width.label("_width"), im.c.height.label("_height"))
                     .join(c, a.c.class_id == c.c.id).join(w, a.c.annotator_id == w.c.id)
                     .outerjoin(im, a.c.image_id == im.c.id).order_by(a.c.id))
@@ -414,6 +427,8 @@ class AnnotationRepository:
             where.append(a.c.deleted_at.is_(None))
         if not include_withdrawn:
             where.append(a.c.image_id.not_in(sa.select(S.images.c.id).where(S.images.c.consent == "withdrawn")))
+        if not include_proposals:  # delivered labels: ordinary annotations and accepted proposals
+            where.append(sa.or_(a.c.state.is_(None), a.c.state == "accepted"))
 
         def read():
             with self._ctx.connect() as conn:

@@ -12,11 +12,14 @@ their reads and writes through it:
 - :meth:`StoreContext.log_access` records who read which images (the privacy report's
   "who accessed what");
 - :attr:`StoreContext.policy` is the :class:`~labkit.store.policy.AccessPolicy` every
-  repository asks before it reads or writes.
+  repository asks before it reads or writes;
+- :meth:`StoreContext.chain_head` is the last block of the project's hash chain
+  (:mod:`labkit.store.chain`), which reports and exports record.
 """
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from labkit._util.clock import utc_now
+from labkit.store import chain
 from labkit.store import schema as S
 from labkit.store.engine import is_url, retrying, safe_location, write_transaction
 from labkit.store.errors import AccessDenied
@@ -34,6 +38,7 @@ from labkit.store.policy import AccessPolicy
 __all__ = ["StoreContext", "id_ranges"]
 
 T = TypeVar("T")
+_OPEN: weakref.WeakSet[StoreContext] = weakref.WeakSet()  # for opened_at()
 
 
 class StoreContext:
@@ -59,6 +64,16 @@ class StoreContext:
         self.user = user
         self.policy = AccessPolicy(user)
         self._reads_logged: set[tuple[str, int]] = set()
+        _OPEN.add(self)
+
+    @classmethod
+    def opened_at(cls, root: str | Path) -> StoreContext | None:
+        """An open context (in this process) of the project whose local folder is ``root``."""
+        want = Path(root).resolve()
+        for ctx in list(_OPEN):
+            if ctx.root.resolve() == want:
+                return ctx
+        return None
 
     @property
     def backend(self) -> str:
@@ -71,7 +86,13 @@ class StoreContext:
         return safe_location(self.location)
 
     def dispose(self) -> None:
+        _OPEN.discard(self)
         self.engine.dispose()
+
+    def chain_head(self) -> chain.Head | None:
+        """The last block of the project's hash chain: what a report or export records."""
+        with self.connect() as conn:
+            return chain.head(conn)
 
     # ------------------------------------------------------------ transactions --
     @contextmanager

@@ -3,6 +3,9 @@
 SQLite write transactions start with ``BEGIN IMMEDIATE`` so two writers queue on the
 busy timeout instead of failing when a read lock would have to be upgraded (the usual
 cause of "database is locked" under WAL).
+
+Every write transaction is sealed into the project's hash chain when it commits
+(:mod:`labkit.store.chain`), whichever repository or workflow wrote.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
+
+from labkit.store import chain
 
 DB_FILENAME = "project.db"
 BUSY_TIMEOUT_MS = 60_000
@@ -83,17 +88,26 @@ def _is_transient(exc: sa.exc.OperationalError) -> bool:
 
 
 @contextlib.contextmanager
-def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A write transaction that lands whole or not at all.
+def write_transaction(engine: sa.Engine, *, sealed: bool = True) -> Iterator[sa.Connection]:
+    """A write transaction that lands whole or not at all, sealed into the hash chain.
 
     The busy timeout absorbs ordinary contention; a transient lock error that still
     escapes (checkpoint races, PostgreSQL deadlocks) is raised only after the body has
     been rolled back, and :func:`retrying` above this re-runs the whole body.
+
+    With ``sealed`` (the default) it begins with :func:`labkit.store.chain.begin` (on
+    PostgreSQL: the chain's lock; rows written outside labkit since the last block are
+    sealed as such) and ends with :func:`labkit.store.chain.seal` of what the body wrote.
+    Only creating and migrating a project, which build the chain, pass ``sealed=False``.
     """
     with engine.connect() as conn:
         conn = conn.execution_options(**{_WRITE: True})
         with conn.begin():
+            if sealed:
+                chain.begin(conn)
             yield conn
+            if sealed:
+                chain.seal(conn)
 
 
 def retrying(fn, *, attempts: int = 8):

@@ -12,8 +12,9 @@ repeated in the database, on both backends:
 - an annotation's image, annotator, kind, source and creation time never change, and
   every change raises its version by one;
 - every change of an annotation writes the version it supersedes to
-  ``annotation_history``: a trigger does it, not the client; history rows are never
-  updated, and a history row can only be the version just superseded;
+  ``annotation_history`` (with who made it, ``made_by``, and who superseded it,
+  ``changed_by``): a trigger does it, not the client; history rows are never updated,
+  and a history row can only be the version just superseded;
 - ``audit_log`` is append-only: no ``DELETE``, and an ``UPDATE`` may change only
   ``details`` (erasure scrubs them).
 
@@ -33,6 +34,7 @@ import itertools
 
 import sqlalchemy as sa
 
+from labkit.store import proposal_guards
 from labkit.store import schema as S
 
 __all__ = ["install", "invalid_annotations", "uninstall"]
@@ -46,6 +48,7 @@ def install(conn: sa.Connection) -> None:
         for name, sql in _sqlite_triggers().items():
             conn.exec_driver_sql(f'DROP TRIGGER IF EXISTS "{name}"')
             conn.exec_driver_sql(sql)
+        proposal_guards.install(conn)
         return
     schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
     functions = _PG_FUNCTIONS.replace("{schema}", '"' + schema.replace('"', '""') + '"')
@@ -53,6 +56,7 @@ def install(conn: sa.Connection) -> None:
     for name, (table, when, fn) in _PG_TRIGGERS.items():
         conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
         conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} ON {table} {fn}")
+    proposal_guards.install(conn)  # proposals and their review (schema 5)
 
 
 def uninstall(conn: sa.Connection) -> None:
@@ -65,6 +69,7 @@ def uninstall(conn: sa.Connection) -> None:
     for name, (table, _, _) in _PG_TRIGGERS.items():
         if conn.exec_driver_sql("SELECT to_regclass(%s)", (table,)).scalar() is not None:
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+    proposal_guards.uninstall(conn)
 
 
 def invalid_annotations(conn: sa.Connection) -> list[int]:
@@ -121,9 +126,9 @@ def _sqlite_triggers() -> dict[str, str]:
     out["lk_annotations_history"] = (
         "CREATE TRIGGER lk_annotations_history AFTER UPDATE ON annotations BEGIN "
         "INSERT INTO annotation_history (annotation_id, version, class_id, geometry, score, provenance, deleted_at, "
-        "valid_from, valid_to, change, changed_by) VALUES (OLD.id, OLD.version, OLD.class_id, OLD.geometry, "
+        "valid_from, valid_to, change, changed_by, made_by) VALUES (OLD.id, OLD.version, OLD.class_id, OLD.geometry, "
         f"OLD.score, OLD.provenance, OLD.deleted_at, OLD.updated_at, NEW.updated_at, {_CHANGE}, "
-        "COALESCE(NEW.updated_by, 'unknown')); END")
+        "COALESCE(NEW.updated_by, 'unknown'), OLD.updated_by); END")
     out["lk_history_insert"] = (
         f"CREATE TRIGGER lk_history_insert BEFORE INSERT ON annotation_history WHEN NOT ({_HISTORY_IS_NEXT}) "
         "BEGIN SELECT RAISE(ABORT, 'labkit: annotation history is written by the database when an annotation "
@@ -148,6 +153,8 @@ _HISTORY_IS_NEXT = ("EXISTS (SELECT 1 FROM annotations a WHERE a.id = NEW.annota
                     "AND a.version = NEW.version + 1) AND NOT EXISTS (SELECT 1 FROM annotation_history h "
                     "WHERE h.annotation_id = NEW.annotation_id AND h.version = NEW.version)")
 
+# The image's size: the geometry check runs inside one lookup of the image row
+# (_sqlite_geometry_ok), not a subquery per coordinate.
 _W = "lk_image.width"
 _H = "lk_image.height"
 
@@ -383,12 +390,12 @@ CREATE OR REPLACE FUNCTION labkit_annotations_history() RETURNS trigger LANGUAGE
   SET search_path = {schema} AS $$
 BEGIN
   INSERT INTO annotation_history (annotation_id, version, class_id, geometry, score, provenance, deleted_at,
-                                  valid_from, valid_to, change, changed_by)
+                                  valid_from, valid_to, change, changed_by, made_by)
   VALUES (OLD.id, OLD.version, OLD.class_id, OLD.geometry, OLD.score, OLD.provenance, OLD.deleted_at,
           OLD.updated_at, NEW.updated_at,
           CASE WHEN OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN 'delete'
                WHEN OLD.deleted_at IS NOT NULL AND NEW.deleted_at IS NULL THEN 'restore' ELSE 'update' END,
-          NEW.updated_by);
+          NEW.updated_by, OLD.updated_by);
   RETURN NULL;
 END $$;
 

@@ -326,9 +326,9 @@ class ImageRepository:
         ids = [int(i) for i in images if not isinstance(i, (str, Path))]
         img = S.images.c
         cols = S.IMAGE_COLUMNS
-        by_id = {r.id: r for r in conn.execute(sa.select(*cols).where(img.id.in_(ids)))} if ids else {}
-        by_path = {r.path: r for r in conn.execute(sa.select(*cols).where(
-            img.path.in_(list(set(paths.values())))))} if paths else {}
+        by_id = {r.id: r for chunk in chunks(ids) for r in conn.execute(sa.select(*cols).where(img.id.in_(chunk)))}
+        by_path = {r.path: r for chunk in chunks(list(set(paths.values())))
+                   for r in conn.execute(sa.select(*cols).where(img.path.in_(chunk)))}
         return [by_path.get(paths[i]) if isinstance(i, (str, Path)) else by_id.get(int(i)) for i in images]
 
     def insert(self, conn: sa.Connection, infos: Sequence[ImageInfo], *, split: str | None | Sequence[str | None],

@@ -6,6 +6,10 @@ the ``gold`` table; annotations record who changed them (``updated_by``); the da
 checks annotations and writes their history itself, keeps the audit log append-only
 (:mod:`labkit.store.guards`), and on PostgreSQL its policies cover reads as well as
 writes and every member's login is granted its role again (:mod:`labkit.store.pg_access`).
+Schema 3 -> 4: a history row records who made the version it holds (``made_by``, filled
+in from the history where it is known), and the hash chain (:mod:`labkit.store.chain`)
+begins with a genesis block sealing every row the project holds; every later write is
+sealed into it.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from labkit._util.clock import utc_now, utc_stamp
-from labkit.store import guards, pg_access
+from labkit.store import chain, guards, pg_access
 from labkit.store import schema as S
 from labkit.store.engine import create_engine, is_url, make_url, write_transaction
 
@@ -39,13 +43,20 @@ def migrate(location: str | Path, *, backup: bool = True) -> list[str]:
         steps = []
         if backup and not is_url(location):
             steps.append(f"backed up to {_backup(Path(location) / 'project.db', version)}")
-        with write_transaction(engine) as conn:
+        with write_transaction(engine, sealed=False) as conn:  # it builds the chain
+            if version < 4:
+                _v4_tables(conn)  # what the rules installed from schema 3 on refer to
             if version < 2:
                 steps += _v1_to_v2(conn)
             if version < 3:
                 steps += _v2_to_v3(conn)
+            if version < 4:
+                steps += _v3_to_v4(conn)
+            if version < 5:  # works whether or not the 3 -> 4 step ran before
+                steps += _v4_to_v5(conn)
             conn.execute(sa.update(S.meta).where(S.meta.c.key == "schema_version")
                          .values(value=S.SCHEMA_VERSION))
+            chain.seal(conn, "migration")  # what later steps changed after the genesis block
         return steps
     finally:
         engine.dispose()
@@ -89,6 +100,34 @@ def _v1_to_v2(conn) -> list[str]:
     return steps
 
 
+def _v4_tables(conn: sa.Connection) -> None:
+    """The chain's tables and functions and ``annotation_history.made_by`` (before any rule refers to them)."""
+    if "made_by" not in {c["name"] for c in sa.inspect(conn).get_columns("annotation_history")}:
+        conn.exec_driver_sql("ALTER TABLE annotation_history ADD COLUMN made_by VARCHAR(256)")
+    S.chain_metadata.create_all(conn)
+    chain.install(conn)
+
+
+def _v3_to_v4(conn: sa.Connection) -> list[str]:
+    """Who made each version in the history; the hash chain, from a genesis block of every row."""
+    guards.uninstall(conn)  # the history is append-only: made_by is filled in first
+    h = S.annotation_history
+    prior = h.alias("prior")
+    maker = sa.select(prior.c.changed_by).where(prior.c.annotation_id == h.c.annotation_id,
+                                                prior.c.version == h.c.version - 1).scalar_subquery()
+    filled = conn.execute(sa.update(h).where(h.c.made_by.is_(None), h.c.version > 1).values(made_by=maker)).rowcount
+    guards.install(conn)
+    chain.install(conn)
+    if conn.dialect.name == "postgresql":
+        _regrant(conn)
+    seq = chain.seal(conn, "genesis")
+    digests = conn.execute(sa.select(S.chain.c.digests).where(S.chain.c.seq == seq)).scalar_one()
+    held = ", ".join(f"{n} {t}" for t, n, _ in (part.split(":") for part in digests.split(";")))
+    return [f"recorded who made {filled} earlier annotation version(s) in the history (who made a first "
+            "version was not kept before schema 4)",
+            f"began the hash chain: block {seq} seals every row ({held}); `labkit verify` checks it from now on"]
+
+
 def _v2_to_v3(conn: sa.Connection) -> list[str]:
     """Gold answers in their own table; database-side checks, history and audit rules; read policies."""
     pg = conn.dialect.name == "postgresql"
@@ -103,6 +142,8 @@ def _v2_to_v3(conn: sa.Connection) -> list[str]:
     steps += _move_gold(conn)
     if pg:
         for check in S.annotations.constraints:
+            if check.info.get("since", 3) > 3:  # a later step adds it, with its columns
+                continue
             if isinstance(check, sa.CheckConstraint) and not conn.exec_driver_sql(
                     "SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = 'annotations'::regclass",
                     (check.name,)).first():
@@ -113,12 +154,7 @@ def _v2_to_v3(conn: sa.Connection) -> list[str]:
     steps.append("annotations are checked by the database, which writes their history; the audit log is "
                  "append-only")
     if pg:
-        pg_access.install(conn)
-        logins = conn.execute(sa.select(w.c.db_user, w.c.role).where(w.c.db_user.is_not(None))).all()
-        for login, role in logins:
-            if pg_access.role_exists(conn, login):
-                pg_access.grant(conn, login, role)
-        steps.append(f"installed row-level security for reads and writes; granted {len(logins)} member "
+        steps.append(f"installed row-level security for reads and writes; granted {_regrant(conn)} member "
                      "login(s) their role again")
     bad = guards.invalid_annotations(conn)
     if bad:
@@ -160,3 +196,97 @@ def _move_gold(conn: sa.Connection) -> list[str]:
     if kept:
         steps.append(f"left the 'gold' attribute of images {kept[:20]}: not a class of the project")
     return steps
+
+
+# --------------------------------------------------------------- 4 -> 5 --
+_PROPOSAL_COLUMNS = ("state", "reviewed_by", "reviewed_at", "replaced_by")
+
+
+def _v4_to_v5(conn: sa.Connection) -> list[str]:
+    """Proposals: review state columns and the source 'pool', checked by the database."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("annotations")}
+    guards.uninstall(conn)
+    for name in _PROPOSAL_COLUMNS:
+        if name not in have:
+            col = S.annotations.c[name]
+            refs = "".join(f" REFERENCES {fk.column.table.name} ({fk.column.name})" for fk in col.foreign_keys)
+            conn.exec_driver_sql(f"ALTER TABLE annotations ADD COLUMN {name} "
+                                 f"{col.type.compile(dialect=conn.dialect)}{refs}")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_annotations_state ON annotations (state)")
+    S.ensure_indexes(conn)  # per class; an image's current rows
+    checks = [c for c in S.annotations.constraints if isinstance(c, sa.CheckConstraint)
+              and (c.info.get("since") == 5 or c.name == "annotations_source")]
+    if conn.dialect.name == "sqlite":
+        _sqlite_set_checks(conn, checks)
+    else:
+        for check in checks:
+            # NOT VALID: rows stored before keep their place; new and changed ones are checked
+            conn.exec_driver_sql(f"ALTER TABLE annotations DROP CONSTRAINT IF EXISTS {check.name}")
+            sql = f"ALTER TABLE annotations ADD CONSTRAINT {check.name} CHECK ({check.sqltext}) NOT VALID"
+            conn.exec_driver_sql(sql.replace("%", "%%"))  # psycopg reads % as a placeholder
+    guards.install(conn)
+    steps = ["annotations can be proposals (state, reviewed_by, reviewed_at, replaced_by) of models and "
+             "vendors, and the model pool ('pool') is a source; the database checks their review"]
+    if conn.dialect.name == "postgresql":
+        _regrant(conn)
+        steps.append("annotators may read and review the proposals of their images (row-level security)")
+    return steps
+
+
+def _regrant(conn: sa.Connection) -> int:
+    """PostgreSQL: install the access rules again and grant every member's login its role; return how many."""
+    pg_access.install(conn)
+    w = S.annotators
+    logins = conn.execute(sa.select(w.c.db_user, w.c.role).where(w.c.db_user.is_not(None))).all()
+    for login, role in logins:
+        if pg_access.role_exists(conn, login):
+            pg_access.grant(conn, login, role)
+    return len(logins)
+
+
+def _sqlite_set_checks(conn: sa.Connection, checks: list[sa.CheckConstraint]) -> None:
+    """Replace (or add) named CHECK constraints of SQLite's ``annotations`` in place.
+
+    SQLite keeps CHECK constraints in the table's ``CREATE TABLE`` text and cannot alter
+    them; its documented way is to edit that text (``PRAGMA writable_schema``, then a new
+    ``schema_version``). Safe here because every stored row satisfies the new checks:
+    the source check only admits one more source, and the others constrain columns that
+    are NULL in every row stored before. Rows are not rewritten.
+    """
+    sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'annotations'"
+                               ).scalar_one()
+    for check in checks:
+        sql = _without_check(sql, str(check.name))
+        sql = sql.rstrip().removesuffix(")").rstrip() + f", CONSTRAINT {check.name} CHECK ({check.sqltext}))"
+    version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
+    conn.exec_driver_sql("PRAGMA writable_schema = ON")
+    try:
+        conn.exec_driver_sql("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'annotations'",
+                             (sql,))
+        conn.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        conn.exec_driver_sql("PRAGMA writable_schema = OFF")
+
+
+def _without_check(sql: str, name: str) -> str:
+    """``CREATE TABLE`` text without its constraint ``CONSTRAINT <name> CHECK (...)``, if it has one."""
+    at = sql.find(f"CONSTRAINT {name} CHECK (")
+    if at < 0:
+        return sql
+    depth, quote, end = 0, "", -1
+    for k in range(sql.index("(", at), len(sql)):
+        ch = sql[k]
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                end = k + 1
+                break
+    if end < 0:
+        raise ValueError(f"cannot read the CHECK constraint {name} of the annotations table: {sql!r}")
+    return sql[:sql.rindex(",", 0, at)] + sql[end:]

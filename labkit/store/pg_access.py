@@ -19,22 +19,25 @@ writes SQL sees and changes exactly what the API would let them:
 - ``admin``: everything (``admin`` rows pass every policy).
 
 The database itself writes annotation history and stamps the audit log's actor
-(:mod:`labkit.store.guards`). Policies call ``SECURITY DEFINER`` functions that look the
-login up in ``annotators`` (``labkit_me()``, ``labkit_role()``, ``labkit_name()``) or
-read what a policy needs past the caller's own policies (``labkit_blind()``,
-``labkit_my_images()``, ``labkit_withdrawn_images()``). ``labkit_image_facts`` and
-``labkit_annotation_facts`` tell the API why a row is hidden, so a refusal says the same
-on both backends.
+(:mod:`labkit.store.guards`), and seals every write into the hash chain with functions
+every member executes (:mod:`labkit.store.chain`; admins and viewers also recompute it,
+and viewers read the ``chain`` table, which holds no row content). Policies call
+``SECURITY DEFINER`` functions that look the login up in ``annotators`` (``labkit_me()``,
+``labkit_role()``, ``labkit_name()``) or read what a policy needs past the caller's own
+policies (``labkit_blind()``, ``labkit_my_images()``, ``labkit_withdrawn_images()``).
+``labkit_image_facts`` and ``labkit_annotation_facts`` tell the API why a row is hidden,
+so a refusal says the same on both backends.
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from labkit.store import chain, proposal_guards
 from labkit.store import schema as S
 from labkit.store.policy import AUDIT_ACTIONS
 
 TABLES = ("meta", "classes", "annotators", "images", "assignments", "annotations",
-          "annotation_history", "audit_log", "subjects", "gold")
+          "annotation_history", "audit_log", "subjects", "gold", "chain", "chain_salt")
 
 _FUNCTIONS = """
 CREATE OR REPLACE FUNCTION labkit_me() RETURNS integer LANGUAGE sql STABLE SECURITY DEFINER
@@ -80,6 +83,7 @@ _IMAGE_LIVE = "consent IS DISTINCT FROM 'withdrawn'"
 _MY_LIVE_IMAGE = f"{_ANNOTATOR} AND {_IMAGE_LIVE} AND " + _MY_IMAGE.format("id")
 _OWN_WORK = (f"{_ANNOTATOR} AND annotator_id = {_ME} AND " + _MY_IMAGE.format("image_id") + " AND "
              + _NOT_WITHDRAWN.format("image_id"))
+_MY_LIVE_WORK = _MY_IMAGE.format("image_id") + " AND " + _NOT_WITHDRAWN.format("image_id")
 
 
 def _actions(role: str) -> str:
@@ -135,6 +139,18 @@ _ANNOTATOR_UPDATES = {
     "images": ("attributes",),
 }
 
+#: Schema 5 (store/proposal_guards.py), created once the columns exist: annotators read and
+#: review the proposals of their images, and store none. (name, command, kind, USING, WITH CHECK)
+_PROPOSAL_POLICIES = [
+    ("lk_annotator_read_proposals", "SELECT", "PERMISSIVE", f"{_ANNOTATOR} AND state IS NOT NULL AND {_MY_LIVE_WORK}",
+     None),
+    ("lk_annotator_review", "UPDATE", "PERMISSIVE", f"{_ANNOTATOR} AND state = 'proposed' AND {_MY_LIVE_WORK}",
+     f"{_ANNOTATOR} AND state IN ('accepted', 'edited', 'rejected') AND {_MY_LIVE_WORK}"),
+    ("lk_annotator_no_proposals", "INSERT", "RESTRICTIVE", None,
+     f"{_ROLE} IS DISTINCT FROM 'annotator' OR state IS NULL"),
+]
+_PROPOSAL_UPDATES = ("state", "reviewed_by", "reviewed_at", "replaced_by")
+
 
 def install(conn: sa.Connection) -> None:
     """Create the lookup functions and the row-level security policies (replacing earlier ones).
@@ -160,6 +176,10 @@ def install(conn: sa.Connection) -> None:
             if check:
                 sql += f" WITH CHECK ({check})"
             conn.exec_driver_sql(sql)
+    if proposal_guards.ready(conn):
+        for name, cmd, kind, using, check in _PROPOSAL_POLICIES:
+            conn.exec_driver_sql(f"CREATE POLICY {name} ON annotations AS {kind} FOR {cmd}"
+                                 + (f" USING ({using})" if using else "") + (f" WITH CHECK ({check})" if check else ""))
     conn.exec_driver_sql("REVOKE ALL ON ALL TABLES IN SCHEMA " + _ident(schema) + " FROM PUBLIC")
 
 
@@ -181,7 +201,7 @@ def grant(conn: sa.Connection, login: str, role: str) -> None:
     conn.exec_driver_sql(f"GRANT CONNECT ON DATABASE {db} TO {who}")
     conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {who}")
     revoke(conn, login)
-    for fn in FUNCTIONS:
+    for fn in (*FUNCTIONS, *chain.MEMBER_FUNCTIONS, *(chain.READER_FUNCTIONS if role != "annotator" else ())):
         conn.exec_driver_sql(f"GRANT EXECUTE ON FUNCTION {fn} TO {who}")
     conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {who}")
     if role == "admin":
@@ -192,17 +212,22 @@ def grant(conn: sa.Connection, login: str, role: str) -> None:
     conn.exec_driver_sql(f"GRANT SELECT ({_columns(S.MEMBER_COLUMNS)}) ON annotators TO {who}")
     conn.exec_driver_sql(f"GRANT INSERT ON audit_log TO {who}")
     if role == "viewer":
-        conn.exec_driver_sql(f"GRANT SELECT ON images, audit_log, gold TO {who}")
+        conn.exec_driver_sql(f"GRANT SELECT ON images, audit_log, gold, chain TO {who}")
         return
     conn.exec_driver_sql(f"GRANT SELECT ({_columns(S.IMAGE_COLUMNS)}) ON images TO {who}")
     conn.exec_driver_sql(f"GRANT INSERT ON annotations TO {who}")
     for table, cols in _ANNOTATOR_UPDATES.items():
+        if table == "annotations" and proposal_guards.ready(conn):
+            cols = (*cols, *_PROPOSAL_UPDATES)
         conn.exec_driver_sql(f"GRANT UPDATE ({', '.join(cols)}) ON {table} TO {who}")
 
 
 def revoke(conn: sa.Connection, login: str) -> None:
-    """Take every privilege on the project's tables from ``login`` (column privileges go with them)."""
+    """Take every privilege on the project's tables from ``login`` (column privileges go with them),
+    and recomputing the hash chain."""
     conn.exec_driver_sql(f"REVOKE ALL PRIVILEGES ON {', '.join(TABLES)} FROM {_ident(login)}")
+    for fn in chain.READER_FUNCTIONS:
+        conn.exec_driver_sql(f"REVOKE ALL ON FUNCTION {fn} FROM {_ident(login)}")
 
 
 def _columns(columns: tuple[sa.Column, ...]) -> str:

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple, NoReturn
 import sqlalchemy as sa
 
 from labkit.store import schema as S
+from labkit.store.bulk import chunks
 from labkit.store.errors import PROJECT, AccessDenied, Fix, command
 
 __all__ = ["AUDIT_ACTIONS", "AccessPolicy", "AnnotationFacts", "ImageFacts"]
@@ -45,7 +46,7 @@ AUDIT_ACTIONS = {
     "viewer": ("read_image", "read_images", "denied"),
     "annotator": ("read_image", "read_images", "denied", "add_annotations", "update_annotation",
                   "delete_annotation", "restore_annotation", "replace_annotations", "set_image_attributes",
-                  "submit"),
+                  "submit", "review_proposal"),
 }
 
 
@@ -149,7 +150,8 @@ class AccessPolicy:
                                 {"ids": ids}).all()
             return {int(r.id): ImageFacts(bool(r.withdrawn), bool(r.assigned)) for r in rows}
         mine = self.assigned(conn, me.id, ids)
-        rows = conn.execute(sa.select(S.images.c.id, S.images.c.consent).where(S.images.c.id.in_(ids))).all()
+        rows = [r for chunk in chunks(ids) for r in conn.execute(  # IN lists under the bind limit
+            sa.select(S.images.c.id, S.images.c.consent).where(S.images.c.id.in_(chunk)))]
         return {int(r.id): ImageFacts(r.consent == "withdrawn", int(r.id) in mine) for r in rows}
 
     def annotation_facts(self, conn: sa.Connection, annotation_ids: Iterable[int], me: Any
@@ -163,15 +165,16 @@ class AccessPolicy:
                                 {"ids": ids}).all()
             return {int(r.id): AnnotationFacts(bool(r.mine), int(r.image_id)) for r in rows}
         a = S.annotations.c
-        rows = conn.execute(sa.select(a.id, a.annotator_id, a.image_id).where(a.id.in_(ids))).all()
+        rows = [r for chunk in chunks(ids) for r in conn.execute(
+            sa.select(a.id, a.annotator_id, a.image_id).where(a.id.in_(chunk)))]
         return {int(r.id): AnnotationFacts(r.annotator_id == me.id, int(r.image_id)) for r in rows}
 
     def assigned(self, conn: sa.Connection, annotator_id: int, image_ids: Iterable[int]) -> set[int]:
         """Which of ``image_ids`` are assigned to ``annotator_id``."""
         a = S.assignments
         ids = list({int(i) for i in image_ids})
-        return set(conn.execute(sa.select(a.c.image_id).where(
-            a.c.annotator_id == annotator_id, a.c.image_id.in_(ids))).scalars()) if ids else set()
+        return {i for chunk in chunks(ids) for i in conn.execute(sa.select(a.c.image_id).where(
+            a.c.annotator_id == annotator_id, a.c.image_id.in_(chunk))).scalars()}
 
     def blind(self, conn: sa.Connection) -> bool:
         """Blind mode (default on): annotators see only their own annotations."""

@@ -10,10 +10,13 @@
     store.annotations  AnnotationRepository   annotations and their history
     store.assignments  AssignmentRepository   queues, submissions, progress
     store.gold         GoldRepository         known answers of gold items (not for annotators)
+    store.proposals    ProposalRepository     model and vendor proposals, and their review
 
 The database repeats the API's rules (:mod:`~labkit.store.guards` on both backends,
 :mod:`~labkit.store.pg_access` for PostgreSQL logins), so a member who bypasses labkit
-is held to them too.
+is held to them too, and every write is sealed into a hash chain
+(:mod:`~labkit.store.chain`), so what is changed behind labkit's back shows in
+``labkit verify``.
 
 Each repository receives the context and the repositories it depends on, explicitly;
 workflows that span several areas (imports, erasure, consensus) live in
@@ -31,7 +34,7 @@ import sqlalchemy as sa
 
 from labkit._util.clock import utc_now
 from labkit._version import __version__
-from labkit.store import guards, pg_access
+from labkit.store import chain, guards, pg_access
 from labkit.store import schema as S
 from labkit.store.annotations import AnnotationRepository
 from labkit.store.assignments import AssignmentRepository
@@ -42,6 +45,7 @@ from labkit.store.errors import PROJECT, AccessDenied, Fix, ProjectError, comman
 from labkit.store.gold import GoldRepository
 from labkit.store.images import ImageRepository
 from labkit.store.members import MemberRepository, pg_identity, unmapped_login
+from labkit.store.proposals import ProposalRepository
 from labkit.store.subjects import SubjectRepository
 
 __all__ = ["ProjectStore", "default_user"]
@@ -62,6 +66,7 @@ class ProjectStore:
         self.annotations = AnnotationRepository(ctx, self.images, self.members, self.classes)
         self.assignments = AssignmentRepository(ctx, self.members)
         self.gold = GoldRepository(ctx, self.classes)
+        self.proposals = ProposalRepository(ctx, self.annotations, self.members, self.classes)
 
     @classmethod
     def create(cls, location: str | Path, *, classes: Sequence[str], user: str | None = None,
@@ -88,11 +93,13 @@ class ProjectStore:
                                    f"use it with -P {PROJECT} (e.g. {command('project', 'info', PROJECT)}), or "
                                    "create the new one in an empty database"))
         S.metadata.create_all(engine)
+        S.chain_metadata.create_all(engine)
         user = user or default_user()
         t = utc_now()
-        with write_transaction(engine) as conn:
+        with write_transaction(engine, sealed=False) as conn:  # it builds the chain
             login = None
             guards.install(conn)
+            chain.install(conn)
             if engine.dialect.name == "postgresql":
                 login = conn.exec_driver_sql("SELECT session_user").scalar()
                 pg_access.install(conn)
@@ -107,6 +114,7 @@ class ProjectStore:
                                                         db_user=login))
             conn.execute(sa.insert(S.audit_log).values(at=t, actor=user, action="create_project",
                                                        target="project", details={"classes": classes}))
+            chain.seal(conn, "genesis")
         return cls(StoreContext(engine, location, root, user))
 
     @classmethod

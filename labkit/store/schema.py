@@ -8,16 +8,23 @@ import sqlalchemy as sa
 
 from labkit.geometry import KINDS
 
-SCHEMA_VERSION = 3  # 2: subjects/consent, annotators.db_user, images.consent
+SCHEMA_VERSION = 5  # 2: subjects/consent, annotators.db_user, images.consent
 #                    3: gold table, annotations.updated_by, database-side checks and triggers (store/guards.py)
+#                    4: the hash chain (chain, chain_salt: store/chain.py), annotation_history.made_by
+#                    5: proposals: annotations.state, reviewed_by, reviewed_at, replaced_by; source 'pool'
 
 ROLES = ("admin", "annotator", "viewer")
-SOURCES = ("human", "sam", "grabcut", "consensus", "simulated")  # plus "import:<format>"
+SOURCES = ("human", "sam", "grabcut", "consensus", "simulated", "pool")  # plus "import:<format>"
 #: What an annotator's own work may be: by hand or with a tool. Consensus, imports and
 #: simulated work are an admin's.
 ANNOTATOR_SOURCES = ("human", "sam", "grabcut")
 ASSIGNMENT_STATUS = ("pending", "done", "skipped")
 CONSENT = ("given", "withdrawn", "unknown")
+#: A proposal's review state (``annotations.state``; NULL: an ordinary annotation). A proposal
+#: goes ``proposed`` -> ``accepted`` | ``edited`` | ``rejected``, once (store/proposal_guards.py).
+REVIEW_STATES = ("proposed", "accepted", "edited", "rejected")
+#: Who makes proposals: models (SAM, GrabCut, the model pool) and vendors' pre-labels ("import:<format>").
+PROPOSAL_SOURCES = ("sam", "grabcut", "pool")
 
 metadata = sa.MetaData()
 _ts = sa.DateTime(timezone=True)
@@ -104,10 +111,38 @@ annotations = sa.Table(
     sa.Column("deleted_at", _ts, nullable=True),
     # Who made the current version: the acting member (PostgreSQL: stamped from the login).
     sa.Column("updated_by", sa.String(256), nullable=True),
+    # Proposals (schema 5, labkit/store/proposals.py): NULL state is an ordinary annotation.
+    sa.Column("state", sa.String(16), nullable=True, index=True),
+    sa.Column("reviewed_by", sa.String(256), nullable=True),
+    sa.Column("reviewed_at", _ts, nullable=True),
+    sa.Column("replaced_by", sa.Integer, sa.ForeignKey("annotations.id"), nullable=True),
     sa.CheckConstraint(f"kind IN {KINDS}", name="annotations_kind"),
     sa.CheckConstraint(f"source IN {SOURCES} OR source LIKE 'import:_%'", name="annotations_source"),
     sa.CheckConstraint("score IS NULL OR (score > -1e308 AND score < 1e308)", name="annotations_score"),
+    *(sa.CheckConstraint(sql, name=name, info={"since": 5}) for name, sql in (
+        ("annotations_state", f"state IS NULL OR state IN {REVIEW_STATES}"),
+        ("annotations_proposal_source", f"state IS NULL OR source IN {PROPOSAL_SOURCES} OR source LIKE 'import:_%'"),
+        ("annotations_pool_proposal", "source != 'pool' OR state IS NOT NULL"),
+        ("annotations_review", "(state IS NULL OR state = 'proposed') = (reviewed_by IS NULL AND reviewed_at IS NULL)"),
+        ("annotations_replaced", "(state IS NOT NULL AND state = 'edited') = (replaced_by IS NOT NULL)"),
+    )),
 )
+
+#: Indexes for how the Labeler, the dashboards and the report read annotations, beyond the
+#: per-column ones above (image, annotator, kind, state): per class, and an image's current
+#: (not deleted) rows by annotator. ``ensure_indexes`` adds them to projects made before.
+ANNOTATION_INDEXES = (
+    sa.Index("ix_annotations_class_id", annotations.c.class_id),
+    sa.Index("ix_annotations_current", annotations.c.image_id, annotations.c.annotator_id,
+             sqlite_where=annotations.c.deleted_at.is_(None), postgresql_where=annotations.c.deleted_at.is_(None)),
+)
+
+
+def ensure_indexes(conn: sa.Connection) -> None:
+    """Create :data:`ANNOTATION_INDEXES` where they are missing (idempotent)."""
+    for index in ANNOTATION_INDEXES:
+        index.create(conn, checkfirst=True)
+
 
 # One row per superseded version, written by the database (a trigger on annotations,
 # store/guards.py) when an annotation changes; never updated.
@@ -125,6 +160,8 @@ annotation_history = sa.Table(
     sa.Column("valid_to", _ts, nullable=False),
     sa.Column("change", sa.String(16), nullable=False),
     sa.Column("changed_by", sa.String(256), nullable=False),
+    # Who made this version (its ``updated_by``), so a history row is the whole version (schema 4).
+    sa.Column("made_by", sa.String(256), nullable=True),
 )
 
 # Append-only (store/guards.py); on PostgreSQL the database stamps ``actor`` and ``at``.
@@ -149,6 +186,33 @@ gold = sa.Table(
     sa.Column("class_id", sa.Integer, sa.ForeignKey("classes.id"), nullable=False),
     sa.Column("set_by", sa.String(256), nullable=False),
     sa.Column("set_at", _ts, nullable=False),
+)
+
+# The hash chain (store/chain.py): one block per write transaction, sealing the rows it
+# added or changed. Its own metadata: a seal over the project's tables, not project data
+# (it grows with every write, as the audit log does).
+chain_metadata = sa.MetaData()
+#: The tables the chain seals, in the order of a block's digests.
+CHAINED = ("classes", "annotators", "images", "annotations", "annotation_history", "audit_log")
+chain = sa.Table(
+    "chain", chain_metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", _ts, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    # the highest id of each chained table when the block was sealed: the block holds the rows
+    # above the previous block's
+    *(sa.Column(f"{t}_hi", sa.Integer, nullable=False) for t in CHAINED),
+    sa.Column("digests", sa.Text, nullable=False),  # "table:rows:sha256;..." in CHAINED order
+    sa.Column("restated", sa.Text, nullable=True),  # erasure: earlier blocks' digests after it, JSON
+    sa.Column("prev", sa.String(64), nullable=False),
+    sa.Column("head", sa.String(64), nullable=False),
+)
+# Each block's random salt, mixed into its digests: erasure replaces it, so no digest of an
+# erased row is left to test a guess against. Not append-only; not in a block's head.
+chain_salt = sa.Table(
+    "chain_salt", chain_metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("salt", sa.String(64), nullable=False),
 )
 
 #: The columns of ``annotators`` every member may read (not ``db_user``: logins are an admin's business).

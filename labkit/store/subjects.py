@@ -10,6 +10,9 @@ Erasure spans more than the database (caches, predictions, reports), so its work
 store's: :meth:`SubjectRepository.erase_records` deletes the rows in one transaction and
 returns an :class:`ErasedRecords` saying what the other parts must erase, and
 :meth:`SubjectRepository.compact` makes the deleted rows unrecoverable from the files.
+The blocks of the hash chain that held the deleted rows or the scrubbed audit entries
+are restated in the same transaction (:mod:`labkit.store.chain`), so the erasure is a
+legitimate change that ``labkit verify`` accepts, and no digest of the erased rows is left.
 """
 from __future__ import annotations
 
@@ -28,13 +31,15 @@ import sqlalchemy as sa
 
 from labkit._util.clock import utc_now
 from labkit.privacy.pseudonyms import MIN_INFIX, IdMatcher
+from labkit.store import chain
 from labkit.store import schema as S
 from labkit.store.bulk import chunks, insert_many, stored_time
 from labkit.store.context import StoreContext
 from labkit.store.engine import BUSY_TIMEOUT_MS
 from labkit.store.errors import PROJECT, Fix, ProjectError, command
 
-__all__ = ["ERASED", "ErasedRecords", "SubjectRepository", "exports_holding", "scrub_audit"]
+__all__ = ["ERASED", "ErasedRecords", "SubjectRepository", "apply_scrub", "exports_holding", "scrub_audit",
+           "scrub_plan"]
 
 ERASED = "<erased>"
 
@@ -164,7 +169,9 @@ class SubjectRepository:
         The subject's images, their annotations and annotation history, assignments and
         the subject record are deleted, and every audit-log entry that names the subject,
         its image hashes or paths has them replaced by ``"<erased>"`` (:func:`scrub_audit`).
-        The audit log gets a tombstone (``forget_subject``, with ``tombstone`` and counts;
+        The hash chain's blocks that held them are restated (a block of kind
+        ``"erasure"``), recording whether each still matched its seal just before. The
+        audit log gets a tombstone (``forget_subject``, with ``tombstone`` and counts;
         never whom). The exports that held the images are returned
         (``ErasedRecords.exports``) for the export eraser. Admins only, acting as themselves.
         """
@@ -178,6 +185,14 @@ class SubjectRepository:
                                 .where(im.c.subject == subject)).all()
             ids = [r.id for r in imgs]
             ann_ids = sa.select(a.c.id).where(a.c.image_id.in_(ids))
+            # Only digests and paths go in needles: image ids say nothing of the person.
+            needles = [subject, *{r.sha256 for r in imgs}, *{r.path for r in imgs}]
+            scrubbed = scrub_plan(conn, needles)
+            held = chain.blocks_holding(conn, {
+                "images": ids, "annotations": conn.execute(ann_ids).scalars().all(),
+                "annotation_history": conn.execute(sa.select(h.c.id).where(h.c.annotation_id.in_(ann_ids)))
+                .scalars().all(), "audit_log": list(scrubbed)})
+            before = chain.intact(conn, held)  # an erasure must not launder an earlier edit
             counts = {
                 "annotation_history": conn.execute(sa.delete(h).where(h.c.annotation_id.in_(ann_ids))).rowcount,
                 "annotations": conn.execute(sa.delete(a).where(a.c.image_id.in_(ids))).rowcount,
@@ -188,10 +203,9 @@ class SubjectRepository:
             }
             since = min((r.added_at for r in imgs), default=row.created_at)
             exports = exports_holding(conn, ids, since)  # before the scrub rewrites their paths
-            # Only digests and paths go in needles: image ids say nothing of the person.
-            needles = [subject, *{r.sha256 for r in imgs}, *{r.path for r in imgs}]
-            counts["audit_entries_scrubbed"] = scrub_audit(conn, needles)
+            counts["audit_entries_scrubbed"] = apply_scrub(conn, scrubbed)
             counts = {k: int(v) for k, v in counts.items()}
+            chain.seal(conn, "erasure", restate=held, intact=before)
             self._ctx.audit(conn, "forget_subject", target="subjects", on_behalf_of=by, tombstone=tombstone,
                             **counts)
             return ErasedRecords(
@@ -330,16 +344,27 @@ def scrub_audit(conn: sa.Connection, needles: list[str]) -> int:
     1
     {'file': '/data/<erased>/instances_<erased>.json', 'note': 'lot 2017'}
     """
+    return apply_scrub(conn, scrub_plan(conn, needles))
+
+
+def scrub_plan(conn: sa.Connection, needles: list[str]) -> dict[int, Any]:
+    """The audit-log entries :func:`scrub_audit` would change: ``{id: new details}``."""
     matcher = IdMatcher(needles)
     if not matcher:
-        return 0
-    changed = 0
+        return {}
+    plan = {}
     for rid, details in conn.execute(sa.select(S.audit_log.c.id, S.audit_log.c.details)).all():
         new = matcher.replace(details, ERASED)
         if new != details:
-            conn.execute(sa.update(S.audit_log).where(S.audit_log.c.id == rid).values(details=new))
-            changed += 1
-    return changed
+            plan[int(rid)] = new
+    return plan
+
+
+def apply_scrub(conn: sa.Connection, plan: dict[int, Any]) -> int:
+    """Write the details of :func:`scrub_plan`; return how many entries changed."""
+    for rid, details in plan.items():
+        conn.execute(sa.update(S.audit_log).where(S.audit_log.c.id == rid).values(details=details))
+    return len(plan)
 
 
 def exports_holding(conn: sa.Connection, image_ids: Sequence[int], since: datetime) -> tuple[dict[str, Any], ...]:

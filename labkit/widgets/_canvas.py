@@ -37,3 +37,4 @@ class LabelerKeys(anywidget.AnyWidget):
     _css = _STATIC / "labeler.css"
     shortcut_keys = t.List(t.Unicode(), []).tag(sync=True)  # not `keys`: an ipywidgets trait
     root_class = t.Unicode("labkit-labeler").tag(sync=True)
+    autofocus = t.Bool(False).tag(sync=True)  # take the keyboard when shown (the review mode)

@@ -21,6 +21,7 @@ from jupyter_bbox_widget import BBoxWidget
 from labkit.widgets._canvas import LabelerKeys, PromptCanvas
 from labkit.widgets._common import safe_action
 from labkit.widgets._render import compose
+from labkit.widgets.review import ReviewQueue, proposal_mask, review_text, seed_prompts
 from labkit.widgets.session import LabelSession
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ log = logging.getLogger("labkit.labeler")
 TOOL_OPTIONS = [("SAM box [b]", "sam"), ("Box [x]", "box"), ("Click ± [c]", "click"),
                 ("Polygon [o]", "polygon"), ("Point [t]", "point"), ("Ellipse [e]", "ellipse")]
 TOOL_KEYS = {"b": "sam", "x": "box", "c": "click", "o": "polygon", "t": "point", "e": "ellipse"}
-KEYS = [str(d) for d in range(10)] + ["Enter", "Escape", "z", "y", "n", "p", "d", "s", *TOOL_KEYS]
+KEYS = [str(d) for d in range(10)] + ["Enter", "Escape", "Delete", "z", "y", "n", "p", "d", "s", *TOOL_KEYS]
 DISPLAY_PX = 512
 """Images smaller than this are enlarged by the largest whole factor that keeps them within it."""
 HELP = """
@@ -44,7 +45,10 @@ tools: <code>b</code> SAM box, <code>x</code> plain box, <code>c</code> clicks, 
 <b>SAM box</b>: drag a box, the mask appears in cyan; switch to <b>Click ±</b> to refine (left click = object,
 right or shift click = background); choose among the mask candidates; accept.
 <b>Polygon</b>: click the vertices, click the first one (or double-click) to close.
-<b>Ellipse</b>: drag its bounding rectangle. Undo also removes an accepted object; nothing accepted is ever lost.
+<b>Ellipse</b>: drag its bounding rectangle. Undo also removes an accepted object; nothing accepted is ever lost.<br>
+<b>Review</b> (<code>review=True</code>): each proposal appears in cyan, least confident first. <code>Enter</code>
+accepts it · <code>Delete</code> rejects it · a box or click starts an edit, which <code>Enter</code> saves as your own
+object replacing it · a class key changes its class (also an edit) · <code>n</code>/<code>p</code> next/previous.
 """
 
 
@@ -78,6 +82,13 @@ class Labeler(w.VBox):
         at 512 px, its pixels sharp squares); larger ones as they are.
     prefetch : bool
         Encode the next images in the background (SAM), so moving on is instant.
+    review : bool
+        Review proposals (:func:`labkit.models.prelabel`) instead of labeling from
+        scratch: the Labeler walks ``project.proposals()`` (of the images assigned to
+        ``annotator`` when it has assignments), least confident first
+        (:class:`~labkit.widgets.review.ReviewQueue`). Enter accepts, Delete rejects, a
+        prompt starts an edit (Enter saves it: your object replaces the proposal), the
+        class keys change the class; the counts of what is left stay on screen.
 
     Examples
     --------
@@ -87,14 +98,21 @@ class Labeler(w.VBox):
         from labkit.widgets import Labeler
         Labeler(Project.open("demo_project"), annotator="demo-admin", split="photos",
                 classes=["person", "cup", "cat", "rocket"])
+        Labeler(project, annotator="ana", review=True)   # review the proposals
     """
 
     def __init__(self, project: Project, *, annotator: str, segmenter=None, queue=None, split: str | None = None,
-                 classes=None, blind: bool | None = None, zoom: int | None = None, prefetch: bool = True):
+                 classes=None, blind: bool | None = None, zoom: int | None = None, prefetch: bool = True,
+                 review: bool = False):
         if zoom is not None and (isinstance(zoom, bool) or not isinstance(zoom, int) or zoom < 1):
             raise ValueError(f"zoom must be a whole number >= 1, or None to fit small images; got {zoom!r}")
         self._zoom = zoom
         self._lock = threading.RLock()  # one UI action at a time (see _safe)
+        self.review_queue = ReviewQueue(project, annotator) if review else None
+        if self.review_queue is not None:
+            if not self.review_queue.ids:
+                raise ValueError(f"no proposals for {annotator!r} to review; make some with labkit.models.prelabel")
+            queue = self.review_queue.images
         self.session = s = LabelSession(project, annotator=annotator, segmenter=segmenter, queue=queue,
                                         split=split, classes=classes, blind=blind, prefetch=prefetch)
         self.title = w.HTML()
@@ -108,11 +126,15 @@ class Labeler(w.VBox):
         self.bbox.add_class("labkit-bbox")
         self.canvas = PromptCanvas()
         self.canvas.add_class("labkit-canvas")
-        self.keyboard = LabelerKeys(shortcut_keys=KEYS, layout=w.Layout(display="none"))
+        self.keyboard = LabelerKeys(shortcut_keys=KEYS, autofocus=review, layout=w.Layout(display="none"))
         self.candidates = w.ToggleButtons(options=[], style={"button_width": "auto"})
         self.candidates.add_class("labkit-candidates")
         btn = functools.partial(w.Button, layout=w.Layout(width="auto"))
         self.accept_btn = btn(description="Accept [Enter]", button_style="success")
+        self.reject_btn = btn(description="Reject [Del]", button_style="danger",
+                              layout=w.Layout(width="auto", display=None if review else "none"))
+        self.review_status = w.HTML(layout=w.Layout(display=None if review else "none"))
+        self.review_status.add_class("labkit-review")
         self.undo_btn, self.redo_btn = btn(description="Undo [z]"), btn(description="Redo [y]")
         self.clear_btn = btn(description="Clear [Esc]")
         self.prev_btn, self.next_btn = btn(description="◀ Prev [p]"), btn(description="Next [n] ▶")
@@ -126,13 +148,13 @@ class Labeler(w.VBox):
         self.image_labels = w.TagsInput(allowed_tags=s.classes, allow_duplicates=False)
         self.attributes = w.Text(placeholder="key=value, key=value", layout=w.Layout(width="100%"))
         self.attr_btn = btn(description="Save attributes")
-        for name in ("accept", "undo", "redo", "clear", "prev", "next", "skip", "done", "jump", "delete",
+        for name in ("accept", "reject", "undo", "redo", "clear", "prev", "next", "skip", "done", "jump", "delete",
                      "relabel", "attr"):
             getattr(self, f"{name}_btn").add_class(f"labkit-{name}")
         wrap = w.Layout(flex_flow="row wrap")  # buttons wrap rather than shrink to "Und…"
         side = w.VBox([
             w.HTML("<b>Mask candidates</b>"), self.candidates,
-            w.HBox([self.accept_btn, self.undo_btn, self.redo_btn, self.clear_btn], layout=wrap),
+            w.HBox([self.accept_btn, self.reject_btn, self.undo_btn, self.redo_btn, self.clear_btn], layout=wrap),
             w.HTML("<b>Objects on this image</b>"), self.objects,
             w.HBox([self.delete_btn, self.relabel_btn], layout=wrap),
             w.HTML("<b>Image labels</b>"), self.image_labels,
@@ -141,13 +163,14 @@ class Labeler(w.VBox):
         help_box = w.Accordion(children=[w.HTML(HELP)], titles=("Help: keys and tools",))
         nav = w.HBox([self.prev_btn, self.next_btn, self.skip_btn, self.done_btn, w.Label("go to"),
                       self.jump, self.jump_btn], layout=wrap)
-        super().__init__([self.title, self.tool, self.cls,
+        super().__init__([self.title, self.review_status, self.tool, self.cls,
                           w.HBox([w.VBox([self.bbox, self.canvas], layout=w.Layout(width="66%")), side]),
                           nav, self.status, help_box, self.keyboard])
         self.add_class("labkit-labeler")
         self._syncing = False
         self._wire()
         self._show_image()
+        self._show_proposal()
 
     def close(self) -> None:
         """Stop the background prefetch and close the widget."""
@@ -169,6 +192,7 @@ class Labeler(w.VBox):
     def _wire(self) -> None:
         on = lambda b, f: b.on_click(self._safe(lambda _: f()))  # noqa: E731
         on(self.accept_btn, self.accept)
+        on(self.reject_btn, self.reject)
         on(self.undo_btn, self.undo)
         on(self.redo_btn, self.redo)
         on(self.clear_btn, self.clear)
@@ -202,8 +226,11 @@ class Labeler(w.VBox):
         kind = msg.get("type")
         s = self.session
         if kind == "click":
+            self._seed_edit()
             s.add_click(*self._image_xy(msg["x"], msg["y"]), positive=bool(msg.get("positive", True)))
             self._refresh(f"{'object' if msg.get('positive', True) else 'background'} click added")
+        elif self.review_queue is not None and kind in ("point", "polygon", "ellipse"):
+            self._review_object(kind, msg)  # the drawn object replaces the proposal
         elif kind == "point":
             self._saved(s.add_point(*self._image_xy(msg["x"], msg["y"])))
         elif kind == "polygon":
@@ -219,6 +246,8 @@ class Labeler(w.VBox):
         """Handle a keyboard shortcut (see the help)."""
         actions = {"Enter": self.accept, "z": self.undo, "y": self.redo, "Escape": self.clear, "n": self.next,
                    "p": self.prev, "d": self.done, "s": self.skip}
+        if self.review_queue is not None:
+            actions["Delete"] = self.reject
         if key in actions:
             actions[key]()
         elif key in TOOL_KEYS:
@@ -239,7 +268,10 @@ class Labeler(w.VBox):
         box = self._image_xy(x0, y0, x1, y1)
         if self.session.tool == "box":
             self._clear_bbox()
-            self._saved(self.session.add_box(box))
+            if self.review_queue is not None:
+                self._review_object("box", {"box": box})
+            else:
+                self._saved(self.session.add_box(box))
         else:
             if len(change["new"]) > 1:  # one box prompt per object: keep the newest
                 self._clear_bbox(keep=[b])
@@ -255,9 +287,17 @@ class Labeler(w.VBox):
             self._syncing = False
 
     def accept(self) -> None:
+        if self.review_queue is not None:
+            return self._review("accept")
         aid = self.session.accept()
         self._clear_bbox()
         self._saved(aid)
+
+    def reject(self) -> None:
+        """Reject the proposal on screen (review mode; Delete)."""
+        if self.review_queue is None:
+            raise ValueError("Reject is for reviewing proposals: open the Labeler with review=True")
+        self._review("reject")
 
     def undo(self) -> None:
         what = self.session.undo()
@@ -281,15 +321,25 @@ class Labeler(w.VBox):
         self._show_image()
 
     def next(self) -> None:
+        if self.review_queue is not None:
+            self.review_queue.next()
+            return self._show_proposal()
         self._move(self.session.next)
 
     def prev(self) -> None:
+        if self.review_queue is not None:
+            self.review_queue.prev()
+            return self._show_proposal()
         self._move(self.session.prev)
 
     def skip(self) -> None:
+        if self.review_queue is not None:
+            return self.next()
         self._move(self.session.skip)
 
     def done(self) -> None:
+        if self.review_queue is not None:
+            return self.next()
         self._move(self.session.done)
 
     def go(self, pos: int) -> None:
@@ -337,6 +387,75 @@ class Labeler(w.VBox):
         self.session.change_class(self.objects.value, self.session.label)
         self._refresh(f"object {self.objects.value} is now {self.session.label}")
 
+    # ----------------------------------------------------------------- review --
+    def _review(self, decision: str) -> None:
+        """Record the reviewer's decision on the proposal on screen; Enter with prompts or another class edits."""
+        q, s = self.review_queue, self.session
+        if q is None or q.current is None:
+            self._say("every proposal is reviewed")
+            return
+        aid, row = q.current, q.row
+        if decision == "accept" and s.candidates is not None:  # prompts made a new mask: an edit
+            obj = s.pending_object()
+            q.decide("edit", kind=obj["kind"], geometry=obj["geometry"], label=s.label, source=obj["source"],
+                     provenance=obj["provenance"])
+            what = "edited (your mask replaces it)"
+        elif decision == "accept" and s.label != row["label"]:
+            q.decide("edit", label=s.label)
+            what = f"edited (class {s.label})"
+        else:
+            q.decide(decision)
+            what = "accepted" if decision == "accept" else "rejected"
+        self._show_proposal(f"proposal {aid} {what} ✓")
+
+    def _review_object(self, kind: str, msg: dict) -> None:
+        """An object drawn with a plain tool (box, polygon, point, ellipse) in review mode: an edit."""
+        q, s = self.review_queue, self.session
+        if q is None or q.current is None:
+            raise ValueError("every proposal is reviewed; open the Labeler without review=True to draw more")
+        if kind == "box":
+            geometry: object = msg["box"]
+        elif kind == "point":
+            geometry = self._image_xy(msg["x"], msg["y"])
+        elif kind == "polygon":
+            geometry = [self._image_xy(*p) for p in msg["points"]]
+        else:
+            x0, y0, x1, y1 = self._image_xy(*msg["box"])
+            kind, geometry = "ellipse", {"cx": (x0 + x1) / 2, "cy": (y0 + y1) / 2, "rx": abs(x1 - x0) / 2,
+                                         "ry": abs(y1 - y0) / 2, "angle": 0.0}
+        aid = q.current
+        q.decide("edit", kind=kind, geometry=geometry, label=s.label,
+                 provenance={"tool": kind, "time_spent_s": round(q.seconds, 3)})
+        self._show_proposal(f"proposal {aid} edited (your {kind} replaces it) ✓")
+
+    def _show_proposal(self, message: str | None = None) -> None:
+        """Show the proposal the queue is at: its image, class and mask; its review time starts."""
+        q, s = self.review_queue, self.session
+        if q is None:
+            return
+        s.clear()
+        self._clear_bbox()
+        if q.current is None:
+            self._refresh((message + " · " if message else "") + "every proposal is reviewed")
+            return
+        row = q.row
+        image = int(row["task"])
+        if image != s.image_id:
+            s.go(s.queue.index(image))
+            self._show_image()
+        if row["label"] in s.classes and self.cls.value != row["label"]:
+            self.cls.value = row["label"]
+        s.label = row["label"]
+        q.shown()
+        self._refresh(message or "")
+
+    def _seed_edit(self) -> None:
+        """A first click on a proposal refines it: the proposal's own prompts come first (review mode)."""
+        q, s = self.review_queue, self.session
+        if q is None or q.current is None or s.prompts:
+            return
+        s.prompts.extend(seed_prompts(q.row["provenance"]))
+
     # ---------------------------------------------------------------- display --
     def _saved(self, aid: int) -> None:
         self._refresh(f"saved object {aid} ✓")
@@ -369,7 +488,8 @@ class Labeler(w.VBox):
         z = self.zoom
         fmt = "png" if z > 1 else "jpeg"  # JPEG would blur the edges of enlarged pixels
         on_bbox = s.tool in ("sam", "box")  # the bbox widget draws the box prompt itself; the canvas does not
-        data = compose(s.image, rows, classes=s.project_classes, candidate=s.mask,
+        candidate = s.mask if s.mask is not None or self.review_queue is None else proposal_mask(self.review_queue)
+        data = compose(s.image, rows, classes=s.project_classes, candidate=candidate,
                        prompts=[p.as_dict() for p in s.prompts if p.point is not None or not on_bbox],
                        selected=self.objects.value, fmt=fmt, fit=max(s.image.shape[:2]) * z if z > 1 else None)
         if on_bbox:
@@ -390,5 +510,7 @@ class Labeler(w.VBox):
         self.title.value = (f"<b>Image {s.image_id}</b> ({html.escape(str(s.image_row['path']))}) · "
                             f"<span class='labkit-progress'>{s.progress_text}</span> · annotator "
                             f"<b>{html.escape(s.annotator)}</b>{blind}")
+        if self.review_queue is not None:
+            self.review_status.value = review_text(self.review_queue)
         if message is not None:
             self._say(message)

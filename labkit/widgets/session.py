@@ -122,6 +122,7 @@ class LabelSession:
         self._undo: list[_Action] = []
         self._redo: list[_Action] = []
         self._t0: float | None = None
+        self._since = time.monotonic()  # the image appeared or the last object was saved
         self._encoded_for: int | None = None
         self.message = ""
         self.go(0)
@@ -186,6 +187,7 @@ class LabelSession:
         self.image = self.project.read_image(image)  # checks the file's hash, and the reader's access
         self.image_row = self.project.images().loc[image]
         self.pos = pos
+        self._since = time.monotonic()
         self._clear_prompts()
         self._undo.clear()
         self._redo.clear()
@@ -290,14 +292,19 @@ class LabelSession:
     # ---------------------------------------------------------------- saving --
     def _save(self, kind: str, geometry: Any, *, source: str = "human", label: str | None = None,
               provenance: dict | None = None, score: float | None = None) -> int:
+        provenance = dict(provenance or {})
+        # seconds per object drawn from scratch: a mask's since its first prompt, others' since the last save
+        provenance.setdefault("time_spent_s", round(time.monotonic() - self._since, 3))
         aid = self.project.add_annotation(image=self.image_id, kind=kind, label=label or self.label,
                                           annotator=self.annotator, geometry=geometry, source=source,
-                                          score=score, provenance=provenance or {})
+                                          score=score, provenance=provenance)
+        self._since = time.monotonic()
         log.info("saved %s %s on image %s as annotation %s", kind, label or self.label, self.image_id, aid)
         return aid
 
-    def accept(self) -> int:
-        """Save the chosen mask with its prompts and provenance; return the annotation id (Enter)."""
+    def pending_object(self) -> dict[str, Any]:
+        """The chosen mask as :meth:`accept` saves it: ``kind``, ``geometry``, ``source``, ``score`` and
+        ``provenance`` (the prompts, and the seconds since the first one)."""
         if self.candidates is None:
             raise ValueError("nothing to accept: draw a box or click on the object first")
         from labkit.models import make_provenance
@@ -308,8 +315,14 @@ class LabelSession:
                                multimask_index=self.choice,
                                time_spent_s=round(time.monotonic() - (self._t0 or time.monotonic()), 3))
         source = {"sam": "sam", "grabcut": "grabcut"}.get(seg.name.split("_")[0], "human")
-        aid = self._save("mask", self.mask, source=source, provenance=prov,
-                         score=float(self.candidates[1][self.choice]))
+        return {"kind": "mask", "geometry": self.mask, "source": source, "provenance": prov,
+                "score": float(self.candidates[1][self.choice])}
+
+    def accept(self) -> int:
+        """Save the chosen mask with its prompts and provenance; return the annotation id (Enter)."""
+        obj = self.pending_object()
+        aid = self._save("mask", obj["geometry"], source=obj["source"], provenance=obj["provenance"],
+                         score=obj["score"])
         consumed = list(self.prompts)
         self._undo = [a for a in self._undo if a.kind != "prompt"]
         self._undo.append(_Action("accept", annotation=aid, prompts=consumed))

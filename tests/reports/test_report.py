@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fixture_project  # noqa: E402
 
 SECTIONS = ["verdict", "accuracy", "completeness", "diversity", "consistency", "annotation_quality",
-            "cleanliness", "model_validation", "known-issues"]
+            "cleanliness", "model_validation", "prelabeling", "known-issues"]
 
 
 def expected_key_verdict(audit_dir) -> str:

@@ -1,4 +1,5 @@
-"""Schema 2 -> 3 (``labkit migrate``) on SQLite and PostgreSQL: every row kept, the new rules in force."""
+"""Schema 2 -> 4 and 3 -> 4 (``labkit migrate``) on SQLite and PostgreSQL: every row kept, the new rules
+in force, the hash chain begun."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 
 from labkit import AccessDenied, Project, ProjectError
 from labkit.services import gold_answers
+from labkit.services.verify import verify_project
 from labkit.store import schema as S
 from labkit.store.migrate import migrate
 
@@ -55,6 +57,22 @@ def drop_row_level_security(conn) -> None:
         conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {fn} CASCADE")
 
 
+def drop_chain(conn, backend: str) -> None:
+    """Remove what schema 4 added: the hash chain's tables and ``annotation_history.made_by``
+    (SQLite: drop the triggers first, as they name the column)."""
+    run = conn.execute if backend == "sqlite" else conn.exec_driver_sql
+    if backend == "sqlite":
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            conn.execute(f'DROP TRIGGER "{name}"')
+    else:
+        for fn in ("labkit_chain_begin()", "labkit_chain_seal(text, integer[], text)", "labkit_chain_head()",
+                   "labkit_chain_digests(integer[])", "labkit_chain_check()"):
+            run(f"DROP FUNCTION IF EXISTS {fn} CASCADE")
+    run("DROP TABLE chain")
+    run("DROP TABLE chain_salt")
+    run("ALTER TABLE annotation_history DROP COLUMN made_by")
+
+
 def _downgrade_to_v2(project, logins: dict[str, str]) -> None:
     """Turn a schema-3 project into what labkit 0.2 (schema 2) wrote: gold answers in image attributes
     (one last written by annotator ana), no database checks, triggers, gold table or updated_by; on
@@ -65,14 +83,14 @@ def _downgrade_to_v2(project, logins: dict[str, str]) -> None:
                             .join(S.classes, S.gold.c.class_id == S.classes.c.id)).all()
     if project.backend == "sqlite":
         con = sqlite3.connect(engine.url.database, isolation_level=None)
-        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-            con.execute(f'DROP TRIGGER "{name}"')
+        drop_chain(con, "sqlite")
         con.execute("DROP TABLE gold")
         con.execute("ALTER TABLE annotations DROP COLUMN updated_by")
         run = con.execute
     else:
         conn = engine.connect()
         drop_row_level_security(conn)
+        drop_chain(conn, "postgresql")
         for check in ("annotations_kind", "annotations_source", "annotations_score"):
             conn.exec_driver_sql(f"ALTER TABLE annotations DROP CONSTRAINT {check}")
         conn.exec_driver_sql("DROP TABLE gold")
@@ -124,7 +142,7 @@ def _rows(project) -> dict[str, list[tuple]]:
         for t in S.metadata.sorted_tables:
             if t.name == "gold":
                 continue
-            cols = [c for c in t.c if c.name != "updated_by"]
+            cols = [c for c in t.c if c.name not in ("updated_by", "made_by")]
             rows = conn.execute(sa.select(*cols).order_by(*t.primary_key.columns)).all()
             if t.name == "meta":  # the one row a migration changes
                 rows = [r for r in rows if r[0] != "schema_version"]
@@ -193,13 +211,21 @@ def test_migrate_v2_keeps_every_row_and_installs_the_rules(v2_project, tmp_path)
     p = Project.open(location, workdir=work)
     assert _rows(p) == before  # every row kept
     with p.store.ctx.connect() as conn:
-        assert conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).scalar() == 3
+        version = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).scalar()
+        assert version == S.SCHEMA_VERSION
     assert gold_answers(p).to_dict() == {2: "dog", 3: "cat"}
     assert not any("gold" in a for a in p.images()["attributes"])
     with pytest.warns(UserWarning, match="annotation 3"):
         assert p.annotations().index.tolist() == [1, 2]
     hist = p.annotation_history(1)  # migrated history kept; new versions written by the database
     assert hist.index.tolist() == [1, 2, 3, 4]
+    with p.store.ctx.connect() as conn:  # who made each superseded version, where the history knew it
+        made = conn.execute(sa.select(S.annotation_history.c.made_by).where(S.annotation_history.c.annotation_id == 1)
+                            .order_by(S.annotation_history.c.version)).scalars().all()
+    assert made == [None, p.user, p.user]
+    assert "began the hash chain: block 1 seals every row" in text
+    report = verify_project(p, progress=False)  # the genesis block holds every migrated row
+    assert report.attrs["chain"]["problems"] == [] and report.attrs["chain"]["blocks"] == 1
     p.update_annotation(1, label="cat")
     assert p.annotation_history(1).index.tolist() == [1, 2, 3, 4, 5]
     assert p.annotation_history(1)["changed_by"].iloc[-2] == p.user
@@ -229,3 +255,84 @@ def test_migrate_v2_keeps_every_row_and_installs_the_rules(v2_project, tmp_path)
     with pytest.raises(AccessDenied, match="gold"):
         gold_answers(ana)
     ana.close()
+
+
+@pytest.fixture
+def v3_project(location, image_files, tmp_path):
+    """A schema-3 project: members, images of subjects, annotations with history, an audit log; no hash
+    chain and no ``annotation_history.made_by``. Yields its location."""
+    p = Project.create(location, classes=["cat", "dog"], workdir=tmp_path / "work")
+    p.add_annotator("ana")
+    p.add_images(image_files, subject=["p1", "p1", "p2", "p2", "p3"], consent="given")
+    box = p.add_annotation(image=1, kind="box", label="cat", annotator="ana", geometry=[1, 1, 9, 9], score=0.75)
+    p.update_annotation(box, label="dog")
+    p.update_annotation(box, geometry=[2, 2, 9, 9])
+    p.add_annotation(image=4, kind="label", label="dog", annotator="ana")
+    engine = p.store.ctx.engine
+    if p.backend == "sqlite":
+        con = sqlite3.connect(engine.url.database, isolation_level=None)
+        drop_chain(con, "sqlite")
+        con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        con.close()
+    else:
+        with engine.begin() as conn:
+            drop_chain(conn, "postgresql")
+            conn.exec_driver_sql("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    before = _rows(p)
+    p.close()
+    yield location, before
+
+
+def test_migrate_v3_begins_the_hash_chain(v3_project, tmp_path):
+    """Schema 3 -> 4: every row kept, who made each superseded version filled in where the history knows
+    it, and a genesis block sealing every row, so verify checks the migrated rows from then on."""
+    location, before = v3_project
+    work = tmp_path / "work"
+    with pytest.raises(ProjectError, match=r"schema version 3 is older"):
+        Project.open(location, workdir=work)
+    text = "\n".join(migrate(location, backup=False))
+    assert "recorded who made 1 earlier annotation version(s)" in text
+    assert "began the hash chain: block 1 seals every row (2 classes, 2 annotators, 5 images, 2 annotations, " \
+           "2 annotation_history" in text
+    assert migrate(location) == []
+    p = Project.open(location, workdir=work)
+    assert _rows(p) == before
+    report = verify_project(p, progress=False)
+    assert report.attrs["chain"]["problems"] == [] and report.attrs["chain"]["blocks"] == 1
+    p.update_annotation(1, label="cat")  # sealed from now on, and the history knows who made each version
+    assert p.annotation_history(1).index.tolist() == [1, 2, 3, 4]
+    p.forget_subject("p2", by=p.user)  # erasure restates the genesis block
+    assert verify_project(p, progress=False).attrs["chain"]["problems"] == []
+    # a row the migration sealed, edited behind labkit's back
+    if p.backend == "sqlite":
+        con = sqlite3.connect(p.store.ctx.engine.url.database, isolation_level=None)
+        con.execute("DROP TRIGGER lk_audit_update")
+        con.execute("UPDATE audit_log SET actor = 'nobody' WHERE id = 1")
+        con.close()
+    else:
+        with p.store.ctx.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE audit_log DISABLE TRIGGER USER")
+            conn.exec_driver_sql("UPDATE audit_log SET actor = 'nobody' WHERE id = 1")
+    [problem] = verify_project(p, progress=False).attrs["chain"]["problems"]
+    assert problem.startswith("audit_log: rows of block 1 ")
+    p.close()
+
+
+def test_migrate_adds_the_read_indexes(v2_project, tmp_path):
+    """Projects made before get the per-class and current-rows indexes that new ones have."""
+    location, _, _, _ = v2_project
+    from labkit.store.engine import create_engine, make_url
+
+    engine = create_engine(make_url(location))
+    with engine.begin() as conn:  # the fixture's tables come from today's metadata: drop what v2 lacked
+        for name in ("ix_annotations_class_id", "ix_annotations_current"):
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    engine.dispose()
+    migrate(location, backup=False)
+    p = Project.open(location, workdir=tmp_path / "work")
+    try:
+        with p.store.ctx.connect() as conn:
+            names = {ix["name"] for ix in sa.inspect(conn).get_indexes("annotations")}
+    finally:
+        p.close()
+    assert {"ix_annotations_class_id", "ix_annotations_current"} <= names

@@ -142,6 +142,7 @@ def _downgrade_to_v1(location):
     """Turn a new project into what labkit 0.1 (schema 1) wrote, to test the upgrade."""
     con = sqlite3.connect(location / "project.db")
     con.executescript("""
+        DROP TRIGGER IF EXISTS lk_proposals_reviewer;  -- schema 1 had no triggers; this one reads images.consent
         DROP TABLE subjects;
         DROP INDEX IF EXISTS ix_images_consent;
         ALTER TABLE images DROP COLUMN consent;

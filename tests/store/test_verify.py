@@ -40,7 +40,11 @@ def test_an_untouched_project_verifies(project, image_files):
 
     r = run_cli(project)
     assert r.exit_code == 0, r.output
-    assert r.output == "OK: all 5 files match their recorded sha256 (5 images, 0 pool weight files)\n"
+    head = report.attrs["chain"]["head"]
+    assert report.attrs["chain"]["checked"] and head["seq"] == report.attrs["chain"]["blocks"] > 1
+    assert r.output == (f"OK: the hash chain holds ({head['seq']} blocks, head #{head['seq']} {head['head'][:12]}; "
+                        "0 head(s) recorded by reports and exports found in it)\n"
+                        "OK: all 5 files match their recorded sha256 (5 images, 0 pool weight files)\n")
 
 
 def test_changed_missing_and_unreadable_files_are_reported(project, image_files):
@@ -67,7 +71,8 @@ def test_changed_missing_and_unreadable_files_are_reported(project, image_files)
     lines = r.output.splitlines()
     assert lines[-1] == ("FAILED: 1 changed, 1 missing, 1 unreadable; 2 of 5 files match "
                          "(5 images, 0 pool weight files)")
-    assert len(lines) == 5 and lines[0].split()[:3] == ["status", "kind", "image"]
+    assert lines[-2].startswith("OK: the hash chain holds")  # the files changed, not the database
+    assert len(lines) == 6 and lines[0].split()[:3] == ["status", "kind", "image"]
     for f, status in [(image_files[1], "changed"), (image_files[3], "missing"), (image_files[4], "unreadable")]:
         assert any(str(f.resolve()) in line and line.split()[0] == status for line in lines)
     assert str(image_files[0].resolve()) not in r.output  # ok files only with --all
@@ -185,7 +190,7 @@ def test_labkit_verify_is_a_command_of_the_cli(tmp_path, image_files):
     p.add_images(image_files, progress=False)
     p.close()
     r = CliRunner().invoke(main, ["verify", "-P", str(tmp_path / "proj")])
-    assert r.exit_code == 0 and r.output.startswith("OK: all 5 files match")
+    assert r.exit_code == 0 and r.output.splitlines()[-1].startswith("OK: all 5 files match")
     image_files[0].unlink()
     r = CliRunner().invoke(main, ["verify", "-P", str(tmp_path / "proj")])
     assert r.exit_code == 1 and r.output.splitlines()[-1].startswith("FAILED: 1 missing; 4 of 5 files match")

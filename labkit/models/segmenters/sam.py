@@ -164,6 +164,15 @@ class SamSegmenter(Segmenter):
         self.image_shape: tuple[int, int] | None = None
         self._emb_np: np.ndarray | None = None
 
+    @property
+    def predictor(self) -> Any:
+        """The ``segment_anything.SamPredictor`` holding the current image's embedding (:meth:`set_image`).
+
+        For segment-anything's own tools over labkit's cached embeddings, e.g. its
+        ``SamAutomaticMaskGenerator`` (:mod:`labkit.models.prelabelers.masks`).
+        """
+        return self._predictor
+
     # ---------------------------------------------------------------- encoding --
     def _encode(self, image: np.ndarray):
         """Float32 embedding ``(1, C, E, E)``, computed exactly as ``SamPredictor.set_image`` does."""

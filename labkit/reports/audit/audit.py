@@ -145,6 +145,7 @@ class QualityAudit:
         self.images = images
         self.classes = p.classes()
         ann = p.annotations()
+        self._proposals(ann)
         # the one definition of every view: the contract's exclude_workers are references,
         # added to the ones the project shows by itself (a simulation's dataset labels)
         self.delivery = deliver(ann, self.classes,
@@ -163,6 +164,26 @@ class QualityAudit:
         for t, lab in self.delivered.items():
             present.setdefault(int(t), set()).add(lab)
         self.image_classes = present
+
+    def _proposals(self, ann: pd.DataFrame) -> None:
+        """Machine proposals, how they fared in review, and where the delivered annotations come from."""
+        from labkit.quality.prelabel import prelabel_report
+
+        self.proposals = self.project.proposals(None)
+        undelivered = self.proposals.index[self.proposals["state"] != "accepted"]
+        delivered = ann[~ann.index.isin(undelivered)]  # (annotations() leaves them out already)
+        self.prelabel = prelabel_report(self.proposals, drawn=delivered)
+        states = self.proposals["state"]
+        replacements = set(self.proposals["replaced_by"].dropna().astype(int))
+        people = delivered[~delivered.index.isin(self.proposals.index) & ~delivered.index.isin(replacements)]
+        rows = {"machine-proposed, accepted by a person": (int((states == "accepted").sum()), True),
+                "machine-proposed, corrected by a person": (len(replacements & set(delivered.index)), True),
+                "made by people (or imported) without a proposal": (len(people), True),
+                "proposed, not reviewed yet (not delivered)": (int((states == "proposed").sum()), False),
+                "proposed, rejected (not delivered)": (int((states == "rejected").sum()), False)}
+        self.provenance_counts = pd.DataFrame(
+            [{"origin": k, "annotations": n, "delivered": d} for k, (n, d) in rows.items()]).set_index("origin")
+        self.delivered_annotations = len(delivered)
 
     # ---------------------------------------------------------------- integrity --
     def _integrity(self) -> None:
@@ -349,6 +370,10 @@ class QualityAudit:
                                                     ids=sorted(geo["annotation"].dropna().astype(int).unique()),
                                                     what="annotations with geometry", interval=interval) \
             if n_geo else acc.not_evaluated("the project has no geometric annotations")
+        pending = self.proposals.index[self.proposals["state"] == "proposed"]
+        m["unreviewed_proposal_rate"] = acc.measure_rate(
+            len(pending), self.delivered_annotations + len(pending), ids=[int(i) for i in pending],
+            what="delivered annotations and unreviewed proposals", interval=interval)
         return {k: v for k, v in m.items() if k in c.thresholds}
 
     def _save(self) -> None:
@@ -388,6 +413,9 @@ class QualityAudit:
 
     def model_validation(self) -> Html:
         return sections.model_validation(self)
+
+    def prelabeling(self) -> Html:
+        return sections.prelabeling(self)
 
     def known_issues(self) -> Html:
         return sections.known_issues(self)

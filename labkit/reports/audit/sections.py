@@ -30,7 +30,7 @@ from labkit.reports.audit import evidence as ev
 
 #: Clauses whose values and thresholds are shares, shown in percent.
 _PERCENT = ("key_error_rate", "annotation_error_rate", "completeness_rate", "scenario_coverage",
-            "label_issue_rate", "geometry_error_rate")
+            "label_issue_rate", "geometry_error_rate", "unreviewed_proposal_rate")
 
 
 def _clauses(a, dimension: str) -> pd.DataFrame:
@@ -363,6 +363,36 @@ def annotation_quality(a) -> Html:
     return section("annotation_quality", "Boxes tight and inside the image, polygons valid, masks non-empty "
                    "and not overlapping, labels in the taxonomy.", *parts,
                    clauses=_clauses(a, "annotation_quality"))
+
+
+# ---------------------------------------------------------------- pre-labeling --
+def prelabeling(a) -> Html:
+    """How much of the delivery machines proposed and people verified; how proposals fared in review."""
+    made = a.provenance_counts
+    clauses = a.verdict_.table.loc[[c for c in a.verdict_.table.index if c == "unreviewed_proposal_rate"]]
+    intro = ("Annotations a model (SAM, GrabCut, the model pool) or a vendor proposed count as delivered only "
+             "once a person accepted them; an edited proposal is delivered as the person's replacement.")
+    if not len(a.proposals):
+        return section("prelabeling", intro, note("No machine proposals in this project: every delivered "
+                                                  "annotation was made (or imported) as it is.", "na"),
+                       clauses=clauses.assign(required=[_required(a, k, r) for k, r in clauses.iterrows()]))
+    r = a.prelabel
+    shares = made.assign(share=made["annotations"] / max(1, int(made.loc[made["delivered"], "annotations"].sum())))
+    shares.loc[~shares["delivered"], "share"] = np.nan
+    parts = ["<h3>Where the delivered annotations come from</h3>",
+             table(shares.reset_index().drop(columns="delivered"), percent=["share"]),
+             "<h3>Review of the proposals, by source</h3>",
+             table(r.by_source.reset_index().round(3), percent=["acceptance_rate", "edit_rate", "rejection_rate"]),
+             "<h3>By proposed class</h3>",
+             table(r.by_class.reset_index().round(3), percent=["acceptance_rate", "edit_rate", "rejection_rate"],
+                   max_rows=30),
+             "<h3>Seconds per object: reviewing a proposal against drawing from scratch</h3>",
+             table(r.seconds.reset_index().round(2))]
+    if len(r.edits):
+        parts += ["<h3>Edited proposals: how far the person's object is from the proposal</h3>",
+                  table(r.edits.reset_index().round(3), max_rows=30)]
+    return section("prelabeling", intro, *parts,
+                   clauses=clauses.assign(required=[_required(a, k, r) for k, r in clauses.iterrows()]))
 
 
 # ---------------------------------------------------------------- cleanliness --

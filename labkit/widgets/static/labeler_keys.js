@@ -15,6 +15,10 @@
 //    class or image cannot lose it;
 // 3. if the focus is lost anyway (a focused part was hidden or removed), it comes back
 //    to the root, unless the person pressed somewhere outside the Labeler.
+// 4. with `autofocus` (the review mode, where the first key is Enter on what is shown),
+//    the root takes the focus when it appears and keeps it for a few seconds against the
+//    notebook's own focusing after the cell ran, unless the person presses elsewhere or
+//    types in a text field.
 const TEXT_FIELDS = "input, textarea, [contenteditable]";
 const OWN_FOCUS = "input, textarea, select, option, [contenteditable], .jupyter-widget-tagsinput";
 const REPEATABLE = new Set(["z", "y"]);  // holding z undoes step by step; a held Enter accepts once
@@ -63,6 +67,18 @@ function render({ model, el }) {
         }
       }, 0);
     };
+    if (model.get("autofocus")) {
+      const until = performance.now() + 4000;
+      const claim = () => {
+        const active = document.activeElement;
+        const typing = active && active !== root && active.closest(TEXT_FIELDS);
+        if (root.isConnected && !root.contains(active) && !typing && performance.now() - pressedOutside > 1000) {
+          root.focus({ preventScroll: true });
+        }
+        if (performance.now() < until) setTimeout(claim, 100);
+      };
+      claim();
+    }
     root.addEventListener("keydown", onKeydown, true);
     root.addEventListener("mousedown", onMousedown, true);
     root.addEventListener("focusout", onFocusout);
