@@ -196,10 +196,12 @@ class ProjectStore:
             def count(t: sa.Table, *where: Any) -> int:
                 return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
             live = [a.c.deleted_at.is_(None), *seen["annotations"]]
-            kinds: dict[str, int] = dict(conn.execute(sa.select(a.c.kind, sa.func.count()).where(*live)
+            delivered = [*live, sa.or_(a.c.state.is_(None), a.c.state == "accepted")]  # as annotations()
+            kinds: dict[str, int] = dict(conn.execute(sa.select(a.c.kind, sa.func.count()).where(*delivered)
                                                       .group_by(a.c.kind)).all())
-            sources: dict[str, int] = dict(conn.execute(sa.select(a.c.source, sa.func.count()).where(*live)
+            sources: dict[str, int] = dict(conn.execute(sa.select(a.c.source, sa.func.count()).where(*delivered)
                                         .group_by(a.c.source)).all())
+            pending = count(a, a.c.state == "proposed", *live)
             return {
                 "location": self.ctx.safe_location, "backend": self.ctx.backend,
                 "classes": self.classes.names(), "images": count(im, *seen["images"]),
@@ -208,6 +210,7 @@ class ProjectStore:
                 "annotations": sum(kinds.values()), "annotations_by_kind": kinds,
                 "annotations_by_source": sources,
                 "deleted_annotations": count(a, a.c.deleted_at.is_not(None), *seen["annotations"]),
+                "proposals_awaiting_review": pending,
                 "assignments": count(asg, *seen["assignments"]),
             }
 

@@ -248,6 +248,8 @@ def test_a_vendors_pre_labels_import_as_proposals(project, tmp_path, image_files
     pending = project.proposals()
     assert len(pending) == 6 and set(pending["source"]) == {"import:coco"}
     pd.testing.assert_frame_equal(project.annotations(), delivered)  # nothing delivered yet
+    info = project.info()  # counts what annotations() delivers, and says what awaits review
+    assert (info["annotations"], info["proposals_awaiting_review"]) == (len(delivered), 6)
     assert len(project.annotations(include_proposals=True)) == len(delivered) + 6
     first = int(pending.index[0])
     project.review(first, "accept", by=project.user)
