@@ -81,9 +81,9 @@ def images_add(project, paths, manifest, split, subject, consent, purpose, sched
 def images_list(project, split):
     """List the images you may see: id, split, size and path."""
     table = open_project(project).images(split=split)
-    for image, r in table.iterrows():
-        click.echo(f"{image:>6}  {r.split or '-':<8} {r.width}x{r.height:<6} {r.path}")
-    click.echo(f"{len(table)} images")
+    lines = [f"{image:>6}  {sp or '-':<8} {w}x{h:<6} {path}" for image, sp, w, h, path in zip(
+        table.index, table["split"], table["width"], table["height"], table["path"])]
+    click.echo("\n".join([*lines, f"{len(table)} images"]))
 
 
 @click.group(cls=ErrorsGroup)

@@ -367,10 +367,10 @@ def class_findings(annotations: pd.DataFrame, classes: Iterable[str]) -> pd.Data
     _require(annotations, ("task", "label"), "annotations")
     known = set(classes)
     bad = annotations[~annotations["label"].isin(known)]
-    return _findings([{"rule": "unknown_class", "image": int(r.task), "annotation": int(i),
-                       "worker": getattr(r, "worker", None), "label": r.label,
-                       "detail": f"class {r.label!r} is not in the taxonomy"}
-                      for i, r in bad.iterrows()])
+    workers = bad["worker"] if "worker" in bad else [None] * len(bad)
+    return _findings([{"rule": "unknown_class", "image": int(task), "annotation": int(i), "worker": worker,
+                       "label": label, "detail": f"class {label!r} is not in the taxonomy"}
+                      for i, task, worker, label in zip(bad.index, bad["task"], workers, bad["label"])])
 
 
 # -------------------------------------------------------------------- geometry --

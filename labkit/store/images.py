@@ -28,7 +28,7 @@ from labkit._util.clock import utc_now
 from labkit._util.hashing import sha256_file
 from labkit._util.memory import no_gc
 from labkit.store import schema as S
-from labkit.store.bulk import chunks, encode_json, insert_many, stored_time
+from labkit.store.bulk import BATCH, chunks, encode_json, execute_arrays, insert_many, stored_time
 from labkit.store.context import StoreContext
 from labkit.store.errors import PROJECT, Fix, ImageError, ProjectError, command
 from labkit.store.files import ImageInfo, expand_paths, inspect_images, load_rgb
@@ -377,12 +377,8 @@ class ImageRepository:
         if conn.dialect.name == "postgresql":
             sql = ("UPDATE images SET attributes = u.a::json, subject = u.s, consent = u.c FROM "
                    "unnest(%b::integer[], %b::text[], %b::text[], %b::text[]) AS u(i, a, s, c) WHERE images.id = u.i")
-            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                for chunk in chunks(changed, 20_000):
-                    cur.execute(sql, [list(col) for col in zip(*chunk)])
-            finally:
-                cur.close()
+            for chunk in chunks(changed, BATCH):
+                execute_arrays(conn, sql, chunk)
         else:
             conn.exec_driver_sql("UPDATE images SET attributes = ?, subject = ?, consent = ? WHERE id = ?",
                                  [(a, sub, c, i) for i, a, sub, c in changed])

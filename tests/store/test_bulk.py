@@ -376,17 +376,21 @@ def test_a_bad_manifest_names_its_rows_and_adds_nothing(project, tmp_path, image
     assert snapshot(project) == before
 
 
+def _empty_files(folder: Path, n: int) -> pd.DataFrame:
+    """``n`` empty files and a manifest for them (64x48, distinct made-up hashes): registered, never read."""
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"{i}.png").touch()
+    return pd.DataFrame({"path": [str(folder / f"{i}.png") for i in range(n)], "width": 64, "height": 48,
+                         "sha256": [f"{i:064x}" for i in range(n)]})
+
+
 def test_tens_of_thousands_of_images_in_one_call(tmp_path):
     """More paths than SQLite binds in one statement (32,766): the bulk path batches its lookups."""
     from labkit import Project
 
-    folder = tmp_path / "many"
-    folder.mkdir()
     n = 40_000
-    for i in range(n):
-        (folder / f"{i}.png").touch()
-    m = pd.DataFrame({"path": [str(folder / f"{i}.png") for i in range(n)], "width": 64, "height": 48,
-                      "sha256": [f"{i:064x}" for i in range(n)], "subject": [f"s{i % 50_000}" for i in range(n)]})
+    m = _empty_files(tmp_path / "many", n).assign(subject=[f"s{i % 50_000}" for i in range(n)])
     p = Project.create(tmp_path / "proj", classes=["cat"], user="admin")
     t = time.perf_counter()
     ids = p.add_images(manifest=m)
@@ -423,13 +427,8 @@ def test_seventy_thousand_images_in_one_call_on_each_backend(location, tmp_path)
     """
     from labkit import Project
 
-    folder = tmp_path / "many"
-    folder.mkdir()
     n = 70_000
-    for i in range(n):
-        (folder / f"{i}.png").touch()
-    m = pd.DataFrame({"path": [str(folder / f"{i}.png") for i in range(n)], "width": 64, "height": 48,
-                      "sha256": [f"{i:064x}" for i in range(n)]})
+    m = _empty_files(tmp_path / "many", n)
     p = Project.create(location, classes=["cat", "dog"], user="admin")
     try:
         ids = p.add_images(manifest=m)
