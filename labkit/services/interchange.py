@@ -203,6 +203,9 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
                                          zip(imgs["path"], imgs["width"], imgs["height"])}
     ds = reader(path, **reader_options)
     source = source or f"import:{format}"
+    if source not in S.SOURCES and not (source.startswith("import:") and len(source) > len("import:")):
+        raise ValueError(f"source={source!r} is not a provenance source; use one of {list(S.SOURCES)} or "
+                         f"'import:<tool>' (the default is 'import:{format}'); nothing was imported")
     if as_proposals and source not in S.PROPOSAL_SOURCES and not source.startswith("import:"):
         raise ValueError(f"proposals are made by a model or a vendor, not source={source!r}; use one of "
                          f"{list(S.PROPOSAL_SOURCES)} or 'import:<format>' (the default); nothing was imported")

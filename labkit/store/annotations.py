@@ -18,7 +18,7 @@ from labkit._util.memory import no_gc
 from labkit.geometry import KINDS, normalize_geometry
 from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
-from labkit.store.bulk import encode_json, insert_many, raw, read_frame, stored_time
+from labkit.store.bulk import checked_insert, encode_json, insert_many, raw, read_frame, stored_time
 from labkit.store.classes import ClassRepository, unknown_classes
 from labkit.store.context import StoreContext
 from labkit.store.errors import Fix, FixableError, ProjectError, clauses
@@ -201,16 +201,23 @@ class AnnotationRepository:
 
     def insert_rows(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         """Insert checked annotation rows (``image_id``, ``annotator_id``, ``kind``, ``class_id``,
-        ``geometry``, ``score``, ``source``, ``provenance``) as version 1, in one statement."""
+        ``geometry``, ``score``, ``source``, ``provenance``) as version 1, in batched statements.
+
+        The rows must have passed the API's checks (known kind and source, finite score,
+        provenance an object, geometry from :func:`~labkit.geometry.bulk.normalize_many`):
+        SQLite's row triggers, which repeat those checks, are suspended for a large batch
+        (:func:`~labkit.store.bulk.checked_insert`).
+        """
         if not rows:
             return
         t = stored_time(conn, S.annotations.c.created_at, utc_now())
         user = self._ctx.user
         extra = [k for k in rows[0] if k not in _ROW_KEYS]  # e.g. a proposal's state
         cols = (*_ROW_KEYS, *extra, "version", "created_at", "updated_at", "updated_by")
-        insert_many(conn, S.annotations, cols, (
-            (r["image_id"], r["annotator_id"], r["kind"], r["class_id"], encode_json(r["geometry"]), r["score"],
-             r["source"], encode_json(r["provenance"]), *(r[k] for k in extra), 1, t, t, user) for r in rows))
+        with checked_insert(conn, S.annotations, len(rows)):
+            insert_many(conn, S.annotations, cols, (
+                (r["image_id"], r["annotator_id"], r["kind"], r["class_id"], encode_json(r["geometry"]), r["score"],
+                 r["source"], encode_json(r["provenance"]), *(r[k] for k in extra), 1, t, t, user) for r in rows))
 
     def _insert_returning(self, conn: sa.Connection, rows: list[dict[str, Any]], t: Any) -> list[int]:
         """Insert checked rows as version 1 in batched statements; their ids in order."""

@@ -293,7 +293,7 @@ def test_an_import_killed_half_way_leaves_the_project_untouched(location, tmp_pa
     p.add_images(files, progress=False)
     p.add_annotator("vendor")
     p.add_annotations([dict(image=1, kind="label", label="cat", annotator="vendor")])
-    before = snapshot(p)
+    before, checks = snapshot(p), _triggers(p)
     coco_path = _coco_file(tmp_path / "big.json", [f.name for f in files], 100_000)
     marker = tmp_path / "marker"
     script = tmp_path / "kill.py"
@@ -321,6 +321,7 @@ def test_an_import_killed_half_way_leaves_the_project_untouched(location, tmp_pa
     again = Project.open(location, user="admin")
     try:
         assert snapshot(again) == before
+        assert _triggers(again) == checks  # SQLite: the row checks the import suspended are back
         if again.store.ctx.backend == "sqlite":
             with again.store.ctx.engine.connect() as conn:
                 assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
@@ -328,6 +329,74 @@ def test_an_import_killed_half_way_leaves_the_project_untouched(location, tmp_pa
         assert len(again.annotations()) == 100_001
     finally:
         again.close()
+
+
+def _triggers(project) -> list[tuple[str, str]]:
+    """The database's triggers (name and definition), on either backend."""
+    with project.store.ctx.engine.connect() as conn:
+        if project.store.ctx.backend == "sqlite":
+            return [tuple(r) for r in conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name")]
+        return [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgname")]
+
+
+def _raw_bad_box(project) -> None:
+    """A box far outside its image, inserted with raw SQL by the project's own engine."""
+    cast = "CAST(:g AS json)" if project.backend == "postgresql" else ":g"
+    with project.store.ctx.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO annotations (image_id, annotator_id, kind, class_id, geometry, source, "
+                             f"provenance, version, created_at, updated_at) VALUES (1, 1, 'box', 1, {cast}, "
+                             "'human', '{}', 1, :t, :t)"),
+                     {"g": '{"x0": 0, "y0": 0, "x1": 1e9, "y1": 5}', "t": "2026-01-01 00:00:00"})
+
+
+def test_a_large_import_leaves_every_database_check_in_place(project, tmp_path, image_files, monkeypatch):
+    """SQLite's row checks are suspended inside a large import's transaction only: after it, and after
+    an import that fails while inserting, the same triggers refuse a bad row."""
+    import labkit.store.annotations as A
+    from labkit.store.bulk import CHECKED_MIN
+
+    keys = [f.name for f in image_files]
+    project.add_annotator("vendor", role="annotator")
+    checks = _triggers(project)
+    assert any("annotations" in sql for _, sql in checks)
+    project.import_annotations(_coco_file(tmp_path / "a.json", keys, CHECKED_MIN + 500), format="coco",
+                               annotator="vendor")
+    assert _triggers(project) == checks
+    with pytest.raises(sa.exc.DBAPIError, match="labkit: annotation refused"):
+        _raw_bad_box(project)
+
+    real = A.insert_many
+
+    def fails(conn, table, columns, rows, **kw):
+        real(conn, table, columns, list(rows)[:100], **kw)
+        if conn.dialect.name == "sqlite":  # the checks really are away at this point
+            assert len(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                            "AND sql LIKE '%BEFORE INSERT ON annotations%'").all()) == 0
+        raise OSError("disk full")
+
+    monkeypatch.setattr(A, "insert_many", fails)
+    before = snapshot(project)
+    with pytest.raises(OSError, match="disk full"):
+        project.import_annotations(_coco_file(tmp_path / "b.json", keys, CHECKED_MIN + 500), format="coco",
+                                   annotator="vendor")
+    assert snapshot(project) == before
+    assert _triggers(project) == checks
+    with pytest.raises(sa.exc.DBAPIError, match="labkit: annotation refused"):
+        _raw_bad_box(project)
+
+
+def test_an_import_refuses_an_unknown_source(project, tmp_path, image_files):
+    """The database used to be what refused source='bogus'; with its checks suspended the API must."""
+    project.add_annotator("vendor", role="annotator")
+    before = snapshot(project)
+    path = _coco_file(tmp_path / "a.json", [f.name for f in image_files], 10)
+    with pytest.raises(ValueError, match="source='bogus' is not a provenance source"):
+        project.import_annotations(path, format="coco", annotator="vendor", source="bogus")
+    assert snapshot(project) == before
+    project.import_annotations(path, format="coco", annotator="vendor", source="import:vendor-x")
+    assert set(project.annotations()["source"]) == {"import:vendor-x"}
 
 
 # --------------------------------------------------------------------------------- add_images --
