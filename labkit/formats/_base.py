@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import reprlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,16 @@ class ObjectRecord:
 
 @dataclass
 class Dataset:
-    """Images, their objects, and the class names in file order."""
+    """Images, their objects, and the class names in file order.
+
+    A streamed dataset (``coco.stream``) has no ``objects``: ``batches()`` reads them from
+    the file a batch at a time, and raises the reader's :class:`FormatError` after the last.
+    """
 
     images: list[ImageRecord]
     objects: list[ObjectRecord]
     classes: list[str]
+    batches: Callable[[], Iterator[list[ObjectRecord]]] | None = None
 
 
 class FormatError(ValueError):

@@ -22,14 +22,14 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
 import numpy as np
 
-from labkit._util.checks import limits
+from labkit._util.checks import json_problems, limits
 from labkit.formats import _shapes
 from labkit.formats._base import (
     Dataset,
@@ -71,56 +71,193 @@ def read(path: str | Path) -> Dataset:
         if not isinstance(data[key], list):
             pr.add(key, f"is {type(data[key]).__name__}; expected a list")
     pr.raise_if_any()
-
-    categories: dict[int | str, str] = {}
-    invalid: set[tuple[str, int | str]] = set()  # ids of records with a problem: no follow-on errors
-    named: dict[str, str] = {}  # class name -> the category that has it
-    for i, cat in enumerate(data["categories"]):
-        where = f"categories[{i}]"
-        if not pr.require(cat, ("id", "name"), where) or not _id_ok(pr, cat["id"], where, "id"):
-            continue
-        if cat["id"] in categories:
-            pr.add(where, f"duplicate category id {cat['id']!r}")
-        name = pr.name(cat["name"], where, "name")
-        if name is None:
-            invalid.add(("category", cat["id"]))
-            continue
-        if name in named:  # one class per name: merging two categories would lose which was which
-            pr.add(where, f"name {name!r} is also the name of {named[name]}; rename one of them "
-                          "(labkit keeps one class per name)")
-        named.setdefault(name, f"categories[{i}] (id {cat['id']!r})")
-        categories[cat["id"]] = name
-
-    images: list[ImageRecord] = []
-    by_id: dict[int | str, ImageRecord] = {}
-    keys: set[str] = set()
-    for i, im in enumerate(data["images"]):
-        where = f"images[{i}]"
-        if not pr.require(im, ("id", "file_name"), where) or not _id_ok(pr, im["id"], where, "id"):
-            continue
-        if not isinstance(im["file_name"], str) or not im["file_name"]:
-            pr.add(where, f"file_name is {show(im['file_name'])}; expected the image's file name (a string)")
-            invalid.add(("image", im["id"]))
-            continue
-        if im["id"] in by_id:
-            pr.add(where, f"duplicate image id {im['id']!r}")
-        if im["file_name"] in keys:
-            pr.add(where, f"duplicate file_name {im['file_name']!r}")
-        keys.add(im["file_name"])
-        w = pr.size(im["width"], where, "width") if "width" in im else None
-        h = pr.size(im["height"], where, "height") if "height" in im else None
-        attributes = {k: v for k, v in im.items() if k not in _IMAGE_KEYS}
-        pr.json(attributes, where, "image")
-        rec = ImageRecord(key=im["file_name"], width=w, height=h, where=where, attributes=attributes)
-        by_id[im["id"]] = rec
-        images.append(rec)
-
-    fast = None if pr else _fast_annotations(data["annotations"], by_id, categories)
+    head = _Header(pr, data["categories"], data["images"])
+    fast = None if pr else _fast_annotations(data["annotations"], head.by_id, head.categories)
     if fast is not None:
-        return Dataset(images=images, objects=fast, classes=list(categories.values()))
+        return Dataset(images=head.images, objects=fast, classes=list(head.categories.values()))
+    objects = _record_annotations(pr, data["annotations"], head, {})
+    pr.raise_if_any()
+    return Dataset(images=head.images, objects=objects, classes=list(head.categories.values()))
+
+
+#: Annotations a streamed read converts at a time (:func:`stream`).
+STREAM_BATCH = 25_000
+
+
+def stream(path: str | Path, *, batch: int | None = None) -> Dataset:
+    """Read a COCO file with memory bounded by ``batch`` annotations, not by the file.
+
+    ``images`` and ``categories`` are read (and checked) at once; the annotations come
+    from the returned dataset's ``batches()``, which parses the file again with ijson and
+    yields the objects ``batch`` (default :data:`STREAM_BATCH`) annotations at a time, each batch checked and converted
+    as :func:`read` would (the same records, the same ``annotations[i]`` in messages).
+    After the last batch it raises the :class:`FormatError` :func:`read` would have raised
+    for a bad record anywhere in the file, so a consumer that writes as it goes must do so
+    in a transaction it can roll back. A file :func:`read` would refuse before its
+    annotations (not JSON, no ``images`` list, a bad image or category record) is refused
+    here by :func:`read` itself, with its messages.
+    """
+    import ijson
+
+    path, batch = Path(path), batch or STREAM_BATCH
+    try:
+        parts = {key: _top_level(path, key) for key in ("images", "categories")}
+    except (ijson.JSONError, UnicodeDecodeError, OSError):
+        return read(path)  # raises, saying where the file is broken
+    images, categories = parts["images"], parts["categories"]
+    if images is None or categories is None:
+        return read(path)
+    pr = Problems(path)
+    head = _Header(pr, categories, images)
+    if pr:
+        return read(path)
+    del parts, images, categories
+
+    def batches() -> Iterator[list[ObjectRecord]]:
+        bad = Problems(path)
+        ann_ids = _SeenIds()  # COCO ids are unique across the whole file
+        n = 0
+        try:
+            with path.open("rb") as f:
+                chunk: list[Any] = []
+                for ann in ijson.items(f, "annotations.item", use_float=True):
+                    chunk.append(ann)
+                    if len(chunk) == batch:
+                        yield _batch(bad, chunk, head, ann_ids, n)
+                        n, chunk = n + len(chunk), []
+                if chunk:
+                    yield _batch(bad, chunk, head, ann_ids, n)
+                    n += len(chunk)
+        except (ijson.JSONError, UnicodeDecodeError):
+            read(path)  # the file changed under us: say what is wrong with it now
+            raise FormatError(path, [("", "the file changed while it was being read")]) from None
+        if n == 0:  # no annotations, or no list of them: read says which
+            if read(path).objects:
+                raise FormatError(path, [("", "the file changed while it was being read")])
+        bad.raise_if_any()
+
+    return Dataset(images=head.images, objects=[], classes=list(head.categories.values()), batches=batches)
+
+
+def _top_level(path: Path, key: str) -> list[Any] | None:
+    """The list under the top-level ``key`` of a JSON file (one ijson pass), or None if there is no one such list."""
+    import ijson
+
+    with path.open("rb") as f:
+        found = list(islice(ijson.items(f, key, use_float=True), 2))
+    return found[0] if len(found) == 1 and isinstance(found[0], list) else None
+
+
+def _batch(pr: Problems, anns: list[Any], head: _Header, seen: _SeenIds, start: int) -> list[ObjectRecord]:
+    """The objects of ``anns`` (``annotations[start:start + len(anns)]``): the column path when it can."""
+    fast = None if pr else _fast_annotations(anns, head.by_id, head.categories, start=start)
+    if fast is not None and seen.add([(a["id"], start + i) for i, a in enumerate(anns) if "id" in a]):
+        return fast
+    return _record_annotations(pr, anns, head, seen.as_dict(), start=start)
+
+
+class _SeenIds:
+    """The annotation ids a streamed read has seen, and where: sorted int64 arrays per batch
+    (16 bytes an id; a dict would take ~100) until the record path needs them as a dict."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[Any, Any]] = []  # (ids sorted, their indexes)
+        self.top = -(2**63)
+        self.lookup: dict[Any, int] | None = None
+
+    def add(self, pairs: list[tuple[int, int]]) -> bool:
+        """Record a batch's distinct integer ids; False (nothing recorded) if one was seen before."""
+        if not pairs:
+            return True
+        if self.lookup is not None:
+            if not self.lookup.keys().isdisjoint(i for i, _ in pairs):
+                return False
+            self.lookup.update(pairs)
+            return True
+        try:
+            ids = np.array([i for i, _ in pairs], dtype=np.int64)
+        except OverflowError:
+            return False
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        if ids[0] <= self.top:  # ids mostly grow: look back only when they do not
+            for old, _ in self.chunks:
+                at = np.searchsorted(old, ids).clip(max=len(old) - 1)
+                if (old[at] == ids).any():
+                    return False
+        self.chunks.append((ids, np.array([j for _, j in pairs], dtype=np.int64)[order]))
+        self.top = max(self.top, int(ids[-1]))
+        return True
+
+    def as_dict(self) -> dict[Any, int]:
+        """The ids seen so far as ``{id: index}``, which the record path reads and extends from now on."""
+        if self.lookup is None:
+            self.lookup = {}
+            for ids, at in self.chunks:
+                self.lookup.update(zip(ids.tolist(), at.tolist()))
+            self.chunks = []
+        return self.lookup
+
+
+class _Header:
+    """A COCO file's categories and images, checked (problems go to ``pr``)."""
+
+    def __init__(self, pr: Problems, categories_data: list[Any], images_data: list[Any]):
+        categories: dict[int | str, str] = {}
+        invalid: set[tuple[str, int | str]] = set()  # ids of records with a problem: no follow-on errors
+        named: dict[str, str] = {}  # class name -> the category that has it
+        for i, cat in enumerate(categories_data):
+            where = f"categories[{i}]"
+            if not pr.require(cat, ("id", "name"), where) or not _id_ok(pr, cat["id"], where, "id"):
+                continue
+            if cat["id"] in categories:
+                pr.add(where, f"duplicate category id {cat['id']!r}")
+            name = pr.name(cat["name"], where, "name")
+            if name is None:
+                invalid.add(("category", cat["id"]))
+                continue
+            if name in named:  # one class per name: merging two categories would lose which was which
+                pr.add(where, f"name {name!r} is also the name of {named[name]}; rename one of them "
+                              "(labkit keeps one class per name)")
+            named.setdefault(name, f"categories[{i}] (id {cat['id']!r})")
+            categories[cat["id"]] = name
+
+        images: list[ImageRecord] = []
+        by_id: dict[int | str, ImageRecord] = {}
+        keys: set[str] = set()
+        # the images' extra fields checked together (one json.dumps); one by one only to say what is wrong
+        clean = not json_problems([{k: v for k, v in im.items() if k not in _IMAGE_KEYS}
+                                   for im in images_data if isinstance(im, dict)], "image")
+        for i, im in enumerate(images_data):
+            where = f"images[{i}]"
+            if not pr.require(im, ("id", "file_name"), where) or not _id_ok(pr, im["id"], where, "id"):
+                continue
+            if not isinstance(im["file_name"], str) or not im["file_name"]:
+                pr.add(where, f"file_name is {show(im['file_name'])}; expected the image's file name (a string)")
+                invalid.add(("image", im["id"]))
+                continue
+            if im["id"] in by_id:
+                pr.add(where, f"duplicate image id {im['id']!r}")
+            if im["file_name"] in keys:
+                pr.add(where, f"duplicate file_name {im['file_name']!r}")
+            keys.add(im["file_name"])
+            w = pr.size(im["width"], where, "width") if "width" in im else None
+            h = pr.size(im["height"], where, "height") if "height" in im else None
+            attributes = {k: v for k, v in im.items() if k not in _IMAGE_KEYS}
+            if not clean:
+                pr.json(attributes, where, "image")
+            rec = ImageRecord(key=im["file_name"], width=w, height=h, where=where, attributes=attributes)
+            by_id[im["id"]] = rec
+            images.append(rec)
+        self.categories, self.invalid, self.images, self.by_id = categories, invalid, images, by_id
+
+
+def _record_annotations(pr: Problems, anns: list[Any], head: _Header, ann_ids: dict[Any, int],
+                        start: int = 0) -> list[ObjectRecord]:
+    """``anns`` (``annotations[start:]``) read record by record, every problem said."""
     objects: list[ObjectRecord] = []
-    ann_ids: dict[int | str, int] = {}
-    for i, ann in enumerate(data["annotations"]):
+    by_id, categories, invalid = head.by_id, head.categories, head.invalid
+    for i, ann in enumerate(anns, start):
         where = f"annotations[{i}]"
         if not pr.require(ann, ("image_id", "category_id"), where):
             continue
@@ -139,15 +276,14 @@ def read(path: str | Path) -> Dataset:
         if obj is not None and image is not None and label is not None:
             obj.image_key, obj.label = image.key, label
             objects.append(obj)
-    pr.raise_if_any()
-    return Dataset(images=images, objects=objects, classes=list(categories.values()))
+    return objects
 
 
 _FAST_KEYS = frozenset({"id", "image_id", "category_id", "segmentation", "bbox", "area", "iscrowd", "score"})
 
 
 def _fast_annotations(anns: list[Any], by_id: Mapping[Any, ImageRecord],
-                      categories: Mapping[Any, str]) -> list[ObjectRecord] | None:
+                      categories: Mapping[Any, str], *, start: int = 0) -> list[ObjectRecord] | None:
     """The objects of well-formed boxes, polygons and masks, checked and converted column by column.
 
     Returns None as soon as any annotation is not of that common shape (integer ids,
@@ -203,14 +339,21 @@ def _fast_annotations(anns: list[Any], by_id: Mapping[Any, ImageRecord],
     for i in polys:
         rings = [{"points": _pairs(values, len(part))} for part in segs[i]]
         geometry[i] = rings[0] if len(rings) == 1 else {"parts": rings}
+    strings = [i for i in masks if type(segs[i].get("counts")) is str]  # compressed RLE: decoded all at once
+    if strings:
+        rles = _fast_masks([segs[i] for i in strings], [by_id[anns[i]["image_id"]] for i in strings])
+        if rles is None:
+            return None
+        geometry.update(zip(strings, rles))
     pr = Problems("")
     done: dict[int, ObjectRecord] = {}
-    for i in masks:  # RLE: the record path's checks, one by one (they decode the counts)
-        obj = _read_annotation(pr, anns[i], f"annotations[{i}]", by_id[anns[i]["image_id"]])
-        if pr or obj is None:
-            return None
-        done[i] = obj
-    kinds = dict.fromkeys(boxes, "box") | dict.fromkeys(polys, "polygon")
+    for i in masks:  # other RLE: the record path's checks, one by one
+        if i not in geometry:
+            obj = _read_annotation(pr, anns[i], f"annotations[{start + i}]", by_id[anns[i]["image_id"]])
+            if pr or obj is None:
+                return None
+            done[i] = obj
+    kinds = dict.fromkeys(boxes, "box") | dict.fromkeys(polys, "polygon") | dict.fromkeys(masks, "mask")
     objects = []
     for i, (ann, image_id, category_id) in enumerate(zip(anns, image_ids, category_ids)):
         obj = done.get(i)
@@ -219,10 +362,32 @@ def _fast_annotations(anns: list[Any], by_id: Mapping[Any, ImageRecord],
             obj = ObjectRecord(image_key="", kind=kinds[i], label="", geometry=geometry[i],
                                score=None if score is None else float(score),
                                provenance={"coco": {k: ann[k] for k in _PROVENANCE if k in ann}},
-                               where=f"annotations[{i}]")
+                               where=f"annotations[{start + i}]")
         obj.image_key, obj.label = by_id[image_id].key, categories[category_id]
         objects.append(obj)
     return objects
+
+
+def _fast_masks(segs: list[dict[str, Any]], images: list[ImageRecord]) -> list[Any] | None:
+    """Canonical geometry of compressed-RLE masks at their images' size, decoded all at once
+    (:func:`~labkit.geometry.bulk.normalize_many`); None if any is not that (the record path says why)."""
+    from labkit.geometry.bulk import normalize_many
+
+    if not all("size" in s and "counts" in s for s in segs):
+        return None
+    sizes, counts = [s["size"] for s in segs], [s["counts"] for s in segs]
+    if set(map(type, sizes)) - {list} or set(map(len, sizes)) != {2} or set(map(type, counts)) - {str} \
+            or {type(v) for z in sizes for v in z} != {int}:
+        return None
+    most = limits._get("max_image_pixels")
+    if any(im.width is None or im.height is None or z != [im.height, im.width]
+           or (most is not None and im.width * im.height > most) for z, im in zip(sizes, images)):
+        return None
+    if any(_LONG_RUN.search(c) for c in counts):
+        return None
+    out, bad = normalize_many(["mask"] * len(segs), [{"size": z, "counts": c} for z, c in zip(sizes, counts)],
+                              [im.width for im in images], [im.height for im in images])
+    return None if bad else out
 
 
 _PROVENANCE = ("id", "image_id", "category_id", "iscrowd")

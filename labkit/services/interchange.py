@@ -40,6 +40,9 @@ __all__ = ["ImportProblem", "ImportSummary", "export", "import_annotations"]
 
 _MAX_PROBLEMS = 30
 
+#: COCO files from this size on are streamed (``coco.stream``): memory bounded by a batch.
+STREAM_BYTES = 64 * 2**20
+
 
 class ImportProblem(FixableError, ValueError):
     """An annotation file does not fit the project; nothing was imported."""
@@ -59,13 +62,12 @@ class ImportSummary:
                 f"{len(self.annotators_added)} new annotators")
 
 
-def _record_problems(ds: Any, format: str, annotator: str | None, known: set[str]) -> list[str]:
-    """What the API would refuse in the records a reader returned (the readers check most of it too).
+def _image_problems(ds: Any) -> list[str]:
+    """What the API would refuse in the image records a reader returned (the readers check most of it too).
 
-    Free-form JSON (image attributes, annotation provenance) must be storable
-    (:func:`~labkit._util.checks.check_json`: finite numbers, valid Unicode), subjects and
-    new annotators valid names (:func:`~labkit._util.checks.name_problem`), image keys
-    distinct non-empty strings and scores finite.
+    Free-form JSON (image attributes) must be storable (:func:`~labkit._util.checks.check_json`:
+    finite numbers, valid Unicode), subjects valid names
+    (:func:`~labkit._util.checks.name_problem`), image keys distinct non-empty strings.
     """
     problems: list[str] = []
     keys: set[str] = set()
@@ -82,21 +84,60 @@ def _record_problems(ds: Any, format: str, annotator: str | None, known: set[str
     images = [rec for rec in ds.images if isinstance(rec.key, str) and rec.key]
     for i, p in json_problems([dict(rec.attributes or {}) for rec in images], "attributes").items():
         problems.append(f"{images[i].where or str(images[i].key)}: {json_message('attributes', p)}")
-    objects = ds.objects
-    for i, p in json_problems([dict(o.provenance or {}) for o in objects], "provenance").items():
-        problems.append(f"{objects[i].where or str(objects[i].image_key)}: {json_message('provenance', p)}")
-    for o in objects:
-        if o.score is not None and not (isinstance(o.score, (int, float)) and math.isfinite(o.score)):
-            problems.append(f"{o.where or str(o.image_key)}: score is {o.score!r}; expected a finite number")
-    workers: dict[str, str] = {}
-    if annotator is None:
-        for o in objects:
-            if o.worker is not None:
-                workers.setdefault(f"{format}:{o.worker}", o.where or str(o.image_key))
-    for name, where in workers.items():
-        if name not in known and (p := name_problem(name, "annotator name")) is not None:
-            problems.append(f"{where}: {p}")
     return problems
+
+
+class _Objects:
+    """The import's checks of a file's objects, whole or a batch at a time (a streamed file).
+
+    :meth:`check` returns the objects it accepts with their canonical geometry and keeps
+    what it refuses; the problems come out in the order the whole-file import lists them.
+    """
+
+    def __init__(self, format: str, annotator: str | None, sizes: dict[str, tuple[int, int]],
+                 records: dict[str, Any]):
+        self.format, self.annotator, self.sizes, self.records = format, annotator, sizes, records
+        self.provenance: list[str] = []  # provenance that is not storable JSON
+        self.scores: list[str] = []
+        self.workers: dict[str, str] = {}  # "<format>:<worker>" -> where first seen
+        self.labels: dict[str, None] = {}  # class names in order of first use
+        self.unworked = False  # an object names no annotator
+        self.unplaced: list[str] = []
+        self.geometry: list[str] = []
+        self.count = 0
+
+    def check(self, objects: list[Any]) -> list[tuple[Any, Any]]:
+        """``(object, canonical geometry)`` of the ``objects`` that pass; the rest are problems."""
+        self.count += len(objects)
+        for i, p in json_problems([dict(o.provenance or {}) for o in objects], "provenance").items():
+            self.provenance.append(f"{objects[i].where or str(objects[i].image_key)}: "
+                                   f"{json_message('provenance', p)}")
+        for o in objects:
+            if o.score is not None and not (isinstance(o.score, (int, float)) and math.isfinite(o.score)):
+                self.scores.append(f"{o.where or str(o.image_key)}: score is {o.score!r}; expected a finite number")
+            if o.worker is None:
+                self.unworked = True
+            elif self.annotator is None:
+                self.workers.setdefault(f"{self.format}:{o.worker}", o.where or str(o.image_key))
+        self.labels.update(dict.fromkeys(o.label for o in objects))
+        sizes = self.sizes
+        placed = [o for o in objects if o.image_key in sizes]
+        self.unplaced += [f"{o.where or o.image_key}: refers to image {o.image_key!r}, which the file does not list"
+                          for o in objects if o.image_key not in sizes and o.image_key not in self.records]
+        wh = [sizes[o.image_key] for o in placed]
+        geometries, bad = normalize_many([o.kind for o in placed], [o.geometry for o in placed],
+                                         [s[0] for s in wh], [s[1] for s in wh])
+        self.geometry += [f"{placed[i].where or placed[i].image_key}: {why}" for i, why in bad.items()]
+        return [(o, g) for i, (o, g) in enumerate(zip(placed, geometries)) if i not in bad]
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.provenance or self.scores or self.unplaced or self.geometry)
+
+    def worker_problems(self, known: set[str]) -> list[str]:
+        """New annotators the file names must have valid names."""
+        return [f"{where}: {p}" for name, where in self.workers.items()
+                if name not in known and (p := name_problem(name, "annotator name")) is not None]
 
 
 def _same_files(to_add: dict[str, Path]) -> list[str]:
@@ -201,7 +242,14 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
         imgs = project.images()
         reader_options["image_sizes"] = {PurePosixPath(p).name: (int(w), int(h)) for p, w, h in
                                          zip(imgs["path"], imgs["width"], imgs["height"])}
-    ds = reader(path, **reader_options)
+    streamed = (format == "coco" and annotator is not None and not reader_options and path.is_file()
+                and path.stat().st_size >= STREAM_BYTES)
+    if streamed:
+        from labkit.formats import coco
+
+        ds = coco.stream(path)
+    else:
+        ds = reader(path, **reader_options)
     source = source or f"import:{format}"
     if source not in S.SOURCES and not (source.startswith("import:") and len(source) > len("import:")):
         raise ValueError(f"source={source!r} is not a provenance source; use one of {list(S.SOURCES)} or "
@@ -209,7 +257,6 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
     if as_proposals and source not in S.PROPOSAL_SOURCES and not source.startswith("import:"):
         raise ValueError(f"proposals are made by a model or a vendor, not source={source!r}; use one of "
                          f"{list(S.PROPOSAL_SOURCES)} or 'import:<format>' (the default); nothing was imported")
-    problems: list[str] = []
     fixes: list[Fix] = []  # said once, after every problem
 
     with store.ctx.connect() as conn:
@@ -218,9 +265,10 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
         known_annotators = {r.name: r for r in conn.execute(sa.select(S.annotators))}
 
     # 0. what every entry point checks (the API's rules): storable JSON, valid names
-    problems += _record_problems(ds, format, annotator, set(known_annotators))
+    image_problems = _image_problems(ds)
 
     # 1. images: match, or find on disk under images_dir
+    problems: list[str] = []
     matched: dict[str, Any] = {}
     to_add: dict[str, Path] = {}
     for rec in ds.images:
@@ -251,8 +299,7 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
                              "to add them with the import",
                              "add the images first with " + command("images", "add", "-P", PROJECT, "FILE...")
                              + ", or pass --images-dir FOLDER to add them with the import"))
-    same_file = _same_files(to_add)
-    problems += same_file
+    problems += _same_files(to_add)
     new_infos = {}
     if to_add and not problems:
         try:
@@ -268,40 +315,39 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             problems.append(f"{rec.where or k}: image {k!r} is {rec.width}x{rec.height} in the file but "
                             f"{info.width}x{info.height} on disk")
 
-    # 2. classes
-    unknown = [c for c in dict.fromkeys([o.label for o in ds.objects] + list(ds.classes))
-               if c not in class_ids]
-    used_unknown = sorted({o.label for o in ds.objects} - set(class_ids))
-    if used_unknown and not add_classes:
-        problems.append(unknown_names(used_unknown, list(class_ids), "class", plural="classes",
-                                      valid_as="the project has", limit=20))
-        add = add_classes_fix(used_unknown)
-        fixes.append(Fix(f"{add.python} if they are new, or pass add_classes=True",
-                         f"{add.cli} if they are new, or pass --add-classes"))
-    used = {o.label for o in ds.objects}
-    new_classes = [c for c in unknown if c in used] if add_classes else []
-    problems += [f"cannot add class: {p}" for c in new_classes if (p := name_problem(c)) is not None]
+    def verdict(objs: _Objects) -> tuple[list[str], list[Fix]]:
+        """Every problem of the file, in the order the import lists them, and their fixes."""
+        out = image_problems + objs.provenance + objs.scores + objs.worker_problems(set(known_annotators)) \
+            + problems
+        more: list[Fix] = []
+        used_unknown = sorted(set(objs.labels) - set(class_ids))
+        if used_unknown and not add_classes:  # 2. classes
+            out.append(unknown_names(used_unknown, list(class_ids), "class", plural="classes",
+                                     valid_as="the project has", limit=20))
+            add = add_classes_fix(used_unknown)
+            more.append(Fix(f"{add.python} if they are new, or pass add_classes=True",
+                            f"{add.cli} if they are new, or pass --add-classes"))
+        out += [f"cannot add class: {p}" for c in new_classes(objs) if (p := name_problem(c)) is not None]
+        if annotator is None and objs.unworked:  # 3. annotators
+            out.append(f"the {format} file does not name an annotator for every annotation")
+            more.append(Fix("pass annotator='name'", "pass --annotator NAME"))
+        workers = [annotator] if annotator else sorted(objs.workers)
+        simulated = [n for n in workers if n in known_annotators and known_annotators[n].simulated]
+        if simulated:
+            out.append(f"annotators {simulated} are simulated; imported annotations are real work")
+        return out + objs.unplaced + objs.geometry, more  # 4. objects: geometry against the image size
 
-    # 3. annotators
-    if annotator is None and any(o.worker is None for o in ds.objects):
-        problems.append(f"the {format} file does not name an annotator for every annotation")
-        fixes.append(Fix("pass annotator='name'", "pass --annotator NAME"))
-    worker_names = [annotator] if annotator else sorted({f"{format}:{o.worker}" for o in ds.objects})
-    simulated = [n for n in worker_names if n in known_annotators and known_annotators[n].simulated]
-    if simulated:
-        problems.append(f"annotators {simulated} are simulated; imported annotations are real work")
+    def new_classes(objs: _Objects) -> list[str]:
+        return [c for c in objs.labels if c not in class_ids] if add_classes else []
 
-    # 4. objects: geometry against the image size (in bulk; messages as normalize_geometry's)
-    placed = [o for o in ds.objects if o.image_key in sizes]
-    problems += [f"{o.where or o.image_key}: refers to image {o.image_key!r}, which the file does not list"
-                 for o in ds.objects if o.image_key not in sizes and o.image_key not in records]
-    wh = [sizes[o.image_key] for o in placed]
-    geometries, bad = normalize_many([o.kind for o in placed], [o.geometry for o in placed],
-                                     [s[0] for s in wh], [s[1] for s in wh])
-    problems += [f"{placed[i].where or placed[i].image_key}: {why}" for i, why in bad.items()]
-    prepared = [(o, g) for i, (o, g) in enumerate(zip(placed, geometries)) if i not in bad]
-    if problems:
-        _fail(path, problems, fixes)
+    whole = _Objects(format, annotator, sizes, records)
+    prepared = whole.check(ds.objects)
+    if ds.batches is not None and (image_problems or problems):  # a streamed file: read it all to say all
+        for batch in ds.batches():
+            whole.check(batch)
+    listed, more = verdict(whole)
+    if listed:
+        _fail(path, listed, fixes + more)
 
     def fn(conn: sa.Connection) -> ImportSummary:
         policy.require_admin(conn, "import_annotations", "import annotations")
@@ -310,9 +356,6 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             conn, [records[k].subject for k in new_infos]
             + [records[k].subject for k, r in matched.items() if r.subject is None], consent="unknown",
             purpose=None)
-        store.classes.append(conn, new_classes)
-        cids = store.classes.ids(conn)
-        aids, summary.annotators_added = store.members.ensure(conn, worker_names)
         new_ids = store.images.insert(conn, list(new_infos.values()), split=None,
                                       subjects=[records[k].subject for k in new_infos],
                                       attributes=[records[k].attributes for k in new_infos], consents=consents)
@@ -322,15 +365,37 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             conn, list(matched.values()), attributes=[records[k].attributes for k in matched],
             subjects=[records[k].subject for k in matched], consents=consents)
         note = {"format": format, "file": str(path)}
-        rows = [{"image_id": image_ids[o.image_key], "annotator_id": aids[annotator or f"{format}:{o.worker}"],
-                 "kind": o.kind, "class_id": cids[o.label], "geometry": geom, "score": o.score, "source": source,
-                 "provenance": {**(o.provenance or {}), "import": note},
-                 **({"state": "proposed"} if as_proposals else {})} for o, geom in prepared]
-        store.annotations.insert_rows(conn, rows)
-        summary.annotations_added = len(rows)
+        added: list[str] = []
+
+        def insert(objs: _Objects, prepared: list[tuple[Any, Any]]) -> None:
+            fresh = [c for c in new_classes(objs) if c not in added]
+            store.classes.append(conn, fresh)
+            added.extend(fresh)
+            cids = store.classes.ids(conn)
+            aids, new_members = store.members.ensure(conn, [annotator] if annotator else sorted(objs.workers))
+            summary.annotators_added += [n for n in new_members if n not in summary.annotators_added]
+            rows = [{"image_id": image_ids[o.image_key],
+                     "annotator_id": aids[annotator or f"{format}:{o.worker}"],
+                     "kind": o.kind, "class_id": cids[o.label], "geometry": geom, "score": o.score,
+                     "source": source, "provenance": {**(o.provenance or {}), "import": note},
+                     **({"state": "proposed"} if as_proposals else {})} for o, geom in prepared]
+            store.annotations.insert_rows(conn, rows)
+            summary.annotations_added += len(rows)
+
+        if ds.batches is None:
+            insert(whole, prepared)
+        else:  # streamed: check and insert a batch at a time; any problem rolls all of it back
+            objs = _Objects(format, annotator, sizes, records)
+            for batch in ds.batches():  # raises the reader's FormatError after the last batch
+                prepared_batch = objs.check(batch)
+                if not (objs.refused or verdict(objs)[0]):
+                    insert(objs, prepared_batch)
+            refused, more = verdict(objs)
+            if refused:
+                _fail(path, refused, fixes + more)
         store.ctx.audit(conn, "import_annotations", target="annotations", format=format, file=str(path),
-                        annotations=len(rows), images_added=summary.images_added, as_proposals=as_proposals,
-                        annotators_added=summary.annotators_added, classes_added=new_classes)
+                        annotations=summary.annotations_added, images_added=summary.images_added,
+                        as_proposals=as_proposals, annotators_added=summary.annotators_added, classes_added=added)
         return summary
     return store.ctx.write(fn)
 

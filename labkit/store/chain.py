@@ -190,20 +190,26 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _digest(salt: str, rows: Sequence[tuple[int, str]]) -> tuple[int, str]:
+def _digest(salt: str, rows: Iterable[tuple[int, str]]) -> tuple[int, str]:
     """``(count, digest)`` of ``(k, line)`` rows sorted by ``k``: lines joined by newlines in
     chunks of ``k // CHUNK``, each chunk hashed, the chunks' hashes hashed after the salt.
 
-    Per row only C-level work (a bulk seal must stay a small part of a bulk insert).
+    ``rows`` may be a cursor: one chunk's lines are held at a time (a seal of a million
+    new rows must not hold them all). Per row only a key and a list append.
     """
-    ks = list(map(operator.itemgetter(0), rows))
-    lines = list(map(operator.itemgetter(1), rows))
-    chunks, i = [], 0
-    while i < len(ks):
-        j = bisect.bisect_right(ks, (ks[i] // CHUNK + 1) * CHUNK - 1, lo=i)
-        chunks.append(_sha("\n".join(lines[i:j])))
-        i = j
-    return len(ks), _sha(salt + "\n" + "\n".join(chunks))
+    chunks, n = [], 0
+    for _, group in itertools.groupby(rows, key=_chunk_of):
+        lines = list(map(_LINE, group))
+        n += len(lines)
+        chunks.append(_sha("\n".join(lines)))
+    return n, _sha(salt + "\n" + "\n".join(chunks))
+
+
+_LINE = operator.itemgetter(1)
+
+
+def _chunk_of(row: tuple[int, str]) -> int:
+    return row[0] // CHUNK
 
 
 def _pg_chunks(lines: str, where: str = "", by: str = "") -> str:
@@ -306,9 +312,9 @@ def _seal_sqlite(conn: sa.Connection, kind: str, restate: list[int], flags: str)
     params = {f"lo_{t}": lo for t, lo in zip(TABLES, los)} | {f"hi_{t}": hi for t, hi in zip(TABLES, his)}
     lo, hi = {t: f":lo_{t}" for t in TABLES}, {t: f":hi_{t}" for t in TABLES}
     parts = []
-    for t in TABLES:
-        rows = [r for q in _new_rows(False, t, lo, hi) for r in cur.execute(f"{q} ORDER BY k", params).fetchall()]
-        n, d = _digest(salt, rows)
+    for t in TABLES:  # each query's rows are sorted and above the previous one's: read them in turn
+        cursors = [_cursor(conn).execute(f"{q} ORDER BY k", params) for q in _new_rows(False, t, lo, hi)]
+        n, d = _digest(salt, itertools.chain.from_iterable(cursors))
         parts.append(f"{t}:{n}:{d}")
     restated = None
     if restate:

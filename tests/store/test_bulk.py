@@ -136,8 +136,12 @@ def _coco_variants(rng):
                 a["segmentation"][0][0] = bad_value()
             a["bbox"] = [1, 2, 3, 4]
         elif r < 0.9:
-            a["segmentation"] = {"size": [40, 50], "counts": rng.choice([[1000, 1000], [0, 2000]] if clean
-                                                                        else ["PPYo1", [0, 2000]])}
+            rle = _rle(rng.randrange(1000), (40, 50), "" if clean else rng.choice(["", "cut", "junk", "long"]))
+            a["segmentation"] = {"size": [40, 50], "counts": rng.choice([[1000, 1000], [0, 2000], rle["counts"],
+                                                                         rle["counts"]] if clean
+                                                                        else ["PPYo1", [0, 2000], rle["counts"]])}
+            if not clean and rng.random() < 0.1:
+                a["segmentation"]["size"] = rng.choice([[30, 50], [40, 50.0], [40]])
         else:
             a["bbox"] = [1, 2, 3, 4]
             if not clean:
