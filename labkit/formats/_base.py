@@ -50,14 +50,17 @@ class ObjectRecord:
 class Dataset:
     """Images, their objects, and the class names in file order.
 
-    A streamed dataset (``coco.stream``) has no ``objects``: ``batches()`` reads them from
-    the file a batch at a time, and raises the reader's :class:`FormatError` after the last.
+    A streamed dataset (``coco.stream``, ``labelstudio.stream``) has no ``objects``:
+    ``batches()`` reads them from the file a batch at a time, and raises the reader's
+    :class:`FormatError` after the last.
     """
 
     images: list[ImageRecord]
     objects: list[ObjectRecord]
     classes: list[str]
     batches: Callable[[], Iterator[list[ObjectRecord]]] | None = None
+    #: A streamed dataset's annotators (``ObjectRecord.worker``), in order of first appearance.
+    workers: list[str] | None = None
 
 
 class FormatError(ValueError):

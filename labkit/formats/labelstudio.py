@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -87,45 +88,113 @@ def read(path: str | Path, *, data_key: str = "image") -> Dataset:
     objects: list[ObjectRecord] = []
     skipped: Counter[str] = Counter()
     for t, task in enumerate(tasks):
-        where = f"tasks[{t}]"
-        if not pr.require(task, ("data",), where) or not pr.require(task["data"], (data_key,), f"{where}.data"):
-            continue
-        src = task["data"][data_key]
-        if not isinstance(src, str) or not src:
-            pr.add(f"{where}.data", f"{data_key} is {show(src)}; expected an image path or URL")
-            continue
-        try:
-            key = image_key(src)
-        except ValueError as exc:  # urlparse: "Invalid IPv6 URL" and the like
-            pr.add(f"{where}.data", f"{data_key} {show(src)} is not a path or URL: {exc}")
-            continue
-        if not key or key in (".", ".."):
-            pr.add(f"{where}.data", f"{data_key} {show(src)} names no image file")
-            continue
-        image = images.setdefault(key, ImageRecord(key=key, where=where))
-        base = {"task_id": task.get("id"), "image": src}
-        for group in ("annotations", "predictions"):
-            entries = task.get(group, [])
-            if not isinstance(entries, list):
-                pr.add(where, f"{group} is {type(entries).__name__}; expected a list")
-                continue
-            for a, entry in enumerate(entries):
-                w = f"{where}.{group}[{a}]"
-                if not pr.require(entry, ("result",), w):
-                    continue
-                prov = dict(base, **_entry_provenance(group, entry))
-                worker = _worker(entry.get("completed_by")) if group == "annotations" else None
-                if worker is not None and pr.name(worker, w, "completed_by") is None:
-                    continue
-                score = None
-                if group == "predictions" and "score" in entry:
-                    score = pr.number(entry["score"], w, "score")
-                objects += _read_results(pr, entry["result"], w, image, prov, worker, score, skipped)
+        objects += _task(pr, t, task, data_key, images, skipped)
     pr.raise_if_any()
+    _warn_skipped(skipped)
+    return Dataset(images=list(images.values()), objects=objects, classes=classes_in_order(objects))
+
+
+#: Objects a streamed read yields at a time, at least (:func:`stream`; whole tasks).
+STREAM_BATCH = 25_000
+
+
+def stream(path: str | Path, *, data_key: str = "image", batch: int | None = None) -> Dataset:
+    """Read a Label Studio export with memory bounded by ``batch`` objects, not by the file.
+
+    A first pass over the tasks (ijson, one task at a time) checks the whole file as
+    :func:`read` does and keeps only the images, the class names in order of first use
+    and the annotators (``Dataset.workers``); the returned dataset's ``batches()`` reads the
+    tasks again and yields their objects, whole tasks at a time, ``batch`` (default
+    :data:`STREAM_BATCH`) objects or more per batch: the records :func:`read` gives. A file
+    :func:`read` would refuse is refused by :func:`read` itself, with its messages.
+    """
+    import ijson
+
+    path, batch = Path(path), batch or STREAM_BATCH
+    images: dict[str, ImageRecord] = {}
+    labels: dict[str, None] = {}
+    workers: dict[str, None] = {}
+    skipped: Counter[str] = Counter()
+    pr = Problems(path)
+    try:
+        with path.open("rb") as f:
+            if next(ijson.parse(f), ("", ""))[1] != "start_array":
+                return read(path)  # one task, or no list of tasks: read says which
+        with path.open("rb") as f:
+            for t, task in enumerate(ijson.items(f, "item", use_float=True)):
+                for o in _task(pr, t, task, data_key, images, skipped):
+                    labels.setdefault(o.label)
+                    if o.worker is not None:
+                        workers.setdefault(o.worker)
+    except (ijson.JSONError, UnicodeDecodeError, OSError):
+        return read(path)  # raises, saying where the file is broken
+    if pr:
+        return read(path)
+    _warn_skipped(skipped)
+
+    def batches() -> Iterator[list[ObjectRecord]]:
+        again = Problems(path)
+        out: list[ObjectRecord] = []
+        with path.open("rb") as f:
+            for t, task in enumerate(ijson.items(f, "item", use_float=True)):
+                out += _task(again, t, task, data_key, images, Counter())
+                if len(out) >= batch:
+                    yield out
+                    out = []
+        if out:
+            yield out
+        if again:
+            raise FormatError(path, [("", "the file changed while it was being read")] + again.items)
+
+    return Dataset(images=list(images.values()), objects=[], classes=list(labels), batches=batches,
+                   workers=list(workers))
+
+
+def _task(pr: Problems, t: int, task: Any, data_key: str, images: dict[str, ImageRecord],
+          skipped: Counter[str]) -> list[ObjectRecord]:
+    """The objects of ``tasks[t]``; its image joins ``images`` (problems go to ``pr``)."""
+    where = f"tasks[{t}]"
+    if not pr.require(task, ("data",), where) or not pr.require(task["data"], (data_key,), f"{where}.data"):
+        return []
+    src = task["data"][data_key]
+    if not isinstance(src, str) or not src:
+        pr.add(f"{where}.data", f"{data_key} is {show(src)}; expected an image path or URL")
+        return []
+    try:
+        key = image_key(src)
+    except ValueError as exc:  # urlparse: "Invalid IPv6 URL" and the like
+        pr.add(f"{where}.data", f"{data_key} {show(src)} is not a path or URL: {exc}")
+        return []
+    if not key or key in (".", ".."):
+        pr.add(f"{where}.data", f"{data_key} {show(src)} names no image file")
+        return []
+    image = images.setdefault(key, ImageRecord(key=key, where=where))
+    base = {"task_id": task.get("id"), "image": src}
+    objects: list[ObjectRecord] = []
+    for group in ("annotations", "predictions"):
+        entries = task.get(group, [])
+        if not isinstance(entries, list):
+            pr.add(where, f"{group} is {type(entries).__name__}; expected a list")
+            continue
+        for a, entry in enumerate(entries):
+            w = f"{where}.{group}[{a}]"
+            if not pr.require(entry, ("result",), w):
+                continue
+            prov = dict(base, **_entry_provenance(group, entry))
+            worker = _worker(entry.get("completed_by")) if group == "annotations" else None
+            if worker is not None and pr.name(worker, w, "completed_by") is None:
+                continue
+            score = None
+            if group == "predictions" and "score" in entry:
+                score = pr.number(entry["score"], w, "score")
+            objects += _read_results(pr, entry["result"], w, image, prov, worker, score, skipped)
+    return objects
+
+
+def _warn_skipped(skipped: Counter[str]) -> None:
     if skipped:
         warnings.warn(f"skipped Label Studio result types with no labkit kind: {dict(skipped)}",
-                      stacklevel=2)
-    return Dataset(images=list(images.values()), objects=objects, classes=classes_in_order(objects))
+                      stacklevel=3)
 
 
 def _entry_provenance(group: str, entry: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ Imports, exports and ``annotations()`` of a million objects use it; a row loop o
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -154,12 +155,13 @@ def _rings(kind: str, idx: np.ndarray, out: list[Any], w: np.ndarray, h: np.ndar
             ring_len.append(len(r))
     if not keep:
         return slow
-    try:
-        arr = np.array(pairs)
-    except ValueError:  # ragged pairs
-        return slow + keep
-    if arr.dtype != np.float64 or arr.ndim != 2 or arr.shape[1] != 2 or set(map(type, _firsts(pairs))) != {float}:
-        return slow + keep  # ints, text or other shapes: the row path says what is wrong
+    # one flat list of numbers: numpy converts it much faster than a list of [x, y] lists
+    if set(map(type, pairs)) != {list} or set(map(len, pairs)) != {2}:
+        return slow + keep  # other shapes: the row path says what is wrong
+    flat = list(itertools.chain.from_iterable(pairs))
+    if set(map(type, flat)) != {float}:
+        return slow + keep  # ints, bools, text: numpy would turn them into floats silently
+    arr = np.array(flat, dtype=np.float64).reshape(-1, 2)
     per_point = np.repeat(np.asarray(owner), ring_len)
     finite = np.isfinite(arr).all(axis=1)
     nk = len(keep)
@@ -248,11 +250,6 @@ def _rle_covers(strings: list[str], pixels: np.ndarray) -> np.ndarray:
     total = np.zeros(len(strings), np.int64)
     np.add.at(total, run_owner, runs)
     return good & (total == pixels)
-
-
-def _firsts(pairs: list[Any]) -> list[Any]:
-    """Every number of ``pairs`` (type checks: numpy would turn ints and bools into floats silently)."""
-    return [v for p in pairs for v in p]
 
 
 def _rings_of(kind: str, g: Any) -> list[list[Any]] | None:

@@ -30,6 +30,7 @@ from labkit.services.export_images import (
 )
 from labkit.services.report_registry import register_export
 from labkit.store import schema as S
+from labkit.store.bulk import large_write
 from labkit.store.classes import add_classes_fix
 from labkit.store.context import id_ranges
 from labkit.store.errors import PROJECT, Fix, FixableError, ImageError, command
@@ -40,7 +41,8 @@ __all__ = ["ImportProblem", "ImportSummary", "export", "import_annotations"]
 
 _MAX_PROBLEMS = 30
 
-#: COCO files from this size on are streamed (``coco.stream``): memory bounded by a batch.
+#: COCO and Label Studio files from this size on are streamed (``coco.stream``,
+#: ``labelstudio.stream``): memory bounded by a batch.
 STREAM_BYTES = 64 * 2**20
 
 
@@ -60,6 +62,12 @@ class ImportSummary:
         return (f"{self.annotations_added} annotations, {self.images_added} new images, "
                 f"{self.images_updated} images with new attributes, "
                 f"{len(self.annotators_added)} new annotators")
+
+
+def _streamed(format: str, path: Path, annotator: str | None, options: dict[str, Any]) -> bool:
+    """Whether to stream the file (big COCO and Label Studio files; the readers' defaults)."""
+    fits = {"coco": annotator is not None and not options, "labelstudio": set(options) <= {"data_key"}}
+    return fits.get(format, False) and path.is_file() and path.stat().st_size >= STREAM_BYTES
 
 
 def _image_problems(ds: Any) -> list[str]:
@@ -242,12 +250,10 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
         imgs = project.images()
         reader_options["image_sizes"] = {PurePosixPath(p).name: (int(w), int(h)) for p, w, h in
                                          zip(imgs["path"], imgs["width"], imgs["height"])}
-    streamed = (format == "coco" and annotator is not None and not reader_options and path.is_file()
-                and path.stat().st_size >= STREAM_BYTES)
-    if streamed:
-        from labkit.formats import coco
+    if _streamed(format, path, annotator, reader_options):
+        from labkit.formats import coco, labelstudio
 
-        ds = coco.stream(path)
+        ds = coco.stream(path) if format == "coco" else labelstudio.stream(path, **reader_options)
     else:
         ds = reader(path, **reader_options)
     source = source or f"import:{format}"
@@ -366,6 +372,10 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             subjects=[records[k].subject for k in matched], consents=consents)
         note = {"format": format, "file": str(path)}
         added: list[str] = []
+        if ds.workers is not None and annotator is None:  # a streamed file's annotators, as a whole file's
+            names = sorted(f"{format}:{w}" for w in ds.workers)
+            summary.annotators_added = store.members.ensure(conn, [
+                n for n in names if n in known_annotators or name_problem(n, "annotator name") is None])[1]
 
         def insert(objs: _Objects, prepared: list[tuple[Any, Any]]) -> None:
             fresh = [c for c in new_classes(objs) if c not in added]
@@ -382,17 +392,18 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             store.annotations.insert_rows(conn, rows)
             summary.annotations_added += len(rows)
 
-        if ds.batches is None:
-            insert(whole, prepared)
-        else:  # streamed: check and insert a batch at a time; any problem rolls all of it back
-            objs = _Objects(format, annotator, sizes, records)
-            for batch in ds.batches():  # raises the reader's FormatError after the last batch
-                prepared_batch = objs.check(batch)
-                if not (objs.refused or verdict(objs)[0]):
-                    insert(objs, prepared_batch)
-            refused, more = verdict(objs)
-            if refused:
-                _fail(path, refused, fixes + more)
+        with large_write(conn):
+            if ds.batches is None:
+                insert(whole, prepared)
+            else:  # streamed: check and insert a batch at a time; any problem rolls all of it back
+                objs = _Objects(format, annotator, sizes, records)
+                for batch in ds.batches():  # raises the reader's FormatError after the last batch
+                    prepared_batch = objs.check(batch)
+                    if not (objs.refused or verdict(objs)[0]):
+                        insert(objs, prepared_batch)
+                refused, more = verdict(objs)
+                if refused:
+                    _fail(path, refused, fixes + more)
         store.ctx.audit(conn, "import_annotations", target="annotations", format=format, file=str(path),
                         annotations=summary.annotations_added, images_added=summary.images_added,
                         as_proposals=as_proposals, annotators_added=summary.annotators_added, classes_added=added)

@@ -365,9 +365,14 @@ def test_a_large_import_leaves_every_database_check_in_place(project, tmp_path, 
     project.add_annotator("vendor", role="annotator")
     checks = _triggers(project)
     assert any("annotations" in sql for _, sql in checks)
+    engine = project.store.ctx.engine
+    engine.dispose()  # one pooled connection, the one the import will use
     project.import_annotations(_coco_file(tmp_path / "a.json", keys, CHECKED_MIN + 500), format="coco",
                                annotator="vendor")
     assert _triggers(project) == checks
+    if project.backend == "sqlite":  # the import's larger page cache is given back
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
     with pytest.raises(sa.exc.DBAPIError, match="labkit: annotation refused"):
         _raw_bad_box(project)
 
