@@ -100,7 +100,7 @@ def stream(path: str | Path, *, batch: int | None = None) -> Dataset:
     import ijson
 
     path, batch = Path(path), batch or STREAM_BATCH
-    try:
+    try:  # images usually come before the annotations: their pass stops where they end
         parts = {key: _top_level(path, key) for key in ("images", "categories")}
     except (ijson.JSONError, UnicodeDecodeError, OSError):
         return read(path)  # raises, saying where the file is broken
@@ -140,12 +140,16 @@ def stream(path: str | Path, *, batch: int | None = None) -> Dataset:
 
 
 def _top_level(path: Path, key: str) -> list[Any] | None:
-    """The list under the top-level ``key`` of a JSON file (one ijson pass), or None if there is no one such list."""
+    """The list under the top-level ``key`` of a JSON file, or None if there is none.
+
+    ijson parses only up to the end of that list. A key written twice (RFC 8259 leaves it
+    to the reader) is read at its first occurrence, where ``json.load`` keeps the last.
+    """
     import ijson
 
     with path.open("rb") as f:
-        found = list(islice(ijson.items(f, key, use_float=True), 2))
-    return found[0] if len(found) == 1 and isinstance(found[0], list) else None
+        found = next(ijson.items(f, key, use_float=True), None)
+    return found if isinstance(found, list) else None
 
 
 def _batch(pr: Problems, anns: list[Any], head: _Header, seen: _SeenIds, start: int) -> list[ObjectRecord]:

@@ -166,6 +166,13 @@ def _fail(path, problems: list[str], fixes: list[Fix]) -> None:
                         + "\n  ".join(problems[:_MAX_PROBLEMS]) + more, fix=Fix.join(fixes))
 
 
+def _name(path: str) -> str:
+    """``PurePosixPath(path).name``, without building a path for the usual plain ``folder/file.png``."""
+    if path.endswith(("/", "/.")) or "//" in path or "/./" in path or path in (".", ""):
+        return PurePosixPath(path).name
+    return path.rsplit("/", 1)[-1]
+
+
 class _ImageIndex:
     """Match a file's image keys to project images: exact stored path, path suffix, basename."""
 
@@ -173,13 +180,13 @@ class _ImageIndex:
         self.by_path = {r.path: r for r in rows}
         self.by_name: dict[str, list] = {}
         for r in rows:
-            self.by_name.setdefault(PurePosixPath(r.path).name, []).append(r)
+            self.by_name.setdefault(_name(r.path), []).append(r)
 
     def find(self, key: str):
         key = key.replace("\\", "/")
         if key in self.by_path:
             return self.by_path[key], None
-        cands = self.by_name.get(PurePosixPath(key).name, [])
+        cands = self.by_name.get(_name(key), [])
         if len(cands) > 1:
             suffix = [r for r in cands if r.path.endswith("/" + key.lstrip("./")) or r.path == key]
             if len(suffix) == 1:

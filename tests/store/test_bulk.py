@@ -520,3 +520,14 @@ def test_seventy_thousand_images_in_one_call_on_each_backend(location, tmp_path)
             assert len(p.store.ctx.policy.image_facts(conn, ids, p.store.ctx.policy.actor(conn))) == n
     finally:
         p.close()
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="ab./\\", max_size=14))
+def test_an_image_key_s_file_name_is_pure_posix_path_s(path):
+    """The import matches keys by file name without building a PurePosixPath for every image."""
+    from pathlib import PurePosixPath
+
+    from labkit.services.interchange import _name
+
+    assert _name(path) == PurePosixPath(path).name
