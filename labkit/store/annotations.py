@@ -443,9 +443,10 @@ class AnnotationRepository:
                 self._ctx.policy.check_withdrawn_reads(conn, "read_annotations", include_withdrawn, me)
                 blind = me.role == "annotator" and self._ctx.policy.blind(conn)
                 q = select(conn).where(*where, *([a.c.annotator_id == me.id] if blind else []))
-                return read_frame(conn, q, json=("geometry", "provenance"), times=("created_at", "updated_at"))
+                frame = read_frame(conn, q, json=("geometry", "provenance"), times=("created_at", "updated_at"))
+                return frame, checked_above(conn)
         with no_gc():
-            df = _valid_rows(self._ctx.guard(read))
+            df = _valid_rows(*self._ctx.guard(read))
         df["deleted"] = df["deleted"].astype(bool)
         df["simulated"] = df["simulated"].astype(bool)
         df = df.set_index("annotation")
@@ -468,12 +469,27 @@ def _for_whom(records: Sequence[Mapping[str, Any]]) -> str | list[str] | None:
     return names[0] if len(names) == 1 else names
 
 
-def _valid_rows(df: pd.DataFrame) -> pd.DataFrame:
+#: Kinds whose geometry the database checks exactly as the API does (``tests/store/test_project.py``
+#: holds the triggers to ``normalize_geometry``): a stored row of these kinds is valid. Masks
+#: (the database does not decode RLE) and ellipses (SQLite bounds them without trigonometry) are not.
+EXACT_IN_DATABASE = ("box", "polygon", "point", "label")
+
+
+def checked_above(conn: sa.Connection) -> int | None:
+    """The highest annotation id stored before the database checked geometry (None: unknown, check all)."""
+    value = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "checked_above")).scalar()
+    return int(value) if isinstance(value, int) else None
+
+
+def _valid_rows(df: pd.DataFrame, above: int | None = None) -> pd.DataFrame:
     """The rows of a read whose kind, source, provenance and geometry are valid, geometry canonical.
 
     The rest are left out with one ``UserWarning`` naming them: rows written before the
     database checked them (schema 2) must not stop every read and export. Checked column
     by column (:func:`~labkit.geometry.bulk.normalize_many`); the messages are the row checks'.
+    Rows with an id above ``above`` (see :func:`checked_above`) of a kind the database
+    checks exactly (:data:`EXACT_IN_DATABASE`) passed those checks when stored: their
+    geometry is not checked again.
     """
     width, height = df.pop("_width"), df.pop("_height")
     bad: dict[int, str] = {}
@@ -490,15 +506,19 @@ def _valid_rows(df: pd.DataFrame) -> pd.DataFrame:
     for i, prov in enumerate(df["provenance"]):
         if type(prov) is not dict and i not in bad:
             bad[i] = f"provenance is {type(prov).__name__}, not a JSON object"
-    ok = [i for i in range(len(df)) if i not in bad]
-    sub_kinds = kinds.to_numpy()[ok] if bad else kinds.to_numpy()
-    geoms = df["geometry"].to_numpy()[ok] if bad else df["geometry"].to_numpy()
-    w = width.to_numpy()[ok] if bad else width.to_numpy()
-    h = height.to_numpy()[ok] if bad else height.to_numpy()
-    canonical, problems = normalize_many(list(sub_kinds), list(geoms), list(w), list(h))
+    check = np.ones(len(df), bool)
+    if above is not None:  # the database checked these when they were stored
+        check = ~(kinds.isin(EXACT_IN_DATABASE).to_numpy() & (df["annotation"].to_numpy() > above))
+    check[list(bad)] = False
+    ok = np.flatnonzero(check).tolist()
+    geometry = df["geometry"].to_numpy()
+    canonical, problems = normalize_many(list(kinds.to_numpy()[ok]), list(geometry[ok]),
+                                         list(width.to_numpy()[ok]), list(height.to_numpy()[ok]))
     for j, why in problems.items():
         bad[ok[j]] = why
-    df["geometry"] = pd.Series(_place(canonical, ok, len(df)) if bad else canonical, index=df.index, dtype=object)
+    geometry = geometry.copy()
+    geometry[ok] = pd.Series(canonical, dtype=object).to_numpy() if ok else geometry[ok]
+    df["geometry"] = pd.Series(geometry, index=df.index, dtype=object)
     if not bad:
         return df
     aids = df["annotation"].to_numpy()
@@ -511,11 +531,3 @@ def _valid_rows(df: pd.DataFrame) -> pd.DataFrame:
                   "predate the database's checks; an admin deletes them with project.delete_annotation(id) or "
                   "repairs them with project.update_annotation(id, geometry=...)", UserWarning, stacklevel=4)
     return df
-
-
-def _place(values: list[Any], at: list[int], n: int) -> list[Any]:
-    """``values`` at positions ``at`` of a list of ``n`` (None elsewhere)."""
-    out: list[Any] = [None] * n
-    for i, v in zip(at, values):
-        out[i] = v
-    return out

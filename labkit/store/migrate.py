@@ -56,6 +56,10 @@ def migrate(location: str | Path, *, backup: bool = True) -> list[str]:
                 steps += _v4_to_v5(conn)
             conn.execute(sa.update(S.meta).where(S.meta.c.key == "schema_version")
                          .values(value=S.SCHEMA_VERSION))
+            if conn.execute(sa.select(S.meta.c.key).where(S.meta.c.key == "checked_above")).first() is None:
+                # rows stored so far may predate the database's checks: annotations() checks them again
+                conn.execute(sa.insert(S.meta).values(key="checked_above", value=conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(S.annotations.c.id), 0))).scalar_one()))
             chain.seal(conn, "migration")  # what later steps changed after the genesis block
         return steps
     finally:

@@ -107,6 +107,7 @@ class ProjectStore:
                 {"key": "schema_version", "value": S.SCHEMA_VERSION},
                 {"key": "created_with", "value": __version__},
                 {"key": "created_at", "value": t.isoformat()},
+                {"key": "checked_above", "value": 0},  # every annotation is checked by the database
             ])
             if classes:  # a project may start without classes (add_classes, or an import with add_classes=True)
                 conn.execute(sa.insert(S.classes), [{"name": c, "position": i} for i, c in enumerate(classes)])

@@ -531,3 +531,28 @@ def test_an_image_key_s_file_name_is_pure_posix_path_s(path):
     from labkit.services.interchange import _name
 
     assert _name(path) == PurePosixPath(path).name
+
+
+def test_annotations_checks_again_only_what_the_database_could_not(project, monkeypatch):
+    """Rows the database checked exactly when they were stored (boxes, polygons, points, labels of a
+    project that always had its checks) are not checked again; masks (the database does not decode
+    RLE) are, so a corrupt one written with raw SQL is skipped with a warning."""
+    import labkit.store.annotations as A
+
+    project.add_annotations([dict(image=1, kind="box", label="cat", annotator="ana", geometry=[1, 2, 9, 9]),
+                             dict(image=1, kind="label", label="dog", annotator="ana"),
+                             dict(image=2, kind="polygon", label="cat", annotator="ben",
+                                  geometry=[[1, 1], [9, 1], [5, 8]])])
+    cast = "CAST(:g AS json)" if project.backend == "postgresql" else ":g"
+    with project.store.ctx.engine.begin() as conn:  # counts the database cannot decode: 0 pixels of 1,200
+        conn.execute(sa.text("INSERT INTO annotations (image_id, annotator_id, kind, class_id, geometry, source, "
+                             f"provenance, version, created_at, updated_at) VALUES (1, 1, 'mask', 1, {cast}, "
+                             "'human', '{}', 1, :t, :t)"), {"g": '{"size": [30, 40], "counts": "0"}',
+                                                            "t": "2026-01-01 00:00:00"})
+    seen: list[str] = []
+    real = A.normalize_many
+    monkeypatch.setattr(A, "normalize_many", lambda kinds, *a, **k: seen.extend(kinds) or real(kinds, *a, **k))
+    with pytest.warns(UserWarning, match=r"annotation 4: .*mask"):
+        got = project.annotations()
+    assert sorted(got["kind"]) == ["box", "label", "polygon"]
+    assert seen == ["mask"]

@@ -128,6 +128,7 @@ def _downgrade_to_v2(project, logins: dict[str, str]) -> None:
         "version, created_at, updated_at) VALUES (1, ?, 'box', 1, '{\"x0\": \"evil\"}', NULL, 'human', '{}', 1, "
         "'2026-01-01 00:00:00', '2026-01-01 00:00:00')", (ana,))
     run("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    run("DELETE FROM meta WHERE key = 'checked_above'")  # labkit before it did not record it
     if project.backend == "sqlite":
         con.close()
     else:
@@ -144,8 +145,8 @@ def _rows(project) -> dict[str, list[tuple]]:
                 continue
             cols = [c for c in t.c if c.name not in ("updated_by", "made_by")]
             rows = conn.execute(sa.select(*cols).order_by(*t.primary_key.columns)).all()
-            if t.name == "meta":  # the one row a migration changes
-                rows = [r for r in rows if r[0] != "schema_version"]
+            if t.name == "meta":  # the rows a migration changes (and adds: where the database began to check)
+                rows = [r for r in rows if r[0] not in ("schema_version", "checked_above")]
             if t.name == "images":
                 rows = [tuple({k: v for k, v in x.items() if k != "gold"} if c.name == "attributes" else x
                               for c, x in zip(cols, r)) for r in rows]
@@ -215,6 +216,8 @@ def test_migrate_v2_keeps_every_row_and_installs_the_rules(v2_project, tmp_path)
         assert version == S.SCHEMA_VERSION
     assert gold_answers(p).to_dict() == {2: "dog", 3: "cat"}
     assert not any("gold" in a for a in p.images()["attributes"])
+    with p.store.ctx.connect() as conn:  # rows stored so far are checked again on every read
+        assert conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "checked_above")).scalar() == 3
     with pytest.warns(UserWarning, match="annotation 3"):
         assert p.annotations().index.tolist() == [1, 2]
     hist = p.annotation_history(1)  # migrated history kept; new versions written by the database
@@ -273,11 +276,13 @@ def v3_project(location, image_files, tmp_path):
         con = sqlite3.connect(engine.url.database, isolation_level=None)
         drop_chain(con, "sqlite")
         con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        con.execute("DELETE FROM meta WHERE key = 'checked_above'")
         con.close()
     else:
         with engine.begin() as conn:
             drop_chain(conn, "postgresql")
             conn.exec_driver_sql("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+            conn.exec_driver_sql("DELETE FROM meta WHERE key = 'checked_above'")
     before = _rows(p)
     p.close()
     yield location, before

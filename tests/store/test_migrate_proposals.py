@@ -49,6 +49,7 @@ def _downgrade(project) -> None:
             if not set(cols) & set(NEW_COLUMNS):
                 con.execute(f"CREATE INDEX {idx.name} ON annotations ({', '.join(cols)})")
         con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+        con.execute("DELETE FROM meta WHERE key = 'checked_above'")
         con.execute("COMMIT")
         con.close()
         with engine.begin() as conn:
@@ -66,6 +67,7 @@ def _downgrade(project) -> None:
                                         .where(S.annotators.c.db_user.is_not(None))).all():
             pg_access.grant(conn, login, role)
         conn.execute(sa.update(S.meta).where(S.meta.c.key == "schema_version").values(value=4))
+        conn.execute(sa.delete(S.meta).where(S.meta.c.key == "checked_above"))
 
 
 def _rows(project) -> dict[str, list[tuple]]:
@@ -75,8 +77,8 @@ def _rows(project) -> dict[str, list[tuple]]:
         for t in S.metadata.sorted_tables:
             cols = [c for c in t.c if c.name not in NEW_COLUMNS] if t is S.annotations else list(t.c)
             rows = conn.execute(sa.select(*cols).order_by(*t.primary_key.columns)).all()
-            if t is S.meta:
-                rows = [r for r in rows if r[0] != "schema_version"]
+            if t is S.meta:  # what a migration changes and adds
+                rows = [r for r in rows if r[0] not in ("schema_version", "checked_above")]
             out[t.name] = [tuple(r) for r in rows]
     return out
 

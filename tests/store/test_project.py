@@ -295,7 +295,19 @@ def test_requeue_assigns_or_reopens(project):
 
 
 def _store_unchecked(project, rows):
-    """Insert annotation rows past the database's checks, as a schema-2 database may hold them."""
+    """Insert annotation rows past the database's checks, as a schema-2 database may hold them
+    (and record them as such, as migrating it does: ``meta.checked_above``)."""
+    import sqlalchemy as sa
+
+    from labkit.store import schema as S
+
+    ids = _insert_unchecked(project, rows)
+    with project.store.ctx.engine.begin() as conn:
+        conn.execute(sa.update(S.meta).where(S.meta.c.key == "checked_above").values(value=max(ids)))
+    return ids
+
+
+def _insert_unchecked(project, rows):
     engine = project.store.ctx.engine
     cols = "image_id, annotator_id, kind, class_id, geometry, source, provenance, version, created_at, updated_at"
     if project.backend == "sqlite":

@@ -148,6 +148,7 @@ def _downgrade_to_v1(location):
         ALTER TABLE images DROP COLUMN consent;
         DELETE FROM annotators WHERE role = 'admin';
         UPDATE meta SET value = '1' WHERE key = 'schema_version';
+        DELETE FROM meta WHERE key = 'checked_above';
     """)
     # SQLite cannot drop a UNIQUE column; rebuild annotators as version 1 had it
     con.executescript("""
@@ -200,6 +201,7 @@ def test_migrate_v1_project_on_postgresql(pg_url, tmp_path, image_files):
         conn.exec_driver_sql("ALTER TABLE annotators DROP COLUMN db_user")
         conn.exec_driver_sql("DELETE FROM annotators WHERE role = 'admin'")
         conn.exec_driver_sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        conn.exec_driver_sql("DELETE FROM meta WHERE key = 'checked_above'")
     p.close()
     with pytest.raises(Exception, match=r"from labkit\.store\.migrate import migrate; migrate\("):
         Project.open(pg_url, workdir=tmp_path / "w")
