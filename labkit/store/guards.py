@@ -27,6 +27,12 @@ SQLite has no logins, so its triggers cannot know who acts: ``updated_by`` and
 ``actor`` are written by labkit, and the folder's file permissions stop whoever would
 bypass it. Without trigonometry, SQLite bounds a rotated ellipse by its centre and
 radii; the API and PostgreSQL check its exact extent.
+
+On PostgreSQL the geometry check runs in two steps, for bulk imports: a fast check
+(``labkit_geometry_ok``: a few operations on the whole JSON text) accepts the usual shapes
+of boxes, polygons, points, masks and labels; whatever it does not accept goes to the
+detailed check (``labkit_geometry_problem``), which decides and says why. The fast check
+accepts nothing the detailed one refuses, so together they decide as the detailed one alone.
 """
 from __future__ import annotations
 
@@ -83,7 +89,8 @@ def invalid_annotations(conn: sa.Connection) -> list[int]:
         sql = ("SELECT a.id FROM annotations a JOIN images i ON i.id = a.image_id WHERE "
                f"a.kind NOT IN ({kinds}) OR NOT (a.source IN ({sources}) OR a.source LIKE 'import:_%') "
                "OR a.score = 'NaN' OR abs(a.score) > 1e308 OR json_typeof(a.provenance) IS DISTINCT FROM 'object' "
-               "OR labkit_geometry_problem(a.kind, a.geometry, i.width, i.height) IS NOT NULL ORDER BY a.id")
+               "OR CASE WHEN labkit_geometry_ok(a.kind, a.geometry, i.width, i.height) THEN false "
+               "ELSE labkit_geometry_problem(a.kind, a.geometry, i.width, i.height) IS NOT NULL END ORDER BY a.id")
         sql = sql.replace("%", "%%")  # psycopg reads % as a placeholder
     return [int(i) for i in conn.exec_driver_sql(sql).scalars()]
 
@@ -342,6 +349,130 @@ BEGIN
   RETURN NULL;
 END $$;
 
+-- The fast path of the check (bulk imports store hundreds of thousands of rows): TRUE only
+-- where labkit_geometry_problem returns NULL, decided by a few operations on the whole
+-- text instead of SQL per point. FALSE means "not decided here" (ellipses, rare encodings,
+-- anything invalid): the caller then asks labkit_geometry_problem, which also says what is
+-- wrong. It never raises: whatever would is left to labkit_geometry_problem.
+--
+-- Keys: in JSON text each key is followed by a colon and any other colon is inside a
+-- string, so there are at least as many colons as keys written. Where the colons are
+-- exactly the keys the shape needs (each found by name), there is no other key and none
+-- twice (json keeps a repeated key, which labkit_keys refuses; jsonb keeps only the last).
+CREATE OR REPLACE FUNCTION labkit_geometry_ok(kind text, g json, w numeric, h numeric)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE t text; colons integer; j jsonb; v numeric[]; c text; piece text; ring text; part jsonb; parts integer;
+  keys integer;
+BEGIN
+  IF kind = 'box' THEN
+    BEGIN
+      j := g::jsonb;
+      -- jsonb numbers are numeric, as labkit_num reads them; the cast raises on anything else
+      v := ARRAY[(j -> 'x0')::numeric, (j -> 'y0')::numeric, (j -> 'x1')::numeric, (j -> 'y1')::numeric];
+    EXCEPTION WHEN others THEN  -- not a number, or JSON jsonb refuses (\u0000, beyond numeric)
+      RETURN false;
+    END;
+    t := g::text;
+    RETURN coalesce(octet_length(t) - octet_length(replace(t, ':', '')) = 4 AND v[1] <= v[3] AND v[2] <= v[4]
+                    AND v[1] >= -1 AND v[2] >= -1 AND v[3] <= w + 1 AND v[4] <= h + 1, false);
+  ELSIF kind = 'label' THEN
+    RETURN g IS NULL OR json_typeof(g) = 'null';
+  ELSIF kind IS NULL OR kind NOT IN ('polygon', 'point', 'mask') THEN
+    RETURN false;  -- ellipses (and unknown kinds): the detailed check
+  END IF;
+  t := g::text;
+  -- \u escapes: json's operators raise on \u0000, and one can write a colon inside a string
+  IF t IS NULL OR strpos(t, E'\\u') > 0 THEN RETURN false; END IF;
+  colons := octet_length(t) - octet_length(replace(t, ':', ''));
+  IF kind = 'mask' THEN
+    -- compact {"size":[h,w],"counts":"..."} whose counts escape nothing but backslashes (\\):
+    -- the text is the value, give or take doubled backslashes, which change no character's class
+    c := split_part(t, '"', 6);
+    IF t = '{"size":[' || h || ',' || w || '],"counts":"' || c || '"}'
+       AND strpos(replace(c, E'\\\\', ''), E'\\') = 0 THEN
+      RETURN c !~ '[^0-o]';
+    END IF;
+    BEGIN
+      j := t::jsonb;
+      v := ARRAY[(j -> 'size' -> 0)::numeric, (j -> 'size' -> 1)::numeric];
+    EXCEPTION WHEN others THEN
+      RETURN false;
+    END;
+    c := CASE WHEN jsonb_typeof(j -> 'counts') = 'string' THEN j ->> 'counts' END;
+    RETURN coalesce(colons = 2 + octet_length(c) - octet_length(replace(c, ':', ''))
+                    AND CASE WHEN jsonb_typeof(j -> 'size') = 'array' THEN jsonb_array_length(j -> 'size') END = 2
+                    AND v[1] = h AND v[2] = w AND c !~ '[^0-o]', false);
+  END IF;
+  IF colons = 1 THEN  -- {"points": ring}
+    RETURN labkit_ring_ok((g -> 'points')::text, CASE WHEN kind = 'point' THEN 1 ELSE 3 END, w, h);
+  ELSIF kind = 'point' THEN
+    RETURN false;
+  ELSIF starts_with(t, '{"parts":[{"points":') AND strpos(t, '"holes"') = 0 THEN
+    -- compact parts without holes, {"parts":[{"points":ring},{"points":ring}]}: the text
+    -- after each "points": is a ring, up to its part's closing brace (rings that pass hold
+    -- no quotes or braces); the text is valid JSON, so },{ and }]} are where they belong
+    parts := 0;
+    FOREACH piece IN ARRAY string_to_array(t, '"points":') LOOP
+      IF parts > 0 THEN
+        ring := split_part(piece, '}', 1);
+        IF piece NOT IN (ring || '},{', ring || '}]}') OR NOT labkit_ring_ok(ring, 3, w, h) THEN
+          RETURN false;
+        END IF;
+      END IF;
+      parts := parts + 1;
+    END LOOP;
+    RETURN colons = parts;  -- "parts" and each part's "points"
+  END IF;
+  BEGIN  -- holes, or other layouts: one jsonb, walked without parsing again
+    j := t::jsonb;
+  EXCEPTION WHEN others THEN
+    RETURN false;
+  END;
+  IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN RETURN false; END IF;
+  IF j ? 'parts' THEN
+    IF jsonb_typeof(j -> 'parts') IS DISTINCT FROM 'array' THEN RETURN false; END IF;
+    parts := jsonb_array_length(j -> 'parts');
+    keys := 1;  -- the keys seen: "parts", then each part's
+  ELSE
+    parts := 1;  -- the polygon is its one part
+    keys := 0;
+  END IF;
+  IF parts < 1 THEN RETURN false; END IF;
+  FOR i IN 0 .. parts - 1 LOOP
+    part := CASE WHEN j ? 'parts' THEN j -> 'parts' -> i ELSE j END;
+    IF jsonb_typeof(part) IS DISTINCT FROM 'object' OR NOT labkit_ring_ok((part -> 'points')::text, 3, w, h) THEN
+      RETURN false;
+    END IF;
+    keys := keys + 1;
+    IF part ? 'holes' THEN
+      IF jsonb_typeof(part -> 'holes') IS DISTINCT FROM 'array' THEN RETURN false; END IF;
+      FOR k IN 0 .. jsonb_array_length(part -> 'holes') - 1 LOOP
+        IF NOT labkit_ring_ok((part -> 'holes' -> k)::text, 3, w, h) THEN RETURN false; END IF;
+      END LOOP;
+      keys := keys + 1;
+    END IF;
+  END LOOP;
+  RETURN colons = keys;
+END $$;
+
+-- A ring [[x, y], ...] of at least min_points points inside the image, read by one cast to
+-- numeric[][] (brackets to braces; the text may hold no quotes or braces): that takes n
+-- lists of 2 numbers (ragged lists, true and false raise; a JSON null is a NULL that no
+-- bound passes), each read from its JSON text as labkit_num reads it.
+CREATE OR REPLACE FUNCTION labkit_ring_ok(r text, min_points integer, w numeric, h numeric)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE a numeric[];
+BEGIN
+  IF r IS NULL OR strpos(r, '"') > 0 OR strpos(r, '{') > 0 THEN RETURN false; END IF;
+  BEGIN
+    a := replace(replace(r, '[', '{'), ']', '}')::numeric[];
+  EXCEPTION WHEN others THEN
+    RETURN false;
+  END;
+  RETURN coalesce(array_ndims(a) = 2 AND array_length(a, 2) = 2 AND array_length(a, 1) >= min_points
+                  AND -1 <= ALL (a) AND w + 1 >= ALL (a[:][1:1]) AND h + 1 >= ALL (a[:][2:2]), false);
+END $$;
+
 -- Before an annotation is stored: fixed columns stay, the database stamps who and when,
 -- and the row must be valid. SECURITY DEFINER: the image's size is read whatever the
 -- writer may see.
@@ -376,10 +507,15 @@ BEGIN
   IF NEW.provenance IS NULL OR json_typeof(NEW.provenance) <> 'object' THEN
     RAISE EXCEPTION 'labkit: annotation refused: provenance must be a JSON object' USING ERRCODE = 'check_violation';
   END IF;
-  SELECT width, height INTO w, h FROM images WHERE id = NEW.image_id;
-  problem := labkit_geometry_problem(NEW.kind, NEW.geometry, w, h);
-  IF problem IS NOT NULL THEN
-    RAISE EXCEPTION 'labkit: annotation refused: %', problem USING ERRCODE = 'check_violation';
+  IF NEW.kind IS DISTINCT FROM 'label' THEN  -- a label's check needs no image size
+    SELECT width, height INTO w, h FROM images WHERE id = NEW.image_id;
+  END IF;
+  -- the fast path accepts the usual shapes; the detailed check decides the rest and says why
+  IF labkit_geometry_ok(NEW.kind, NEW.geometry, w, h) IS NOT TRUE THEN
+    problem := labkit_geometry_problem(NEW.kind, NEW.geometry, w, h);
+    IF problem IS NOT NULL THEN
+      RAISE EXCEPTION 'labkit: annotation refused: %', problem USING ERRCODE = 'check_violation';
+    END IF;
   END IF;
   RETURN NEW;
 END $$;
