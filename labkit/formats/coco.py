@@ -89,8 +89,9 @@ def stream(path: str | Path, *, batch: int | None = None) -> Dataset:
 
     ``images`` and ``categories`` are read (and checked) at once; the annotations come
     from the returned dataset's ``batches()``, which parses the file again with ijson and
-    yields the objects ``batch`` (default :data:`STREAM_BATCH`) annotations at a time, each batch checked and converted
-    as :func:`read` would (the same records, the same ``annotations[i]`` in messages).
+    yields the objects ``batch`` (default :data:`STREAM_BATCH`) annotations at a time, each
+    batch checked and converted as :func:`read` would (the same records, the same
+    ``annotations[i]`` in messages).
     After the last batch it raises the :class:`FormatError` :func:`read` would have raised
     for a bad record anywhere in the file, so a consumer that writes as it goes must do so
     in a transaction it can roll back. A file :func:`read` would refuse before its
@@ -229,9 +230,10 @@ class _Header:
         images: list[ImageRecord] = []
         by_id: dict[int | str, ImageRecord] = {}
         keys: set[str] = set()
+        extra = [{k: v for k, v in im.items() if k not in _IMAGE_KEYS} if isinstance(im, dict) else None
+                 for im in images_data]
         # the images' extra fields checked together (one json.dumps); one by one only to say what is wrong
-        clean = not json_problems([{k: v for k, v in im.items() if k not in _IMAGE_KEYS}
-                                   for im in images_data if isinstance(im, dict)], "image")
+        clean = not json_problems([a for a in extra if a is not None], "image")
         for i, im in enumerate(images_data):
             where = f"images[{i}]"
             if not pr.require(im, ("id", "file_name"), where) or not _id_ok(pr, im["id"], where, "id"):
@@ -247,7 +249,7 @@ class _Header:
             keys.add(im["file_name"])
             w = pr.size(im["width"], where, "width") if "width" in im else None
             h = pr.size(im["height"], where, "height") if "height" in im else None
-            attributes = {k: v for k, v in im.items() if k not in _IMAGE_KEYS}
+            attributes = extra[i] or {}  # a dict here: im passed require
             if not clean:
                 pr.json(attributes, where, "image")
             rec = ImageRecord(key=im["file_name"], width=w, height=h, where=where, attributes=attributes)

@@ -30,6 +30,7 @@ from labkit.services.export_images import (
 )
 from labkit.services.report_registry import register_export
 from labkit.store import schema as S
+from labkit.store.annotations import is_source
 from labkit.store.bulk import large_write
 from labkit.store.classes import add_classes_fix
 from labkit.store.context import id_ranges
@@ -112,11 +113,9 @@ class _Objects:
         self.unworked = False  # an object names no annotator
         self.unplaced: list[str] = []
         self.geometry: list[str] = []
-        self.count = 0
 
     def check(self, objects: list[Any]) -> list[tuple[Any, Any]]:
         """``(object, canonical geometry)`` of the ``objects`` that pass; the rest are problems."""
-        self.count += len(objects)
         for i, p in json_problems([dict(o.provenance or {}) for o in objects], "provenance").items():
             self.provenance.append(f"{objects[i].where or str(objects[i].image_key)}: "
                                    f"{json_message('provenance', p)}")
@@ -264,7 +263,7 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
     else:
         ds = reader(path, **reader_options)
     source = source or f"import:{format}"
-    if source not in S.SOURCES and not (source.startswith("import:") and len(source) > len("import:")):
+    if not is_source(source):
         raise ValueError(f"source={source!r} is not a provenance source; use one of {list(S.SOURCES)} or "
                          f"'import:<tool>' (the default is 'import:{format}'); nothing was imported")
     if as_proposals and source not in S.PROPOSAL_SOURCES and not source.startswith("import:"):

@@ -33,8 +33,13 @@ _EXPAND = {  # geometry columns added when annotations() is asked for a single k
 }
 
 
+def is_source(source: Any) -> bool:
+    """Whether ``source`` is a provenance source: one of ``schema.SOURCES`` or ``"import:<tool>"``."""
+    return source in S.SOURCES or (isinstance(source, str) and source.startswith("import:") and len(source) > 7)
+
+
 def _check_source(source: str) -> str:
-    if source in S.SOURCES or (isinstance(source, str) and source.startswith("import:") and len(source) > 7):
+    if is_source(source):
         return source
     raise ValueError(f"unknown source {source!r}; expected one of {S.SOURCES} or 'import:<format>'")
 
@@ -517,7 +522,7 @@ def _valid_rows(df: pd.DataFrame, above: int | None = None) -> pd.DataFrame:
     for j, why in problems.items():
         bad[ok[j]] = why
     geometry = geometry.copy()
-    geometry[ok] = pd.Series(canonical, dtype=object).to_numpy() if ok else geometry[ok]
+    geometry[ok] = pd.Series(canonical, dtype=object).to_numpy()
     df["geometry"] = pd.Series(geometry, index=df.index, dtype=object)
     if not bad:
         return df
