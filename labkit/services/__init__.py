@@ -1,7 +1,8 @@
 """labkit.services: the workflows that span the store, the models and the reports.
 
 - :class:`Project` (:mod:`~labkit.services.project`): the public front of a project;
-- :mod:`~labkit.services.interchange`: import and export in other tools' formats;
+- :mod:`~labkit.services.interchange`, :mod:`~labkit.services.export`: import and export in
+  other tools' formats;
 - :mod:`~labkit.services.consensus`, :mod:`~labkit.services.adjudication`,
   :mod:`~labkit.services.gold`: consensus, decisions by a person, gold items;
 - :mod:`~labkit.services.erasure`: the right to erasure, with registered erasers;

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from labkit.services import erasure as _erasure
+from labkit.services import export as _export
 from labkit.services import interchange as _interchange
 from labkit.services import privacy_report as _privacy_report
 from labkit.services import verify as _verify
@@ -239,7 +240,7 @@ class Project:
 
     # --------------------------------------------------- interchange, integrity --
     import_annotations = _Api(_interchange.import_annotations)
-    export = _Api(_interchange.export)
+    export = _Api(_export.export)
     verify = _Api(_verify.verify)
 
     def info(self) -> dict[str, Any]:
