@@ -50,9 +50,13 @@ class ObjectRecord:
 class Dataset:
     """Images, their objects, and the class names in file order.
 
-    A streamed dataset (``coco.stream``, ``labelstudio.stream``) has no ``objects``:
-    ``batches()`` reads them from the file a batch at a time, and raises the reader's
-    :class:`FormatError` after the last.
+    A streamed dataset has no ``objects``: ``batches()`` yields them a batch at a time,
+    in order. A streamed file (``coco.stream``, ``labelstudio.stream``) reads them from
+    the file, and raises the reader's :class:`FormatError` after the last; a streamed
+    export (``project.export``) reads them from the store, and also gives
+    ``image_batches()``, whose every batch holds all the objects of a run of consecutive
+    ``images``, for the writers that nest objects under their image. Writers read either
+    kind through :func:`object_batches` and :func:`image_groups`.
     """
 
     images: list[ImageRecord]
@@ -61,6 +65,8 @@ class Dataset:
     batches: Callable[[], Iterator[list[ObjectRecord]]] | None = None
     #: A streamed dataset's annotators (``ObjectRecord.worker``), in order of first appearance.
     workers: list[str] | None = None
+    #: A streamed export's objects, image by image (see above).
+    image_batches: Callable[[], Iterator[list[ObjectRecord]]] | None = None
 
 
 class FormatError(ValueError):
@@ -355,6 +361,58 @@ def geometry_of(obj: ObjectRecord) -> dict[str, Any]:
         raise ValueError(f"{obj.kind} object on image {obj.image_key!r} has geometry=None; only "
                          "kind 'label' may have no geometry")
     return obj.geometry
+
+
+def streams(write: Callable[..., None]) -> Callable[..., None]:
+    """Mark a writer that takes streamed datasets (:func:`object_batches`, :func:`image_groups`).
+
+    ``project.export`` hands such a writer the project's objects a batch at a time; any
+    other writer gets them whole.
+    """
+    write.streams = True  # type: ignore[attr-defined]
+    return write
+
+
+def writer_streams(write: Callable[..., None]) -> bool:
+    """Whether ``write`` was marked with :func:`streams`."""
+    return bool(getattr(write, "streams", False))
+
+
+def object_batches(dataset: Dataset) -> Iterator[list[ObjectRecord]]:
+    """``dataset``'s objects in order, a batch at a time: the whole list at once unless it is streamed."""
+    if dataset.batches is None:
+        yield dataset.objects
+    else:
+        yield from dataset.batches()
+
+
+def image_groups(dataset: Dataset) -> Iterator[tuple[ImageRecord, list[ObjectRecord]]]:
+    """Each image of ``dataset.images`` in order, with its objects in dataset order.
+
+    A streamed dataset is read through ``image_batches`` (else ``batches``, whose objects
+    must then come image by image). An object whose image is not in ``dataset.images``
+    (or, streamed, comes after its image's turn) is a ``ValueError``.
+    """
+    if dataset.batches is None and dataset.image_batches is None:
+        by_image = objects_by_image(dataset)
+        for im in dataset.images:
+            yield im, by_image[im.key]
+        return
+    images = iter(dataset.images)
+    batches = dataset.image_batches or dataset.batches
+    assert batches is not None
+    for batch in batches():
+        groups: dict[str, list[ObjectRecord]] = {}
+        for o in batch:
+            groups.setdefault(o.image_key, []).append(o)
+        while groups:
+            image = next(images, None)
+            if image is None:
+                raise ValueError(f"object for image {next(iter(groups))!r} which is not in dataset.images "
+                                 "(or not in their order)")
+            yield image, groups.pop(image.key, [])
+    for im in images:
+        yield im, []
 
 
 def objects_by_image(dataset: Dataset) -> dict[str, list[ObjectRecord]]:

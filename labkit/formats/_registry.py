@@ -4,12 +4,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 
-from labkit.formats import aihub, coco, cvat, labelstudio, yolo
+from labkit.formats import aihub, coco, coco_write, cvat, labelstudio, yolo
 
 #: ``name -> (read(path, **options) -> Dataset or None, write(dataset, path, **options) or None)``
 FORMATS: dict[str, tuple[Callable | None, Callable | None]] = {
     "aihub": (aihub.read, aihub.write),
-    "coco": (coco.read, coco.write),
+    "coco": (coco.read, coco_write.write),
     "cvat": (cvat.read, cvat.write),
     "labelstudio": (labelstudio.read, labelstudio.write),
     "yolo": (yolo.read, yolo.write),

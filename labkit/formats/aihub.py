@@ -38,10 +38,11 @@ from labkit.formats._base import (
     Problems,
     classes_in_order,
     geometry_of,
+    image_groups,
     inside,
     load_json,
-    objects_by_image,
     show,
+    streams,
     write_json,
 )
 
@@ -144,15 +145,15 @@ def _geometry(pr: Problems, ann: Any, where: str) -> tuple[str | None, dict[str,
 
 # --- writing -----------------------------------------------------------------
 
+@streams
 def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> None:
-    """Write one ``<image stem>.json`` per image into the folder ``path``.
+    """Write one ``<image stem>.json`` per image into the folder ``path`` (streamed: an image at a time).
 
     Boxes are written as 4-corner ``Polygon``, multi-part polygons as one ``Polygon``
     per part, masks as one ``Polygon`` per outer contour (holes are dropped, with a
     warning); image-level labels have no AI-Hub form and are skipped with a warning.
     """
     folder = Path(path)
-    by_image = objects_by_image(dataset)
     names: dict[str, str] = {}
     for im in dataset.images:
         name = Path(im.key).stem + ".json"
@@ -161,7 +162,7 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
         names[name] = im.key
     folder.mkdir(parents=True, exist_ok=True)
     lossy: dict[str, int] = {}
-    for name, im in zip(names, dataset.images):
+    for name, (im, objs) in zip(names, image_groups(dataset)):  # streamed: an image at a time
         attrs = dict(im.attributes)
         top = attrs.pop("aihub_top_level", {})
         a: dict[str, Any] = {"name": im.key}
@@ -169,7 +170,7 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
         metaid = attrs.pop("metaid", im.subject)
         if metaid is not None:
             a["metaid"] = metaid
-        a["annotations"] = [d for o in by_image[im.key] for d in _annotations(o, lossy)]
+        a["annotations"] = [d for o in objs for d in _annotations(o, lossy)]
         a.update(attrs)
         doc = {"Annotations": a, **top}
         write_json(doc, folder / name, indent=indent)

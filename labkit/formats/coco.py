@@ -12,8 +12,8 @@ Reading maps an annotation with
 field go to ``provenance["coco"]`` so that a re-export keeps them. Extra image fields
 (``license``, ``coco_url``, ...) become image attributes.
 
-Writing recomputes ``area`` and ``bbox``: polygon area is the shoelace area summed over
-parts (as in the COCO release files), mask area and box come from pycocotools. Ellipses
+Writing (:mod:`labkit.formats.coco_write`) recomputes ``area`` and ``bbox``: polygon area
+is the shoelace area summed over parts (as in the COCO release files), mask area and box come from pycocotools. Ellipses
 are written as 64-vertex polygons, polygons with holes as RLE masks, points as keypoint
 annotations; image-level labels have no COCO form and are skipped with a warning.
 """
@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
-from collections.abc import Hashable, Iterator, Mapping
-from itertools import islice
+from collections.abc import Iterator, Mapping
+from itertools import chain, islice
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -37,17 +36,13 @@ from labkit.formats._base import (
     ImageRecord,
     ObjectRecord,
     Problems,
-    classes_in_order,
-    geometry_of,
     load_json,
     show,
-    write_json,
 )
 
 _ANN_KEYS = {"id", "image_id", "category_id", "segmentation", "bbox", "area", "iscrowd", "score"}
 _IMAGE_KEYS = {"id", "file_name", "width", "height"}
 
-_K = TypeVar("_K", bound=Hashable)
 
 
 def read(path: str | Path) -> Dataset:
@@ -330,8 +325,8 @@ def _fast_annotations(anns: list[Any], by_id: Mapping[Any, ImageRecord],
             limit is not None and any(sum(map(len, segs[i])) // 2 > limit for i in polys)):
         return None
     try:
-        b = _floats([v for box in bboxes for v in box])
-        flat = _floats([v for part in parts for v in part])
+        b = _floats(list(chain.from_iterable(bboxes)))
+        flat = _floats(list(chain.from_iterable(parts)))
     except (TypeError, OverflowError):
         return None
     if b is None or flat is None:
@@ -342,8 +337,13 @@ def _fast_annotations(anns: list[Any], by_id: Mapping[Any, ImageRecord],
     geometry: dict[int, Any] = {i: {"x0": x, "y0": y, "x1": x + w, "y1": y + h}
                                 for i, (x, y, w, h) in zip(boxes, b.tolist())}
     values = iter(flat.tolist())
+    points = list(map(list, zip(values, values)))  # every [x, y] of every ring, in order
+    at = 0
     for i in polys:
-        rings = [{"points": _pairs(values, len(part))} for part in segs[i]]
+        rings = []
+        for part in segs[i]:
+            rings.append({"points": points[at:at + len(part) // 2]})
+            at += len(part) // 2
         geometry[i] = rings[0] if len(rings) == 1 else {"parts": rings}
     strings = [i for i in masks if type(segs[i].get("counts")) is str]  # compressed RLE: decoded all at once
     if strings:
@@ -360,16 +360,20 @@ def _fast_annotations(anns: list[Any], by_id: Mapping[Any, ImageRecord],
                 return None
             done[i] = obj
     kinds = dict.fromkeys(boxes, "box") | dict.fromkeys(polys, "polygon") | dict.fromkeys(masks, "mask")
+    whole = len(ids) == len(crowd) == len(anns)  # every annotation has an id and iscrowd (the usual file)
     objects = []
     for i, (ann, image_id, category_id) in enumerate(zip(anns, image_ids, category_ids)):
-        obj = done.get(i)
+        obj = done.get(i) if done else None
         if obj is None:
-            score = ann.get("score")
-            obj = ObjectRecord(image_key="", kind=kinds[i], label="", geometry=geometry[i],
-                               score=None if score is None else float(score),
-                               provenance={"coco": {k: ann[k] for k in _PROVENANCE if k in ann}},
+            score = ann.get("score") if scores else None
+            obj = ObjectRecord(image_key=by_id[image_id].key, kind=kinds[i], label=categories[category_id],
+                               geometry=geometry[i], score=None if score is None else float(score),
+                               provenance={"coco": {"id": ann["id"], "image_id": image_id, "category_id": category_id,
+                                                    "iscrowd": ann["iscrowd"]} if whole else
+                                           {k: ann[k] for k in _PROVENANCE if k in ann}},
                                where=f"annotations[{start + i}]")
-        obj.image_key, obj.label = by_id[image_id].key, categories[category_id]
+        else:
+            obj.image_key, obj.label = by_id[image_id].key, categories[category_id]
         objects.append(obj)
     return objects
 
@@ -556,135 +560,10 @@ _LONG_RUN = re.compile(r"[P-o]{13,}")
 
 # --- writing -----------------------------------------------------------------
 
-def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> None:
-    """Write ``dataset`` as one COCO JSON file at ``path``.
+def __getattr__(name: str) -> Any:
+    """``coco.write``: the writer lives in :mod:`labkit.formats.coco_write` (it streams; see there)."""
+    if name == "write":
+        from labkit.formats.coco_write import write
 
-    Parameters
-    ----------
-    dataset : Dataset
-    path : str or Path
-        The ``.json`` file to create (parent folders are created).
-    indent : int, optional
-        Pretty-print with this indent; compact by default.
-    """
-    sizes = {im.key: (im.height, im.width) for im in dataset.images}
-    missing = sorted({o.image_key for o in dataset.objects} - set(sizes))
-    if missing:
-        raise ValueError(f"objects refer to {len(missing)} image key(s) not in dataset.images, "
-                         f"e.g. {missing[:3]}; add ImageRecords for them")
-    classes = classes_in_order(dataset.objects, dataset.classes)
-    wanted: dict[str, list[Any]] = {c: [] for c in classes}  # one pass, not one per class
-    for o in dataset.objects:
-        wanted[o.label].append(o.provenance.get("coco", {}).get("category_id"))
-    cat_ids = _reuse_ids(classes, wanted)
-    img_ids = _reuse_ids([im.key for im in dataset.images],
-                         {im.key: [] for im in dataset.images} | _group_prov(dataset.objects, "image_id"))
-    ann_ids = iter(_reuse_ids(list(range(len(dataset.objects))),
-                              {i: [o.provenance.get("coco", {}).get("id")]
-                               for i, o in enumerate(dataset.objects)}).values())
-
-    annotations: list[dict[str, Any]] = []
-    skipped = 0
-    kp_counts: dict[str, set[int]] = {}
-    for obj in dataset.objects:
-        ann_id = next(ann_ids)
-        if obj.kind == "label":
-            skipped += 1
-            continue
-        prov = obj.provenance.get("coco", {})
-        ann: dict[str, Any] = {"id": ann_id, "image_id": img_ids[obj.image_key], "category_id": cat_ids[obj.label]}
-        ann.update(_geometry_fields(obj, prov, sizes[obj.image_key]))
-        ann["iscrowd"] = prov.get("iscrowd", 0) if obj.kind == "mask" else 0
-        if obj.score is not None:
-            ann["score"] = obj.score
-        if obj.kind == "point":
-            kp_counts.setdefault(obj.label, set()).add(ann["num_keypoints"])
-        ann.update({k: v for k, v in prov.get("extra", {}).items() if k not in ann})
-        annotations.append(ann)
-    if skipped:
-        warnings.warn(f"COCO has no image-level labels: skipped {skipped} object(s) of kind 'label'",
-                      stacklevel=2)
-
-    categories: list[dict[str, Any]] = []
-    for c in classes:
-        cat: dict[str, Any] = {"id": cat_ids[c], "name": c}
-        if len(kp_counts.get(c, ())) == 1:
-            n = next(iter(kp_counts[c]))
-            cat["keypoints"] = [c] if n == 1 else [f"{c}_{j}" for j in range(n)]
-        categories.append(cat)
-    images: list[dict[str, Any]] = []
-    for im in dataset.images:
-        rec: dict[str, Any] = {"id": img_ids[im.key], "file_name": im.key}
-        if im.width is not None and im.height is not None:
-            rec.update(width=im.width, height=im.height)
-        rec.update({k: v for k, v in im.attributes.items() if k not in _IMAGE_KEYS})
-        images.append(rec)
-    write_json({"images": images, "categories": categories, "annotations": annotations}, path, indent=indent)
-
-
-def _group_prov(objects: list[ObjectRecord], key: str) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for o in objects:
-        out.setdefault(o.image_key, []).append(o.provenance.get("coco", {}).get(key))
-    return out
-
-
-def _reuse_ids(names: list[_K], wanted: Mapping[_K, list[Any]]) -> dict[_K, int | str]:
-    """An id per name: the one its provenance agrees on when unique, else a fresh integer."""
-    ids: dict[_K, int | str] = {}
-    taken: set[int | str] = set()
-    for name in names:
-        cands = {v for v in wanted.get(name, []) if _hashable(v)}
-        if len(cands) == 1 and None not in wanted.get(name, []) and (v := cands.pop()) not in taken:
-            ids[name] = v
-            taken.add(v)
-    fresh = max([v for v in taken if isinstance(v, int)], default=0) + 1
-    for name in names:
-        if name not in ids:
-            while fresh in taken:
-                fresh += 1
-            ids[name] = fresh
-            taken.add(fresh)
-    return ids
-
-
-def _geometry_fields(obj: ObjectRecord, prov: dict[str, Any],
-                     size: tuple[int | None, int | None]) -> dict[str, Any]:
-    g, kind = geometry_of(obj), obj.kind
-    if kind == "box":
-        w, h = g["x1"] - g["x0"], g["y1"] - g["y0"]
-        return {"bbox": [g["x0"], g["y0"], w, h], "area": w * h}
-    if kind == "point":
-        pts = g["points"]
-        kp = prov.get("keypoints")
-        if not (isinstance(kp, list) and [[kp[j], kp[j + 1]] for j in range(0, len(kp), 3)
-                                          if kp[j + 2] > 0] == pts):
-            kp = [v for x, y in pts for v in (x, y, 2)]
-        x0, y0, x1, y1 = _shapes.bounds("point", g)
-        return {"keypoints": kp, "num_keypoints": len(pts), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "area": 0.0}
-    if kind == "ellipse":
-        kind, g = "polygon", {"points": _shapes.ellipse_polygon(g)}
-    if kind == "polygon":
-        parts = _shapes.parts_of(g)
-        if not any(p.get("holes") for p in parts):
-            xs = [float(xy[0]) for p in parts for xy in p["points"]]
-            ys = [float(xy[1]) for p in parts for xy in p["points"]]
-            x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
-            return {"segmentation": [[v for xy in p["points"] for v in xy] for p in parts],
-                    "area": sum(_shapes.shoelace(p["points"]) for p in parts),
-                    "bbox": [x0, y0, x1 - x0, y1 - y0]}
-        height, width = size
-        if height is None or width is None:
-            raise ValueError(f"image {obj.image_key!r} has no width/height: needed to write a "
-                             "polygon with holes as a COCO RLE mask")
-        from labkit.geometry import polygon_to_rle
-
-        g = polygon_to_rle(g, height, width)
-    if kind in ("polygon", "mask"):
-        from pycocotools import mask as mu
-
-        rle = _shapes.to_bytes_rle(g)
-        return {"segmentation": {"size": list(g["size"]), "counts": g["counts"]},
-                "area": float(mu.area(rle)), "bbox": [float(v) for v in mu.toBbox(rle)]}
-    raise ValueError(f"cannot write an object of kind {kind!r} to COCO")
+        return write
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,11 +42,12 @@ from labkit.formats._base import (
     Problems,
     classes_in_order,
     geometry_of,
+    image_groups,
     load_json,
-    objects_by_image,
     show,
-    write_json,
+    streams,
 )
+from labkit.formats._jsonout import JsonOut, json_out
 
 _TOOLS = {"rectangle": "box", "polygon": "polygon", "ellipse": "ellipse", "keypoint": "point",
           "brush": "mask"}
@@ -354,6 +355,7 @@ def _read_geometry(pr: Problems, r: dict[str, Any], v: dict[str, Any], tool: str
 
 # --- writing -----------------------------------------------------------------
 
+@streams
 def write(dataset: Dataset, path: str | Path, *, as_predictions: bool | None = None,
           model_version: str | None = None, image_prefix: str | None = None,
           from_names: dict[str, str] | None = None, to_name: str = "image",
@@ -381,54 +383,66 @@ def write(dataset: Dataset, path: str | Path, *, as_predictions: bool | None = N
         The image tag name.
 
     Polygons are written one ``polygonlabels`` region per part; holes are dropped (warning).
+    A streamed dataset is written a task at a time (``dataset.image_batches``); the file
+    appears whole or not at all.
     """
     names = dict(_FROM_NAMES, **(from_names or {}))
-    by_image = objects_by_image(dataset)
-    no_size = [im.key for im in dataset.images if (im.width is None or im.height is None)
-               and any(o.kind != "label" for o in by_image[im.key])]
-    if no_size:
-        raise ValueError(f"{len(no_size)} image(s) with regions have no width/height, e.g. "
-                         f"{no_size[:3]}; Label Studio stores percentages of the image size")
-    tasks: list[dict[str, Any]] = []
-    holes = 0
-    for n, im in enumerate(dataset.images, 1):
-        objs = by_image[im.key]
-        provs = [o.provenance.get("labelstudio", {}) for o in objs]
-        srcs = {p.get("image") for p in provs}
-        src = (image_prefix + im.key if image_prefix is not None
-               else srcs.pop() if len(srcs) == 1 and None not in srcs else im.key)
-        ids = {p.get("task_id") for p in provs}
-        task: dict[str, Any] = {"id": ids.pop() if len(ids) == 1 and None not in ids else n, "data": {"image": src},
-                "annotations": [], "predictions": []}
-        groups: dict[tuple[str, Any, Any], dict[str, Any]] = {}
-        used: set[str] = set()
-        for o, p in zip(objs, provs):
-            pred = as_predictions if as_predictions is not None else (
-                p.get("source") == "prediction" or (not p and o.worker is None and o.score is not None))
-            if pred:
-                mv = p.get("model_version") or model_version
-                gk = ("predictions", p.get("prediction_id"), mv)
-                entry = groups.get(gk) or {"model_version": mv, "result": []}
-            else:
-                gk = ("annotations", p.get("annotation_id"), o.worker)
-                entry = groups.get(gk) or _annotation_entry(o, p)
-            if gk not in groups:
-                groups[gk] = entry
-                if gk[1] is not None:
-                    entry["id"] = gk[1]
-                task[gk[0]].append(entry)
-            results, dropped = _results(o, p, im, names, to_name, used)
-            holes += dropped
-            entry["result"] += results
-        for entry in task["predictions"]:
-            scores = [r["score"] for r in entry["result"] if "score" in r]
-            if scores:
-                entry["score"] = float(np.mean(scores))
-        tasks.append(task)
-    if holes:
-        warnings.warn(f"Label Studio polygons have no holes: dropped the holes of {holes} polygon(s)",
+    no_size: list[str] = []
+    holes = [0]
+
+    def tasks(out: JsonOut) -> Iterator[bytes]:
+        for n, (im, objs) in enumerate(image_groups(dataset), 1):
+            if (im.width is None or im.height is None) and any(o.kind != "label" for o in objs):
+                no_size.append(im.key)
+            if not no_size:  # after the first, only counted
+                yield out.encode(_task_of(n, im, objs, names, to_name, as_predictions, model_version, image_prefix,
+                                       holes), 1, what=f"data[{n - 1}]")
+        if no_size:
+            raise ValueError(f"{len(no_size)} image(s) with regions have no width/height, e.g. "
+                             f"{no_size[:3]}; Label Studio stores percentages of the image size")
+    with json_out(path, indent=indent) as out:
+        out.array(tasks(out))
+    if holes[0]:
+        warnings.warn(f"Label Studio polygons have no holes: dropped the holes of {holes[0]} polygon(s)",
                       stacklevel=2)
-    write_json(tasks, path, indent=indent)
+
+
+def _task_of(n: int, im: ImageRecord, objs: list[ObjectRecord], names: dict[str, str], to_name: str,
+          as_predictions: bool | None, model_version: str | None, image_prefix: str | None,
+          holes: list[int]) -> dict[str, Any]:
+    """Image ``im`` (the ``n``-th) and its objects as one task; ``holes[0]`` counts the holes dropped."""
+    provs = [o.provenance.get("labelstudio", {}) for o in objs]
+    srcs = {p.get("image") for p in provs}
+    src = (image_prefix + im.key if image_prefix is not None
+           else srcs.pop() if len(srcs) == 1 and None not in srcs else im.key)
+    ids = {p.get("task_id") for p in provs}
+    task: dict[str, Any] = {"id": ids.pop() if len(ids) == 1 and None not in ids else n, "data": {"image": src},
+                            "annotations": [], "predictions": []}
+    groups: dict[tuple[str, Any, Any], dict[str, Any]] = {}
+    used: set[str] = set()
+    for o, p in zip(objs, provs):
+        pred = as_predictions if as_predictions is not None else (
+            p.get("source") == "prediction" or (not p and o.worker is None and o.score is not None))
+        if pred:
+            mv = p.get("model_version") or model_version
+            gk = ("predictions", p.get("prediction_id"), mv)
+            entry = groups.get(gk) or {"model_version": mv, "result": []}
+        else:
+            gk = ("annotations", p.get("annotation_id"), o.worker)
+            entry = groups.get(gk) or _annotation_entry(o, p)
+        if gk not in groups:
+            groups[gk] = entry
+            if gk[1] is not None:
+                entry["id"] = gk[1]
+            task[gk[0]].append(entry)
+        results, dropped = _results(o, p, im, names, to_name, used)
+        holes[0] += dropped
+        entry["result"] += results
+    for entry in task["predictions"]:
+        scores = [r["score"] for r in entry["result"] if "score" in r]
+        if scores:
+            entry["score"] = float(np.mean(scores))
+    return task
 
 
 def _annotation_entry(o: ObjectRecord, p: dict[str, Any]) -> dict[str, Any]:

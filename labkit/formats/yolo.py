@@ -34,14 +34,17 @@ from labkit.formats._base import (
     Problems,
     classes_in_order,
     geometry_of,
+    image_groups,
     inside,
     read_text,
     show,
+    streams,
 )
 
 _IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
 
 
+@streams
 def write(dataset: Dataset, path: str | Path, *, task: str = "detect", scores: bool = False) -> None:
     """Write ``data.yaml`` and ``labels/*.txt`` into the folder ``path``.
 
@@ -55,6 +58,8 @@ def write(dataset: Dataset, path: str | Path, *, task: str = "detect", scores: b
     scores : bool
         Append each box's score as a sixth column (detection results, ``save_conf``);
         training loaders reject such files.
+
+    A streamed dataset (``dataset.image_batches``) is written an image at a time.
     """
     if task not in ("detect", "segment"):
         raise ValueError(f"task is {task!r}; expected 'detect' or 'segment'")
@@ -68,41 +73,45 @@ def write(dataset: Dataset, path: str | Path, *, task: str = "detect", scores: b
         if stem in stems:
             raise ValueError(f"images {stems[stem]!r} and {im.key!r} would share labels/{stem}.txt")
         stems[stem] = im.key
-    classes = classes_in_order(dataset.objects, dataset.classes)
+    classes = classes_in_order(dataset.objects, dataset.classes)  # streamed: labels not declared added as met
     index = {c: i for i, c in enumerate(classes)}
-    lines: dict[str, list[str]] = {im.key: [] for im in dataset.images}
-    sizes = {im.key: (im.width, im.height) for im in dataset.images
-             if im.width is not None and im.height is not None}  # all of them: checked above
     lossy: Counter[str] = Counter()
-    for o in dataset.objects:
-        if o.image_key not in lines:
-            raise ValueError(f"object for image {o.image_key!r} which is not in dataset.images")
-        if o.kind in ("label", "point"):
-            lossy[f"skipped {o.kind} objects"] += 1
-            continue
-        if o.kind == "mask" and not _shapes.mask_from(geometry_of(o)).any():
-            lossy["skipped empty masks"] += 1
-            continue
-        W, H = sizes[o.image_key]
-        if task == "detect":
-            x0, y0, x1, y1 = _shapes.bounds(o.kind, geometry_of(o))
-            x0, x1 = np.clip([x0, x1], 0, W) / W
-            y0, y1 = np.clip([y0, y1], 0, H) / H
-            nums = [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
-            if scores and o.score is not None:
-                nums.append(o.score)
-        else:
-            ring = _largest_ring(o, lossy)
-            nums = (np.clip(ring, 0, [W, H]) / [W, H]).ravel().tolist()
-        lines[o.image_key].append(" ".join([str(index[o.label])] + [f"{v:.6f}" for v in nums]))
     root = Path(path)
     (root / "labels").mkdir(parents=True, exist_ok=True)
-    for im in dataset.images:
-        text = "".join(line + "\n" for line in lines[im.key])
-        (root / "labels" / f"{Path(im.key).stem}.txt").write_text(text, encoding="utf-8")
+    for im, objs in image_groups(dataset):  # a streamed dataset an image at a time
+        lines = []
+        for o in objs:
+            if o.label not in index:
+                index[o.label] = len(classes)
+                classes.append(o.label)
+            line = _line(o, im.width, im.height, task, scores, lossy)  # type: ignore[arg-type]
+            if line is not None:
+                lines.append(f"{index[o.label]} {line}\n")
+        (root / "labels" / f"{Path(im.key).stem}.txt").write_text("".join(lines), encoding="utf-8")
     (root / "data.yaml").write_text(_yaml_names(classes), encoding="utf-8")
     if lossy:
-        warnings.warn(f"YOLO {task}: {dict(lossy)}", stacklevel=2)
+        warnings.warn(f"YOLO {task}: {dict(sorted(lossy.items()))}", stacklevel=2)
+
+
+def _line(o: ObjectRecord, W: int, H: int, task: str, scores: bool, lossy: Counter[str]) -> str | None:
+    """An object's label line without its class index; None (and counted in ``lossy``) if YOLO cannot hold it."""
+    if o.kind in ("label", "point"):
+        lossy[f"skipped {o.kind} objects"] += 1
+        return None
+    if o.kind == "mask" and not _shapes.mask_from(geometry_of(o)).any():
+        lossy["skipped empty masks"] += 1
+        return None
+    if task == "detect":
+        x0, y0, x1, y1 = _shapes.bounds(o.kind, geometry_of(o))
+        x0, x1 = np.clip([x0, x1], 0, W) / W
+        y0, y1 = np.clip([y0, y1], 0, H) / H
+        nums = [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
+        if scores and o.score is not None:
+            nums.append(o.score)
+    else:
+        ring = _largest_ring(o, lossy)
+        nums = (np.clip(ring, 0, [W, H]) / [W, H]).ravel().tolist()
+    return " ".join(f"{v:.6f}" for v in nums)
 
 
 def _largest_ring(o: ObjectRecord, lossy: Counter[str]) -> np.ndarray:
