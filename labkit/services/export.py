@@ -6,8 +6,11 @@ Admins only; every export is recorded in the audit log and the project's export 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import numpy as np
 
 from labkit._util.clock import utc_iso
 from labkit._util.memory import no_gc
@@ -25,6 +28,9 @@ from labkit.store.context import id_ranges
 from labkit.store.protocol import StoredProject
 
 __all__ = ["export"]
+
+#: Annotations read from the store at a time by an export to a writer that streams.
+EXPORT_BATCH = 50_000
 
 
 def export(project: StoredProject, path: str | Path, *, format: str, kinds: list[str] | None = None,
@@ -90,19 +96,13 @@ def _export(project: StoredProject, path: str | Path, *, format: str, kinds: lis
             anonymize: str | None, strip_metadata: bool, salt: str | None, recipient: str | None,
             progress: bool, **options: Any) -> Path:
     from labkit.formats import Dataset, ImageRecord, ObjectRecord, get_writer
+    from labkit.formats._base import writer_streams
 
     if anonymize not in (None, "faces"):
         raise ValueError(f"anonymize must be None or 'faces', got {anonymize!r}")
     writer = get_writer(format)
     project.store.ctx.require("export", "admin", what="export data")
     imgs = project.images()
-    ann = project.annotations()
-    if kinds is not None:
-        ann = ann[ann["kind"].isin(kinds)]
-    if annotators is not None:
-        ann = ann[ann["worker"].isin(annotators)]
-    if not include_simulated:
-        ann = ann[~ann["simulated"]]
     out = Path(path)
     anon = anonymize is not None
     keys = anonymized_keys(imgs["path"]) if anon else _image_keys(imgs["path"].map(project.store.ctx.resolve))
@@ -113,25 +113,46 @@ def _export(project: StoredProject, path: str | Path, *, format: str, kinds: lis
     def subj(s: Any) -> Any:
         return names("s", s) if names is not None else s
 
-    def worker(w: str) -> str:
-        return names("a", w) if names is not None else w
-
     def attributes(a: Any) -> dict:
         return names.attributes(a) if names is not None else dict(a or {})
-    workers = {w: worker(w) for w in ann["worker"].unique()}  # one pseudonym per name, not per row
-    scores = ann["score"].astype(float).tolist()
-    ds = Dataset(  # column by column: a row-wise pandas loop costs 50x this at 100k+ objects
-        images=[ImageRecord(key=keys[i], width=int(w), height=int(h), attributes=attributes(a),
-                            subject=subj(sub), where=f"image {i}")
-                for i, w, h, a, sub in zip(imgs.index.tolist(), imgs["width"].tolist(), imgs["height"].tolist(),
-                                           imgs["attributes"].tolist(), imgs["subject"].tolist())],
-        objects=[ObjectRecord(image_key=keys[task], kind=kind, label=label, geometry=geometry,
-                              score=None if score != score else score, worker=workers[who],
-                              provenance={} if anon else dict(prov or {}), where=f"annotation {aid}")
-                 for aid, task, kind, label, geometry, score, who, prov in zip(
-                     ann.index.tolist(), ann["task"].tolist(), ann["kind"].tolist(), ann["label"].tolist(),
-                     ann["geometry"].tolist(), scores, ann["worker"].tolist(), ann["provenance"].tolist())],
-        classes=project.classes())
+    workers: dict[str, str] = {}  # one pseudonym per name, not per row
+    exported_images = np.fromiter(keys, dtype=np.int64, count=len(keys))
+    exported = [0]
+
+    def records(ann: Any) -> list[ObjectRecord]:
+        """A frame of ``annotations()`` as records, column by column (a row-wise loop costs 50x)."""
+        keep = ann["task"].isin(exported_images)  # (an image added since the images were read is not in it)
+        if kinds is not None:
+            keep &= ann["kind"].isin(kinds)
+        if annotators is not None:
+            keep &= ann["worker"].isin(annotators)
+        if not include_simulated:
+            keep &= ~ann["simulated"]
+        ann = ann[keep]
+        for w in ann["worker"].unique().tolist():
+            if w not in workers:
+                workers[w] = names("a", w) if names is not None else w
+        scores = ann["score"].astype(float).tolist()
+        exported[0] += len(ann)
+        return [ObjectRecord(image_key=keys[task], kind=kind, label=label, geometry=geometry,
+                             score=None if score != score else score, worker=workers[who],
+                             provenance={} if anon else dict(prov or {}), where=f"annotation {aid}")
+                for aid, task, kind, label, geometry, score, who, prov in zip(
+                    ann.index.tolist(), ann["task"].tolist(), ann["kind"].tolist(), ann["label"].tolist(),
+                    ann["geometry"].tolist(), scores, ann["worker"].tolist(), ann["provenance"].tolist())]
+
+    def batches(by_image: bool) -> Iterator[list[ObjectRecord]]:
+        for frame in project.store.annotations.batches(rows=EXPORT_BATCH, by_image=by_image):
+            yield records(frame)
+    images_out = [ImageRecord(key=keys[i], width=int(w), height=int(h), attributes=attributes(a),
+                              subject=subj(sub), where=f"image {i}")
+                  for i, w, h, a, sub in zip(imgs.index.tolist(), imgs["width"].tolist(), imgs["height"].tolist(),
+                                             imgs["attributes"].tolist(), imgs["subject"].tolist())]
+    if writer_streams(writer):  # the annotations a batch at a time, store to file
+        ds = Dataset(images=images_out, objects=[], classes=project.classes(),
+                     batches=lambda: batches(False), image_batches=lambda: batches(True))
+    else:
+        ds = Dataset(images=images_out, objects=records(project.annotations()), classes=project.classes())
     stats = None
     before = files_state(out)
     wrote: list[Path] = []
@@ -150,7 +171,7 @@ def _export(project: StoredProject, path: str | Path, *, format: str, kinds: lis
         "recipient": recipient, "anonymize": anonymize, "images": len(ds.images), "files": kept_in,
         "files_outside": kept_out})
     project.store.ctx.write(lambda conn: project.store.ctx.audit(
-        conn, "export", format=format, path=str(out.resolve()), annotations=len(ds.objects),
+        conn, "export", format=format, path=str(out.resolve()), annotations=exported[0],
         images=len(ds.images), anonymize=anonymize, strip_metadata=bool(strip_metadata or anon),
         recipient=recipient, image_files=None if stats is None else stats.get("images"),
         faces_blurred=None if stats is None else stats.get("faces_blurred"), export_id=entry["id"],

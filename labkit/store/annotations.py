@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -413,17 +413,77 @@ class AnnotationRepository:
         database checked them) is left out with a ``UserWarning`` naming it, so one bad
         row never stops a whole read or export.
         """
-        a, c, w, im = S.annotations, S.classes, S.annotators, S.images
+        query = self._query(kind=kind, image=image, annotator=annotator, source=source, label=label,
+                            include_deleted=include_deleted, include_withdrawn=include_withdrawn,
+                            include_proposals=include_proposals)
 
-        def select(conn: sa.Connection) -> sa.Select:
-            return (sa.select(a.c.id.label("annotation"), a.c.image_id.label("task"), w.c.name.label("worker"),
-                              c.c.name.label("label"), a.c.kind, raw(conn, a.c.geometry), a.c.score, a.c.source,
-                              w.c.simulated, raw(conn, a.c.provenance), a.c.version, raw(conn, a.c.created_at),
-                              raw(conn, a.c.updated_at), a.c.deleted_at.is_not(None).label("deleted"),
-                              *([a.c.state] if include_proposals else []),
-                              im.c.width.label("_width"), im.c.height.label("_height"))
-                    .join(c, a.c.class_id == c.c.id).join(w, a.c.annotator_id == w.c.id)
-                    .outerjoin(im, a.c.image_id == im.c.id).order_by(a.c.id))
+        def read():
+            with self._ctx.connect() as conn:
+                frame = read_frame(conn, query(conn), json=("geometry", "provenance"),
+                                   times=("created_at", "updated_at"))
+                return frame, checked_above(conn)
+        with no_gc():
+            df, bad = _valid_rows(*self._ctx.guard(read))
+        _warn_invalid(bad, stacklevel=4)
+        return _shaped(df, kind)
+
+    def batches(self, *, rows: int = 50_000, by_image: bool = False, kind: str | None = None,
+                include_withdrawn: bool = False, include_proposals: bool = False) -> Iterator[pd.DataFrame]:
+        """:meth:`table` a batch of about ``rows`` rows at a time, every batch from one snapshot.
+
+        For reading a project too large to hold whole (exports stream with it). Batches
+        follow the annotation id; with ``by_image`` each batch holds every row of a run of
+        images (consecutive ids; more than ``rows`` rows when one image has more), rows in
+        annotation id order within it. Roles, blind mode and withdrawn images apply as in
+        :meth:`table`; stored rows that are not valid are left out with one ``UserWarning``
+        after the last batch.
+
+        The read holds one connection (SQLite: one read transaction; PostgreSQL:
+        ``REPEATABLE READ``) until the iterator is exhausted or closed, so writes that land
+        meanwhile are not half seen.
+
+        Examples
+        --------
+        >>> sum(len(b) for b in project.store.annotations.batches(rows=10_000))  # doctest: +SKIP
+        """
+        if rows < 1:
+            raise ValueError(f"rows must be a positive number of rows, got {rows!r}")
+        a = S.annotations
+        query = self._query(kind=kind, image=None, annotator=None, source=None, label=None, include_deleted=False,
+                            include_withdrawn=include_withdrawn, include_proposals=include_proposals)
+        bad: dict[int, str] = {}
+        with self._ctx.snapshot() as conn:
+            q = self._ctx.guard(lambda: query(conn))
+            above = checked_above(conn)
+
+            def read(stmt: sa.Select) -> pd.DataFrame:
+                with no_gc():
+                    return read_frame(conn, stmt, json=("geometry", "provenance"), times=("created_at", "updated_at"))
+
+            def frames() -> Iterator[pd.DataFrame]:
+                if by_image:
+                    sub = q.order_by(None).subquery()
+                    counts = conn.execute(sa.select(sub.c.task, sa.func.count()).group_by(sub.c.task)
+                                          .order_by(sub.c.task)).all()
+                    for lo, hi in _runs([(int(i), int(n)) for i, n in counts], rows):
+                        yield read(q.where(a.c.image_id.between(lo, hi)))
+                    return
+                last = None
+                while not (frame := read(q.limit(rows) if last is None else q.where(a.c.id > last).limit(rows))).empty:
+                    last = int(frame["annotation"].iat[-1])
+                    yield frame
+            for frame in frames():
+                with no_gc():
+                    df, more = _valid_rows(frame, above)
+                bad.update(more)
+                yield _shaped(df, kind)
+        _warn_invalid(bad, stacklevel=3)
+
+    def _query(self, *, kind: str | None, image: int | None, annotator: str | None, source: str | None,
+               label: str | None, include_deleted: bool, include_withdrawn: bool,
+               include_proposals: bool) -> Callable[[sa.Connection], sa.Select]:
+        """The select of :meth:`table` for the member acting on ``conn`` (their role and blind mode)."""
+        a, c, w, im = S.annotations, S.classes, S.annotators, S.images
         where = []
         if kind is not None:
             where.append(a.c.kind == kind)
@@ -442,27 +502,20 @@ class AnnotationRepository:
         if not include_proposals:  # delivered labels: ordinary annotations and accepted proposals
             where.append(sa.or_(a.c.state.is_(None), a.c.state == "accepted"))
 
-        def read():
-            with self._ctx.connect() as conn:
-                me = self._ctx.policy.actor(conn)
-                self._ctx.policy.check_withdrawn_reads(conn, "read_annotations", include_withdrawn, me)
-                blind = me.role == "annotator" and self._ctx.policy.blind(conn)
-                q = select(conn).where(*where, *([a.c.annotator_id == me.id] if blind else []))
-                frame = read_frame(conn, q, json=("geometry", "provenance"), times=("created_at", "updated_at"))
-                return frame, checked_above(conn)
-        with no_gc():
-            df = _valid_rows(*self._ctx.guard(read))
-        df["deleted"] = df["deleted"].astype(bool)
-        df["simulated"] = df["simulated"].astype(bool)
-        df = df.set_index("annotation")
-        if kind in _EXPAND:
-            for col in _EXPAND[kind]:
-                df[col] = [g[col] for g in df["geometry"]] if len(df) else pd.Series(dtype=float)
-        elif kind == "point":
-            pts = [g["points"][0] for g in df["geometry"]]
-            df["x"] = [p[0] for p in pts] if pts else pd.Series(dtype=float)
-            df["y"] = [p[1] for p in pts] if pts else pd.Series(dtype=float)
-        return df
+        def select(conn: sa.Connection) -> sa.Select:
+            me = self._ctx.policy.actor(conn)
+            self._ctx.policy.check_withdrawn_reads(conn, "read_annotations", include_withdrawn, me)
+            blind = me.role == "annotator" and self._ctx.policy.blind(conn)
+            return (sa.select(a.c.id.label("annotation"), a.c.image_id.label("task"), w.c.name.label("worker"),
+                              c.c.name.label("label"), a.c.kind, raw(conn, a.c.geometry), a.c.score, a.c.source,
+                              w.c.simulated, raw(conn, a.c.provenance), a.c.version, raw(conn, a.c.created_at),
+                              raw(conn, a.c.updated_at), a.c.deleted_at.is_not(None).label("deleted"),
+                              *([a.c.state] if include_proposals else []),
+                              im.c.width.label("_width"), im.c.height.label("_height"))
+                    .join(c, a.c.class_id == c.c.id).join(w, a.c.annotator_id == w.c.id)
+                    .outerjoin(im, a.c.image_id == im.c.id).order_by(a.c.id)
+                    .where(*where, *([a.c.annotator_id == me.id] if blind else [])))
+        return select
 
 
 _ROW_KEYS = ("image_id", "annotator_id", "kind", "class_id", "geometry", "score", "source", "provenance")
@@ -486,10 +539,11 @@ def checked_above(conn: sa.Connection) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def _valid_rows(df: pd.DataFrame, above: int | None = None) -> pd.DataFrame:
-    """The rows of a read whose kind, source, provenance and geometry are valid, geometry canonical.
+def _valid_rows(df: pd.DataFrame, above: int | None = None) -> tuple[pd.DataFrame, dict[int, str]]:
+    """The rows of a read whose kind, source, provenance and geometry are valid, geometry canonical,
+    and ``{annotation id: why}`` of the rest.
 
-    The rest are left out with one ``UserWarning`` naming them: rows written before the
+    The rest are left out (:func:`_warn_invalid` names them): rows written before the
     database checked them (schema 2) must not stop every read and export. Checked column
     by column (:func:`~labkit.geometry.bulk.normalize_many`); the messages are the row checks'.
     Rows with an id above ``above`` (see :func:`checked_above`) of a kind the database
@@ -525,14 +579,49 @@ def _valid_rows(df: pd.DataFrame, above: int | None = None) -> pd.DataFrame:
     geometry[ok] = pd.Series(canonical, dtype=object).to_numpy()
     df["geometry"] = pd.Series(geometry, index=df.index, dtype=object)
     if not bad:
-        return df
+        return df, {}
     aids = df["annotation"].to_numpy()
     bad = {int(aids[i]): why for i, why in sorted(bad.items())}
-    df = df[~df["annotation"].isin(list(bad))].copy()
+    return df[~df["annotation"].isin(list(bad))].copy(), bad
+
+
+def _warn_invalid(bad: dict[int, str], stacklevel: int) -> None:
+    """One ``UserWarning`` naming the rows :func:`_valid_rows` left out, and how to repair them."""
+    if not bad:
+        return
     shown = "; ".join(f"annotation {i}: {why}" for i, why in list(bad.items())[:10])
     more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
     warnings.warn(f"{len(bad)} stored annotation{'s are' if len(bad) != 1 else ' is'} not valid and "
                   f"{'were' if len(bad) != 1 else 'was'} skipped, ids {sorted(bad)[:20]}: {shown}{more}. They "
                   "predate the database's checks; an admin deletes them with project.delete_annotation(id) or "
-                  "repairs them with project.update_annotation(id, geometry=...)", UserWarning, stacklevel=4)
+                  "repairs them with project.update_annotation(id, geometry=...)", UserWarning, stacklevel=stacklevel)
+
+
+def _shaped(df: pd.DataFrame, kind: str | None) -> pd.DataFrame:
+    """A read's frame as :meth:`AnnotationRepository.table` returns it: typed, indexed, geometry spread."""
+    df["deleted"] = df["deleted"].astype(bool)
+    df["simulated"] = df["simulated"].astype(bool)
+    df = df.set_index("annotation")
+    if kind in _EXPAND:
+        for col in _EXPAND[kind]:
+            df[col] = [g[col] for g in df["geometry"]] if len(df) else pd.Series(dtype=float)
+    elif kind == "point":
+        pts = [g["points"][0] for g in df["geometry"]]
+        df["x"] = [p[0] for p in pts] if pts else pd.Series(dtype=float)
+        df["y"] = [p[1] for p in pts] if pts else pd.Series(dtype=float)
     return df
+
+
+def _runs(counts: list[tuple[int, int]], rows: int) -> Iterator[tuple[int, int]]:
+    """``(first, last)`` image ids of consecutive runs of ``(image id, row count)`` of at most ``rows`` rows
+    (one image of more is a run by itself)."""
+    start, last, n = None, None, 0
+    for image, k in counts:
+        if start is not None and n + k > rows:
+            yield start, last  # type: ignore[misc]
+            start, n = None, 0
+        if start is None:
+            start = image
+        last, n = image, n + k
+    if start is not None:
+        yield start, last  # type: ignore[misc]

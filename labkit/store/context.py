@@ -101,6 +101,18 @@ class StoreContext:
         with self.engine.connect() as conn:
             yield conn
 
+    @contextmanager
+    def snapshot(self) -> Iterator[sa.Connection]:
+        """A read connection whose queries all see one snapshot of the database (batched reads).
+
+        SQLite: the read transaction the connection begins (WAL keeps its snapshot);
+        PostgreSQL: ``REPEATABLE READ``.
+        """
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            yield conn
+
     def write(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run ``fn(conn)`` in one write transaction, retried whole on transient locks.
 
