@@ -23,6 +23,8 @@ whose label is not declared there is an error.
 from __future__ import annotations
 
 import re
+import tempfile
+import uuid
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -31,6 +33,7 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
+from labkit._util.atomic import atomic_path
 from labkit.formats import _shapes
 from labkit.formats._base import (
     Dataset,
@@ -40,8 +43,9 @@ from labkit.formats._base import (
     Problems,
     classes_in_order,
     geometry_of,
-    objects_by_image,
+    image_groups,
     show,
+    streams,
 )
 
 _GEOMETRY = {"box": ("xtl", "ytl", "xbr", "ybr", "rotation"), "polygon": ("points",),
@@ -247,70 +251,93 @@ def _mask(pr: Problems, el: ET.Element, loc: str, width: int | None, height: int
 
 # --- writing -----------------------------------------------------------------
 
+@streams
 def write(dataset: Dataset, path: str | Path) -> None:
     """Write ``dataset`` as a CVAT for images 1.1 ``annotations.xml``.
 
     Every image needs its width and height. Polygon parts become ``<polygon>`` elements
     sharing a ``group_id``; holes are dropped with a warning. Scores have no CVAT field.
+
+    A streamed dataset (``dataset.image_batches``) is written an image at a time: each
+    ``<image>`` goes to a spool file as it comes, the header (whose labels and fresh group
+    ids depend on every object) in front of them at the end; the file appears whole
+    or not at all, and equals the one ``ElementTree`` writes for the whole tree.
     """
     no_size = [im.key for im in dataset.images if im.width is None or im.height is None]
     if no_size:
         raise ValueError(f"{len(no_size)} image(s) have no width/height, e.g. {no_size[:3]}; "
                          "CVAT needs them")
-    by_image = objects_by_image(dataset)
-    root = ET.Element("annotations")
-    ET.SubElement(root, "version").text = "1.1"
-    labels = ET.SubElement(ET.SubElement(ET.SubElement(root, "meta"), "task"), "labels")
-    for c in classes_in_order(dataset.objects, dataset.classes):
-        label = ET.SubElement(labels, "label")
-        ET.SubElement(label, "name").text = c
-        ET.SubElement(label, "attributes")
-    holes = 0
-    next_group = 1 + max([int(g) for o in dataset.objects
-                          if (g := o.provenance.get("cvat", {}).get("attrs", {}).get("group_id", "0")).isdigit()],
-                         default=0)
-    for i, im in enumerate(dataset.images):
-        el = ET.SubElement(root, "image", id=str(i), name=im.key, width=str(im.width), height=str(im.height))
-        el.attrib.update({k: str(v) for k, v in im.attributes.items() if isinstance(v, (str, int, float))})
-        for o in by_image[im.key]:
-            prov = o.provenance.get("cvat", {})
-            elements = _elements(o, im)
-            if len(elements) > 1:  # the parts of one polygon share a group
-                group = prov.get("attrs", {}).get("group_id", "0")
-                if group in ("", "0"):
-                    group, next_group = str(next_group), next_group + 1
-                for _, geo in elements:
-                    geo["group_id"] = group
-            if o.kind == "polygon":
-                holes += any(p.get("holes") for p in _shapes.parts_of(geometry_of(o)))
-            for tag, geo in elements:
-                attrs = {"label": o.label, "source": "manual", "occluded": "0", "z_order": "0",
-                         **prov.get("attrs", {}), **geo}
-                if tag == "tag":
-                    attrs = {k: v for k, v in attrs.items() if k in ("label", "source")}
-                child = ET.SubElement(el, tag, attrs)
-                for name, value in prov.get("attributes", {}).items():
-                    ET.SubElement(child, "attribute", name=name).text = value
-    if holes:
-        warnings.warn(f"CVAT polygons have no holes: dropped the holes of {holes} polygon(s)",
-                      stacklevel=2)
-    _check_xml_chars(root, path)
-    ET.indent(root)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    classes = classes_in_order(dataset.objects, dataset.classes)  # streamed: labels not declared added as met
+    known = set(classes)
+    token = f"labkit-new-group-{uuid.uuid4().hex}-"  # a fresh group's id until the first free number is known
+    largest, fresh, holes = 0, 0, 0
+    problem: str | None = None
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        for i, (im, objs) in enumerate(image_groups(dataset)):
+            el = ET.Element("image", id=str(i), name=im.key, width=str(im.width), height=str(im.height))
+            el.attrib.update({k: str(v) for k, v in im.attributes.items() if isinstance(v, (str, int, float))})
+            for o in objs:
+                if o.label not in known:
+                    known.add(o.label)
+                    classes.append(o.label)
+                prov = o.provenance.get("cvat", {})
+                if (g := prov.get("attrs", {}).get("group_id", "0")).isdigit():
+                    largest = max(largest, int(g))
+                elements = _elements(o, im)
+                if len(elements) > 1:  # the parts of one polygon share a group
+                    group = prov.get("attrs", {}).get("group_id", "0")
+                    if group in ("", "0"):
+                        group, fresh = f"{token}{fresh}", fresh + 1
+                    for _, geo in elements:
+                        geo["group_id"] = group
+                if o.kind == "polygon":
+                    holes += any(p.get("holes") for p in _shapes.parts_of(geometry_of(o)))
+                for tag, geo in elements:
+                    attrs = {"label": o.label, "source": "manual", "occluded": "0", "z_order": "0",
+                             **prov.get("attrs", {}), **geo}
+                    if tag == "tag":
+                        attrs = {k: v for k, v in attrs.items() if k in ("label", "source")}
+                    child = ET.SubElement(el, tag, attrs)
+                    for name, value in prov.get("attributes", {}).items():
+                        ET.SubElement(child, "attribute", name=name).text = value
+            problem = problem or _xml_problem(el, path)
+            ET.indent(el, level=1)
+            spool.write("\n  " + ET.tostring(el, encoding="unicode"))
+        root = ET.Element("annotations")
+        ET.SubElement(root, "version").text = "1.1"
+        labels = ET.SubElement(ET.SubElement(ET.SubElement(root, "meta"), "task"), "labels")
+        for c in classes:
+            label = ET.SubElement(labels, "label")
+            ET.SubElement(label, "name").text = c
+            ET.SubElement(label, "attributes")
+        if (problem := _xml_problem(root, path) or problem) is not None:  # the first in the file's order
+            raise ValueError(problem)
+        if holes:
+            warnings.warn(f"CVAT polygons have no holes: dropped the holes of {holes} polygon(s)", stacklevel=2)
+        ET.indent(root)
+        head = ET.tostring(root, encoding="unicode").removesuffix("\n</annotations>")
+        spool.seek(0)
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+            out.write("<?xml version='1.0' encoding='utf-8'?>\n" + head)
+            fresh_id = re.compile(re.escape(token) + r"(\d+)")
+            for line in spool:
+                out.write(fresh_id.sub(lambda m: str(largest + 1 + int(m[1])), line) if fresh else line)
+            out.write("\n</annotations>")
 
 
 #: Characters XML 1.0 cannot hold, even escaped: a file with one is not XML (no reader opens it).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def _check_xml_chars(root: ET.Element, path: str | Path) -> None:
+def _xml_problem(root: ET.Element, path: str | Path) -> str | None:
+    """Why ``root`` cannot be written as XML (the first character XML cannot hold, and where), or None."""
     for el in root.iter():
         for what, text in [("text", el.text or "")] + [(f"attribute {k}", f"{k}{v}") for k, v in el.attrib.items()]:
             if (m := _NOT_XML.search(text)) is not None:
                 where = "<" + " ".join([str(el.tag)] + [f"{k}={show(v)}" for k, v in list(el.attrib.items())[:3]]) + ">"
-                raise ValueError(f"cannot write {path}: {where} {what} holds U+{ord(m.group()):04X}, a character "
-                                 "XML cannot hold; rename the class, image or attribute that has it")
+                return (f"cannot write {path}: {where} {what} holds U+{ord(m.group()):04X}, a character XML cannot "
+                        "hold; rename the class, image or attribute that has it")
+    return None
 
 
 def _f(v: float) -> str:

@@ -25,12 +25,12 @@ IDS = st.one_of(st.none(), st.integers(0, 5), st.sampled_from(["a", "b", 1.5, Tr
 KINDS = ("box", "polygon", "mask", "point", "label", "ellipse")
 #: format -> (file or folder name, writer options to try)
 STREAMING = {"coco": ("c.json", [{}, {"indent": 2}]), "labelstudio": ("l.json", [{}, {"indent": 1}]),
-             "yolo": ("y", [{}, {"task": "segment"}]), "aihub": ("a", [{}])}
+             "yolo": ("y", [{}, {"task": "segment"}]), "aihub": ("a", [{}]), "cvat": ("x.xml", [{}])}
 
 
 @st.composite
 def provenanced(draw):
-    """Generated datasets with COCO and Label Studio ids in provenance (repeated, missing, odd types),
+    """Generated datasets with COCO, CVAT and Label Studio ids in provenance (repeated, missing, odd types),
     objects in any order."""
     ds = draw(datasets(KINDS, parts=True, scores=True, attributes=True, workers=True))
     objs = []
@@ -38,6 +38,8 @@ def provenanced(draw):
         prov = {}
         if draw(st.booleans()):
             prov["coco"] = {k: draw(IDS) for k in ("id", "image_id", "category_id") if draw(st.booleans())}
+        if draw(st.booleans()):  # polygon parts of a group, or a fresh group after the largest
+            prov["cvat"] = {"attrs": {"group_id": draw(st.sampled_from(["", "0", "3", "12", "x"]))}}
         if draw(st.booleans()):
             prov["labelstudio"] = {k: draw(IDS) for k in ("task_id", "annotation_id") if draw(st.booleans())}
         objs.append(ObjectRecord(o.image_key, o.kind, o.label, o.geometry, o.score, o.worker, prov))
@@ -78,8 +80,9 @@ def written(name: str, ds: Dataset, target: str, options: dict) -> tuple[dict, l
 
 
 def test_the_streaming_writers_are_marked():
-    marked = {n for n in ["coco", "labelstudio", "yolo", "aihub", "cvat"] if writer_streams(get_writer(n))}
-    assert marked == set(STREAMING)
+    from labkit.formats import list_formats
+
+    assert {n for n in list_formats() if writer_streams(get_writer(n))} == set(STREAMING)
 
 
 @SETTINGS
@@ -106,6 +109,16 @@ def test_coco_keeps_each_objects_own_id():
     files, _, error = written("coco", Dataset([im], objs, ["cat"]), "c.json", {})
     assert error is None
     assert [a["id"] for a in json.loads(files["c.json"])["annotations"]] == [8, 7, 0, 9]
+
+
+def test_cvat_checks_the_whole_file_in_its_order(tmp_path):
+    """A character XML cannot hold in an image and in a class name: the class (in the header) is named,
+    as the whole tree's check names it, and nothing is written."""
+    tag = ObjectRecord("a\x02.png", "label", "c\x01t", None)
+    ds = Dataset([ImageRecord("a\x02.png", 10, 10)], [], ["c\x01t"], image_batches=lambda: iter([[tag]]))
+    with pytest.raises(ValueError, match=r"<name> text holds U\+0001"):
+        get_writer("cvat")(ds, tmp_path / "x.xml")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_stream_leaves_the_old_file(tmp_path):
@@ -151,3 +164,20 @@ def test_json_out_writes_what_json_dumps_writes(head, items, indent):
             out.object([*head.items(), ("zz_items", Items(out.encode(v, 2) for v in items))])
         doc = {**head, "zz_items": items}
         assert target.read_bytes() == json.dumps(doc, indent=indent, ensure_ascii=False).encode()
+
+
+def test_cvat_fresh_groups_follow_the_largest(tmp_path):
+    """Multi-part polygons without a group get the numbers after the largest group id of any object."""
+    import xml.etree.ElementTree as ET
+
+    two = {"parts": [{"points": [[1, 1], [4, 1], [1, 4]]}, {"points": [[6, 6], [9, 6], [6, 9]]}]}
+    objs = [ObjectRecord("b.png", "polygon", "cat", two),
+            ObjectRecord("a.png", "box", "cat", {"x0": 1.0, "y0": 1.0, "x1": 2.0, "y1": 2.0},
+                         provenance={"cvat": {"attrs": {"group_id": "5"}}}),
+            ObjectRecord("b.png", "polygon", "cat", two)]
+    ims = [ImageRecord("a.png", 10, 10), ImageRecord("b.png", 10, 10)]
+    for ds in [Dataset(ims, objs, ["cat"]), streamed(Dataset(ims, objs, ["cat"]), [1])]:
+        get_writer("cvat")(ds, tmp_path / "x.xml")
+        groups = [el.get("group_id") for el in ET.parse(tmp_path / "x.xml").iter("polygon")]
+        assert groups == ["6", "6", "7", "7"]
+        assert [el.get("group_id") for el in ET.parse(tmp_path / "x.xml").iter("box")] == ["5"]

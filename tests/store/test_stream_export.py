@@ -111,7 +111,7 @@ def test_an_annotator_in_blind_mode_reads_only_their_own(tmp_path, busy):
     ana.close()
 
 
-STREAMED = {"coco": "out.json", "labelstudio": "out.json", "yolo": "out", "aihub": "out"}
+STREAMED = {"coco": "out.json", "labelstudio": "out.json", "yolo": "out", "aihub": "out", "cvat": "out.xml"}
 
 
 @pytest.mark.parametrize("fmt", sorted(STREAMED))
