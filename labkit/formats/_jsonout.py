@@ -21,6 +21,9 @@ from labkit._util.checks import check_json
 __all__ = ["Items", "JsonOut", "encode", "json_out"]
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode  # json.dumps builds one a call
+
+
 class JsonOut:
     """The writer :func:`json_out` yields."""
 
@@ -70,7 +73,8 @@ def encode(value: Any, path: str | Path, *, indent: int | None = None, level: in
     ``what`` being its place, and the file (``path``) it was for.
     """
     try:
-        text = json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False)
+        text = (_COMPACT(value) if indent is None
+                else json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False))
         if indent is not None and level:
             text = text.replace("\n", "\n" + " " * (indent * level))
         return text.encode("utf-8")

@@ -146,13 +146,16 @@ def _fresh_ids(taken: set[Any], n: int) -> list[int]:
 def _annotations(out: JsonOut, spool: Any, ann_ids: list[Any], fresh: list[int], img_ids: list[Any],
                  cat_ids: list[Any], image_of: array, class_of: array) -> Iterator[bytes]:
     """The spooled annotations with their ids in front, encoded for ``out`` (level 2)."""
-    enc = json.dumps
+    enc = json.JSONEncoder(ensure_ascii=False).encode  # ids are ints or strings: nothing to refuse
+
+    def text(v: Any) -> str:
+        return str(v) if type(v) is int else enc(v)
     for n, (line, aid) in enumerate(zip(spool, ann_ids)):
         aid = fresh[aid] if type(aid) is _Fresh else aid
         img, cat = img_ids[image_of[n]], cat_ids[class_of[n]]
         if out.indent is None:  # the three ids spliced in front of the spooled line's fields
-            yield (f'{{"id": {enc(aid, ensure_ascii=False)}, "image_id": {enc(img, ensure_ascii=False)}, '
-                   f'"category_id": {enc(cat, ensure_ascii=False)}, ').encode() + line[1:-1]
+            yield (f'{{"id": {text(aid)}, "image_id": {text(img)}, "category_id": {text(cat)}, '
+                   ).encode() + line[1:-1]
         else:
             yield out.encode({"id": aid, "image_id": img, "category_id": cat, **json.loads(line)}, 2)
 
