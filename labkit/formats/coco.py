@@ -558,12 +558,9 @@ def _rle_ok(pr: Problems, seg: dict[str, Any], where: str, image: ImageRecord | 
 _LONG_RUN = re.compile(r"[P-o]{13,}")
 
 
-# --- writing -----------------------------------------------------------------
+# --- shared with the writer (labkit.formats.coco_write) ---------------------
 
-def __getattr__(name: str) -> Any:
-    """``coco.write``: the writer lives in :mod:`labkit.formats.coco_write` (it streams; see there)."""
-    if name == "write":
-        from labkit.formats.coco_write import write
-
-        return write
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: Image fields that are not image attributes.
+IMAGE_KEYS = _IMAGE_KEYS
+#: Whether a value can be a COCO id (an integer or a string; not a bool).
+is_id = _hashable

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from labkit.formats import _shapes
 from labkit.formats._base import Dataset, ObjectRecord, geometry_of, object_batches, streams
 from labkit.formats._jsonout import Items, JsonOut, encode, json_out
-from labkit.formats.coco import _IMAGE_KEYS, _hashable
+from labkit.formats.coco import IMAGE_KEYS, is_id
 
 __all__ = ["write"]
 
@@ -70,7 +70,7 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
                     continue
                 _want(img_wanted[obj.image_key], prov.get("image_id"))
                 pid = prov.get("id")
-                kept = _hashable(pid) and pid not in taken
+                kept = is_id(pid) and pid not in taken
                 if kept:
                     taken.add(pid)
                 else:
@@ -112,7 +112,7 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
             rec: dict[str, Any] = {"id": img_ids[im.key], "file_name": im.key}
             if im.width is not None and im.height is not None:
                 rec.update(width=im.width, height=im.height)
-            rec.update({k: v for k, v in im.attributes.items() if k not in _IMAGE_KEYS})
+            rec.update({k: v for k, v in im.attributes.items() if k not in IMAGE_KEYS})
             images.append(rec)
         spool.seek(0)
         keys = [im.key for im in dataset.images]
@@ -128,7 +128,7 @@ class _Fresh(int):
 
 def _want(wanted: set[Any], value: Any) -> None:
     """Record an id candidate as :func:`_reuse_ids` weighs it: only ints, strings and None count."""
-    if value is None or _hashable(value):
+    if value is None or is_id(value):
         wanted.add(value)
 
 
@@ -165,7 +165,7 @@ def _reuse_ids(names: list[_K], wanted: Mapping[_K, Collection[Any]]) -> dict[_K
     ids: dict[_K, int | str] = {}
     taken: set[int | str] = set()
     for name in names:
-        cands = {v for v in wanted.get(name, []) if _hashable(v)}
+        cands = {v for v in wanted.get(name, []) if is_id(v)}
         if len(cands) == 1 and None not in wanted.get(name, []) and (v := cands.pop()) not in taken:
             ids[name] = v
             taken.add(v)
