@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -401,12 +401,6 @@ def _fast_masks(segs: list[dict[str, Any]], images: list[ImageRecord]) -> list[A
 
 
 _PROVENANCE = ("id", "image_id", "category_id", "iscrowd")
-
-
-def _pairs(values: Any, n: int) -> list[list[float]]:
-    """The next ``n`` numbers of the iterator ``values`` as ``n // 2`` ``[x, y]`` pairs."""
-    chunk = list(islice(values, n))
-    return [list(p) for p in zip(chunk[::2], chunk[1::2])]
 
 
 def _floats(values: list[Any]) -> Any:
