@@ -15,6 +15,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any
 
 __all__ = ["MAX_NAME_LENGTH", "Limits", "check_choice", "check_json", "close_matches", "did_you_mean",
@@ -195,17 +196,31 @@ def json_depth(value: Any, stop: int | None = None) -> int:
     >>> json_depth({"a": [1, {"b": []}]})
     4
     """
-    level = [value] if isinstance(value, (dict, list, tuple)) else []
+    level: list[Any] = [value] if isinstance(value, (dict, list, tuple)) else []
     depth = 0
     while level:
         depth += 1
         if stop is not None and depth > stop:
             break
+        kinds = set(map(type, level))
+        if kinds <= _PLAIN:  # a level of plain dicts and lists (a column of records): its items in one pass
+            items = list(chain.from_iterable(
+                map(dict.values, level) if kinds == {dict} else
+                level if dict not in kinds else (v.values() if type(v) is dict else v for v in level)))
+            found = set(map(type, items))
+            if found <= _PLAIN:
+                level = items
+                continue
+            if not any(issubclass(t, (dict, list, tuple)) for t in found):
+                break
         deeper: list[Any] = []
         for v in level:
             deeper += [x for x in (v.values() if isinstance(v, dict) else v) if isinstance(x, (dict, list, tuple))]
         level = deeper
     return depth
+
+
+_PLAIN = {dict, list, tuple}
 
 
 def _json_problem(value: Any, what: str, depth: int | None) -> str:
