@@ -19,7 +19,7 @@ from labkit._util.memory import no_gc
 from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
 from labkit.store.annotations import is_source
-from labkit.store.bulk import large_write
+from labkit.store.bulk import deferred_indexes, large_write
 from labkit.store.classes import add_classes_fix
 from labkit.store.errors import PROJECT, Fix, FixableError, ImageError, command
 from labkit.store.files import find_in_folder, inspect_images
@@ -382,10 +382,11 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
                      "kind": o.kind, "class_id": cids[o.label], "geometry": geom, "score": o.score,
                      "source": source, "provenance": {**(o.provenance or {}), "import": note},
                      **({"state": "proposed"} if as_proposals else {})} for o, geom in prepared]
+            expect(len(rows))
             store.annotations.insert_rows(conn, rows)
             summary.annotations_added += len(rows)
 
-        with large_write(conn):
+        with large_write(conn), deferred_indexes(conn, S.annotations) as expect:
             if ds.batches is None:
                 insert(whole, prepared)
             else:  # streamed: check and insert a batch at a time; any problem rolls all of it back

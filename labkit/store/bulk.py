@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +24,9 @@ import sqlalchemy as sa
 
 from labkit._util.memory import no_gc
 
-__all__ = ["BATCH", "CHECKED_MIN", "checked_insert", "chunks", "decode_json", "encode_json", "execute_arrays",
-           "insert_many", "large_write", "no_gc", "raw", "read_frame", "stored_time"]
+__all__ = ["BATCH", "CHECKED_MIN", "INDEXED_MIN", "checked_insert", "chunks", "decode_json", "deferred_indexes",
+           "encode_json", "execute_arrays", "insert_many", "large_write", "no_gc", "raw", "read_frame",
+           "stored_time"]
 
 #: Rows per ``executemany``: large enough to amortise the call, small enough to bound memory.
 BATCH = 20_000
@@ -160,6 +161,50 @@ def checked_insert(conn: sa.Connection, table: sa.Table, rows: int) -> Iterator[
         yield
     finally:  # on an error too: the transaction may yet be committed by a caller that catches it
         for _, sql in triggers:
+            conn.exec_driver_sql(sql)
+
+
+#: Rows from which :func:`deferred_indexes` builds a table's indexes after the write, not row by row.
+INDEXED_MIN = 20_000
+
+
+@contextlib.contextmanager
+def deferred_indexes(conn: sa.Connection, table: sa.Table) -> Iterator[Callable[[int], None]]:
+    """A large SQLite write into ``table``: its secondary indexes built once at the end, by sorting.
+
+    Yields ``expect(n)``, to be called before each write of ``n`` rows. Once the rows
+    written reach :data:`INDEXED_MIN` and the rows the table held before (rebuilding
+    sorts those too), the table's plain ``CREATE INDEX`` indexes are dropped inside the
+    caller's write transaction and created again, from their stored SQL, before it ends:
+    860,000 rows go into six indexes about 2x faster that way than one by one, mostly
+    at random places. Unique indexes and those behind constraints stay: no row is
+    spared a check. As with :func:`checked_insert`, SQLite's DDL is transactional and
+    the write lock is held throughout: other connections see the indexes, and a failed
+    or killed write rolls back the drop with the rows. A no-op on PostgreSQL.
+    """
+    dropped: list[str] = []
+    sqlite = conn.dialect.name == "sqlite"
+    # the highest rowid: the rows held (give or take deleted ones) without counting them
+    held = conn.exec_driver_sql(f'SELECT coalesce(max(rowid), 0) FROM "{table.name}"').scalar_one() if sqlite else 0
+    written = 0
+
+    def expect(n: int) -> None:
+        nonlocal written
+        written += n
+        if dropped or not sqlite or written < max(INDEXED_MIN, held):
+            return
+        plain = {r[1] for r in conn.exec_driver_sql(f'PRAGMA index_list("{table.name}")') if r[3] == "c" and not r[2]}
+        for name, sql in conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
+                "ORDER BY name", (table.name,)).all():
+            if name in plain:
+                conn.exec_driver_sql(f'DROP INDEX "{name}"')
+                dropped.append(sql)
+
+    try:
+        yield expect
+    finally:  # on an error too: the transaction may yet be committed by a caller that catches it
+        for sql in dropped:
             conn.exec_driver_sql(sql)
 
 

@@ -277,7 +277,10 @@ _KILL_SCRIPT = textwrap.dedent("""
         def rows_then_stall():
             for i, row in enumerate(rows):
                 if i == 50_000:
-                    Path(sys.argv[3]).write_text("half")   # half the rows are in the open transaction
+                    indexes = conn.exec_driver_sql(  # SQLite: the indexes the import builds at its end
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'annotations' "
+                        "AND sql IS NOT NULL").scalar() if conn.dialect.name == "sqlite" else -1
+                    Path(sys.argv[3]).write_text(f"half {indexes}")   # half the rows are in the open transaction
                     time.sleep(600)
                 yield row
         return real(conn, table, columns, rows_then_stall(), batch=10_000)
@@ -297,7 +300,7 @@ def test_an_import_killed_half_way_leaves_the_project_untouched(location, tmp_pa
     p.add_images(files, progress=False)
     p.add_annotator("vendor")
     p.add_annotations([dict(image=1, kind="label", label="cat", annotator="vendor")])
-    before, checks = snapshot(p), _triggers(p)
+    before, checks, indexes = snapshot(p), _triggers(p), _indexes(p)
     coco_path = _coco_file(tmp_path / "big.json", [f.name for f in files], 100_000)
     marker = tmp_path / "marker"
     script = tmp_path / "kill.py"
@@ -306,10 +309,12 @@ def test_an_import_killed_half_way_leaves_the_project_untouched(location, tmp_pa
     proc = subprocess.Popen([sys.executable, str(script), str(location), str(coco_path), str(marker)], env=env)
     try:
         deadline = time.monotonic() + 300
-        while not marker.exists():
+        while not marker.exists() or not marker.read_text():
             assert proc.poll() is None, "the import ended before it was half-way"
             assert time.monotonic() < deadline, "the import never got half-way"
             time.sleep(0.05)
+        if p.store.ctx.backend == "sqlite":  # the annotations' indexes are away in the open transaction
+            assert marker.read_text() == "half 0"
         with p.store.ctx.engine.connect() as conn:  # the half is really there, uncommitted
             if p.store.ctx.backend == "postgresql":
                 busy = conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE state = "
@@ -326,6 +331,7 @@ def test_an_import_killed_half_way_leaves_the_project_untouched(location, tmp_pa
     try:
         assert snapshot(again) == before
         assert _triggers(again) == checks  # SQLite: the row checks the import suspended are back
+        assert _indexes(again) == indexes  # and the indexes it dropped to build at its end
         if again.store.ctx.backend == "sqlite":
             with again.store.ctx.engine.connect() as conn:
                 assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
@@ -345,6 +351,16 @@ def _triggers(project) -> list[tuple[str, str]]:
             "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgname")]
 
 
+def _indexes(project) -> list[tuple[str, str]]:
+    """The database's indexes (name and definition), on either backend."""
+    with project.store.ctx.engine.connect() as conn:
+        if project.store.ctx.backend == "sqlite":
+            return [tuple(r) for r in conn.exec_driver_sql(
+                "SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type = 'index' ORDER BY name")]
+        return [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() ORDER BY indexname")]
+
+
 def _raw_bad_box(project) -> None:
     """A box far outside its image, inserted with raw SQL by the project's own engine."""
     cast = "CAST(:g AS json)" if project.backend == "postgresql" else ":g"
@@ -359,17 +375,24 @@ def test_a_large_import_leaves_every_database_check_in_place(project, tmp_path, 
     """SQLite's row checks are suspended inside a large import's transaction only: after it, and after
     an import that fails while inserting, the same triggers refuse a bad row."""
     import labkit.store.annotations as A
+    import labkit.store.bulk as B
     from labkit.store.bulk import CHECKED_MIN
 
+    monkeypatch.setattr(B, "INDEXED_MIN", 1_000)  # the indexes too are built at the end of these imports
     keys = [f.name for f in image_files]
     project.add_annotator("vendor", role="annotator")
-    checks = _triggers(project)
+    checks, indexes = _triggers(project), _indexes(project)
     assert any("annotations" in sql for _, sql in checks)
+    assert any(name.startswith("ix_annotations_") for name, _ in indexes)
     engine = project.store.ctx.engine
     engine.dispose()  # one pooled connection, the one the import will use
     project.import_annotations(_coco_file(tmp_path / "a.json", keys, CHECKED_MIN + 500), format="coco",
                                annotator="vendor")
     assert _triggers(project) == checks
+    assert _indexes(project) == indexes
+    if project.backend == "sqlite":  # the rebuilt indexes hold every row
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
     if project.backend == "sqlite":  # the import's larger page cache is given back
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
@@ -380,9 +403,11 @@ def test_a_large_import_leaves_every_database_check_in_place(project, tmp_path, 
 
     def fails(conn, table, columns, rows, **kw):
         real(conn, table, columns, list(rows)[:100], **kw)
-        if conn.dialect.name == "sqlite":  # the checks really are away at this point
+        if conn.dialect.name == "sqlite":  # the checks really are away at this point, and the indexes
             assert len(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger' "
                                             "AND sql LIKE '%BEFORE INSERT ON annotations%'").all()) == 0
+            assert len(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                            "AND tbl_name = 'annotations' AND sql IS NOT NULL").all()) == 0
         raise OSError("disk full")
 
     monkeypatch.setattr(A, "insert_many", fails)
@@ -392,8 +417,46 @@ def test_a_large_import_leaves_every_database_check_in_place(project, tmp_path, 
                                    annotator="vendor")
     assert snapshot(project) == before
     assert _triggers(project) == checks
+    assert _indexes(project) == indexes
     with pytest.raises(sa.exc.DBAPIError, match="labkit: annotation refused"):
         _raw_bad_box(project)
+
+
+def test_deferred_indexes_drop_only_plain_indexes_of_a_large_write_and_build_them_again():
+    """The indexes come back as they were (on an error too); unique ones and writes smaller than
+    the table never lose theirs."""
+    from labkit.store import bulk as B
+
+    engine = sa.create_engine("sqlite://")
+    table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("a", sa.Integer),
+                     sa.Column("b", sa.Integer), sa.Index("ix_t_a", "a"), sa.Index("ux_t_b", "b", unique=True))
+
+    def indexes(conn) -> list[tuple[str, str]]:
+        return conn.exec_driver_sql("SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type = 'index' "
+                                    "ORDER BY name").all()
+
+    with engine.begin() as conn:
+        table.create(conn)
+        before = indexes(conn)
+        assert ("ix_t_a", "CREATE INDEX ix_t_a ON t (a)") in before and len(before) == 2
+        with B.deferred_indexes(conn, table) as expect:
+            expect(B.INDEXED_MIN - 1)
+            assert indexes(conn) == before  # not yet large
+            expect(1)
+            assert indexes(conn) == [r for r in before if r[0] != "ix_t_a"]  # the unique one stays
+            conn.execute(table.insert(), [{"a": i % 7, "b": i} for i in range(100)])
+            with pytest.raises(sa.exc.IntegrityError):  # still refused while the plain index is away
+                conn.execute(table.insert(), [{"a": 1, "b": 5}])
+        assert indexes(conn) == before
+        with pytest.raises(OSError), B.deferred_indexes(conn, table) as expect:
+            expect(B.INDEXED_MIN)
+            raise OSError("disk full")
+        assert indexes(conn) == before
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        conn.execute(table.insert(), [{"a": 0, "b": B.INDEXED_MIN + i} for i in range(2 * B.INDEXED_MIN)])
+        with B.deferred_indexes(conn, table) as expect:  # fewer rows than the table holds: rebuilding costs more
+            expect(B.INDEXED_MIN)
+            assert indexes(conn) == before
 
 
 def test_an_import_refuses_an_unknown_source(project, tmp_path, image_files):
