@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -19,7 +20,7 @@ from labkit._util.memory import no_gc
 from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
 from labkit.store.annotations import is_source
-from labkit.store.bulk import deferred_indexes, large_write
+from labkit.store.bulk import deferred_indexes, large_write, writes_behind
 from labkit.store.classes import add_classes_fix
 from labkit.store.errors import PROJECT, Fix, FixableError, ImageError, command
 from labkit.store.files import find_in_folder, inspect_images
@@ -370,12 +371,13 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             summary.annotators_added = store.members.ensure(conn, [
                 n for n in names if n in known_annotators or name_problem(n, "annotator name") is None])[1]
 
-        def insert(objs: _Objects, prepared: list[tuple[Any, Any]]) -> None:
-            fresh = [c for c in new_classes(objs) if c not in added]
+        def insert(classes: list[str], workers: list[str], prepared: list[tuple[Any, Any]]) -> None:
+            """Store checked objects, adding the ``classes`` and annotators (``workers``) the file needs."""
+            fresh = [c for c in classes if c not in added]
             store.classes.append(conn, fresh)
             added.extend(fresh)
             cids = store.classes.ids(conn)
-            aids, new_members = store.members.ensure(conn, [annotator] if annotator else sorted(objs.workers))
+            aids, new_members = store.members.ensure(conn, [annotator] if annotator else workers)
             summary.annotators_added += [n for n in new_members if n not in summary.annotators_added]
             rows = [{"image_id": image_ids[o.image_key],
                      "annotator_id": aids[annotator or f"{format}:{o.worker}"],
@@ -388,13 +390,14 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
 
         with large_write(conn), deferred_indexes(conn, S.annotations) as expect:
             if ds.batches is None:
-                insert(whole, prepared)
+                insert(new_classes(whole), sorted(whole.workers), prepared)
             else:  # streamed: check and insert a batch at a time; any problem rolls all of it back
                 objs = _Objects(format, annotator, sizes, records)
-                for batch in ds.batches():  # raises the reader's FormatError after the last batch
-                    prepared_batch = objs.check(batch)
-                    if not (objs.refused or verdict(objs)[0]):
-                        insert(objs, prepared_batch)
+                with writes_behind(conn) as submit:  # PostgreSQL stores a batch while the next is read
+                    for batch in ds.batches():  # raises the reader's FormatError after the last batch
+                        prepared_batch = objs.check(batch)
+                        if not (objs.refused or verdict(objs)[0]):
+                            submit(partial(insert, new_classes(objs), sorted(objs.workers), prepared_batch))
                 refused, more = verdict(objs)
                 if refused:
                     _fail(path, refused, fixes + more)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from labkit._util.memory import no_gc
 
 __all__ = ["BATCH", "CHECKED_MIN", "INDEXED_MIN", "checked_insert", "chunks", "decode_json", "deferred_indexes",
            "encode_json", "execute_arrays", "insert_many", "large_write", "no_gc", "raw", "read_frame",
-           "stored_time"]
+           "stored_time", "writes_behind"]
 
 #: Rows per ``executemany``: large enough to amortise the call, small enough to bound memory.
 BATCH = 20_000
@@ -162,6 +163,38 @@ def checked_insert(conn: sa.Connection, table: sa.Table, rows: int) -> Iterator[
     finally:  # on an error too: the transaction may yet be committed by a caller that catches it
         for _, sql in triggers:
             conn.exec_driver_sql(sql)
+
+
+@contextlib.contextmanager
+def writes_behind(conn: sa.Connection) -> Iterator[Callable[[Callable[[], None]], None]]:
+    """Let a large write's batches be stored one step behind the caller, who prepares the next meanwhile.
+
+    Yields ``submit(write)``. On PostgreSQL ``write()`` runs in a worker thread once the
+    previous one has finished, so the server stores one batch while the caller reads and
+    checks the next (psycopg waits for the server without holding the GIL): the two
+    overlap on two cores. A write's error is raised by the next ``submit`` or at the
+    end of the block, and the block is never left (nor its transaction ended) while a
+    write is under way. The writes use ``conn`` one at a time, in order; the caller must
+    not use it inside the block. On SQLite ``write()`` runs at once: the sqlite3 module
+    takes the GIL back for every row it steps, so a thread would mostly wait.
+    """
+    if conn.dialect.name != "postgresql":
+        yield lambda write: write()
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labkit-write")
+    pending: Future[None] | None = None
+
+    def submit(write: Callable[[], None]) -> None:
+        nonlocal pending
+        if pending is not None:
+            pending.result()  # the previous batch's error, before this one is written
+        pending = pool.submit(write)
+    try:
+        yield submit
+        if pending is not None:
+            pending.result()
+    finally:
+        pool.shutdown(wait=True)
 
 
 #: Rows from which :func:`deferred_indexes` builds a table's indexes after the write, not row by row.

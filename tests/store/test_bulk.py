@@ -619,3 +619,48 @@ def test_annotations_checks_again_only_what_the_database_could_not(project, monk
         got = project.annotations()
     assert sorted(got["kind"]) == ["box", "label", "polygon"]
     assert seen == ["mask"]
+
+
+def test_writes_behind_overlaps_on_postgresql_in_order_and_waits(location, tmp_path):
+    """PostgreSQL: the writes run in a worker thread, one at a time and in order, their errors reach the
+    caller, and the block is not left while one is under way. SQLite: they run at once, in the caller."""
+    import threading
+
+    from labkit import Project
+    from labkit.store.bulk import writes_behind
+
+    p = Project.create(location, classes=["cat"])
+    pg = p.store.ctx.backend == "postgresql"
+    ran: list[tuple[int, int]] = []
+
+    def write(k: int, slow: bool = False):
+        def run():
+            if slow:  # a write that takes the server a while
+                conn.exec_driver_sql("SELECT pg_sleep(0.3)" if pg else "SELECT 1")
+            ran.append((k, threading.get_ident()))
+        return run
+    with p.store.ctx.engine.connect() as conn:
+        with writes_behind(conn) as submit:
+            for k in range(5):
+                submit(write(k))
+        assert [k for k, _ in ran] == list(range(5))
+        assert {t != threading.get_ident() for _, t in ran} == {pg}
+
+        ran.clear()
+        with pytest.raises(KeyError, match="stop"):
+            with writes_behind(conn) as submit:
+                submit(write(0, slow=True))
+                raise KeyError("stop")  # the caller fails while the write is under way
+        assert [k for k, _ in ran] == [0]  # ... and the write had finished when the block was left
+
+        def failing():
+            raise ValueError("batch 1 refused")
+        ran.clear()
+        with pytest.raises(ValueError, match="batch 1 refused"):
+            with writes_behind(conn) as submit:
+                submit(write(0))
+                submit(failing)
+                submit(write(2))  # raises batch 1's error (PostgreSQL) or is never reached (SQLite)
+                submit(write(3))
+        assert [k for k, _ in ran] == [0]
+    p.close()
