@@ -35,6 +35,7 @@ from labkit.formats._base import (
     FormatError,
     ImageRecord,
     ObjectRecord,
+    PlainBatch,
     Problems,
     load_json,
     show,
@@ -413,7 +414,7 @@ def _fast_annotations(anns: list[Any], by_id: Mapping[Any, ImageRecord],
         else:
             obj.image_key, obj.label = by_id[image_id].key, categories[category_id]
         objects.append(obj)
-    return objects
+    return PlainBatch(objects)  # provenance: the integer ids and iscrowd checked above
 
 
 def _fast_masks(segs: list[dict[str, Any]], images: list[ImageRecord]) -> list[Any] | None:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from labkit._util.checks import json_message, json_problems, name_problem, unknown_names
 from labkit._util.memory import no_gc
+from labkit.formats._base import PlainBatch
 from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
 from labkit.store.annotations import is_source
@@ -104,9 +105,10 @@ class _Objects:
 
     def check(self, objects: list[Any]) -> list[tuple[Any, Any]]:
         """``(object, canonical geometry)`` of the ``objects`` that pass; the rest are problems."""
-        for i, p in json_problems([dict(o.provenance or {}) for o in objects], "provenance").items():
-            self.provenance.append(f"{objects[i].where or str(objects[i].image_key)}: "
-                                   f"{json_message('provenance', p)}")
+        if not isinstance(objects, PlainBatch):  # a reader's integer-only provenance is storable as it is
+            for i, p in json_problems([dict(o.provenance or {}) for o in objects], "provenance").items():
+                self.provenance.append(f"{objects[i].where or str(objects[i].image_key)}: "
+                                       f"{json_message('provenance', p)}")
         for o in objects:
             if o.score is not None and not (isinstance(o.score, (int, float)) and math.isfinite(o.score)):
                 self.scores.append(f"{o.where or str(o.image_key)}: score is {o.score!r}; expected a finite number")
