@@ -444,7 +444,9 @@ class AnnotationRepository:
 
         Examples
         --------
-        >>> sum(len(b) for b in project.store.annotations.batches(rows=10_000))  # doctest: +SKIP
+        Count a project's boxes without holding them all::
+
+            n = sum(len(b) for b in project.store.annotations.batches(rows=10_000, kind="box"))
         """
         if rows < 1:
             raise ValueError(f"rows must be a positive number of rows, got {rows!r}")
