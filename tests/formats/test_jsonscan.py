@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from labkit.formats._jsonscan import Unmapped, scan
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 #: strings full of what a map could mistake for structure
 TEXT = st.lists(st.sampled_from(list('"\\[]{},: ab\n\té€😀') + ["\\\\", '\\"']), max_size=8).map("".join)
 LEAF = st.none() | st.booleans() | st.integers(-10**18 + 1, 10**18 - 1) | st.floats(allow_nan=False,
@@ -96,7 +96,7 @@ def test_what_it_does_not_map(tmp_path):
 NUMBERS = st.integers(-10**25, 10**25) | st.floats(allow_nan=False, allow_infinity=False) | st.integers().map(str)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(NUMBERS, max_size=6), st.integers(1, 30))
 def test_long_integers_are_left_to_ijson_and_only_they(values, block):
     """orjson reads an integer beyond 64 bits as a float: a file with one (as a number, not inside a
