@@ -20,12 +20,12 @@ from labkit._util.memory import no_gc
 from labkit.formats._base import PlainBatch
 from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
-from labkit.store.annotations import is_source
 from labkit.store.bulk import deferred_indexes, large_write, writes_behind
 from labkit.store.classes import add_classes_fix
 from labkit.store.errors import PROJECT, Fix, FixableError, ImageError, command
 from labkit.store.files import find_in_folder, inspect_images
 from labkit.store.protocol import StoredProject
+from labkit.store.rows import is_source
 
 __all__ = ["ImportProblem", "ImportSummary", "import_annotations"]
 

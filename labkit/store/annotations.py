@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -16,7 +14,6 @@ from labkit._util.checks import check_json
 from labkit._util.clock import utc_now
 from labkit._util.memory import no_gc
 from labkit.geometry import KINDS, normalize_geometry
-from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
 from labkit.store.bulk import checked_insert, encode_json, insert_many, raw, read_frame, stored_time
 from labkit.store.classes import ClassRepository, unknown_classes
@@ -24,25 +21,9 @@ from labkit.store.context import StoreContext
 from labkit.store.errors import Fix, FixableError, ProjectError, clauses
 from labkit.store.images import ImageRepository, missing_images
 from labkit.store.members import MemberRepository
+from labkit.store.rows import check_source, checked_above, image_runs, shaped, valid_rows, warn_invalid
 
 __all__ = ["AnnotationRepository"]
-
-_EXPAND = {  # geometry columns added when annotations() is asked for a single kind
-    "box": ("x0", "y0", "x1", "y1"),
-    "ellipse": ("cx", "cy", "rx", "ry", "angle"),
-}
-
-
-def is_source(source: Any) -> bool:
-    """Whether ``source`` is a provenance source: one of ``schema.SOURCES`` or ``"import:<tool>"``."""
-    return source in S.SOURCES or (isinstance(source, str) and source.startswith("import:") and len(source) > 7)
-
-
-def _check_source(source: str) -> str:
-    if is_source(source):
-        return source
-    raise ValueError(f"unknown source {source!r}; expected one of {S.SOURCES} or 'import:<format>'")
-
 
 class AnnotationRepository:
     """Annotations (table ``annotations``) with their history (``annotation_history``).
@@ -74,7 +55,7 @@ class AnnotationRepository:
             who = self._members.row(conn, annotator)
         if source is None:
             source = "simulated" if who.simulated else "human"
-        _check_source(source)
+        check_source(source)
         if who.simulated and source != "simulated":
             raise ValueError(f"annotator {who.name!r} is simulated; its annotations must have source='simulated'")
         if kind == "label":
@@ -423,9 +404,9 @@ class AnnotationRepository:
                                    times=("created_at", "updated_at"))
                 return frame, checked_above(conn)
         with no_gc():
-            df, bad = _valid_rows(*self._ctx.guard(read))
-        _warn_invalid(bad, stacklevel=4)
-        return _shaped(df, kind)
+            df, bad = valid_rows(*self._ctx.guard(read))
+        warn_invalid(bad, stacklevel=4)
+        return shaped(df, kind)
 
     def batches(self, *, rows: int = 50_000, by_image: bool = False, kind: str | None = None,
                 include_withdrawn: bool = False, include_proposals: bool = False) -> Iterator[pd.DataFrame]:
@@ -467,7 +448,7 @@ class AnnotationRepository:
                     sub = q.order_by(None).subquery()
                     counts = conn.execute(sa.select(sub.c.task, sa.func.count()).group_by(sub.c.task)
                                           .order_by(sub.c.task)).all()
-                    for lo, hi in _runs([(int(i), int(n)) for i, n in counts], rows):
+                    for lo, hi in image_runs([(int(i), int(n)) for i, n in counts], rows):
                         yield read(q.where(a.c.image_id.between(lo, hi)))
                     return
                 last = None
@@ -476,10 +457,10 @@ class AnnotationRepository:
                     yield frame
             for frame in frames():
                 with no_gc():
-                    df, more = _valid_rows(frame, above)
+                    df, more = valid_rows(frame, above)
                 bad.update(more)
-                yield _shaped(df, kind)
-        _warn_invalid(bad, stacklevel=3)
+                yield shaped(df, kind)
+        warn_invalid(bad, stacklevel=3)
 
     def _query(self, *, kind: str | None, image: int | None, annotator: str | None, source: str | None,
                label: str | None, include_deleted: bool, include_withdrawn: bool,
@@ -527,103 +508,3 @@ def _for_whom(records: Sequence[Mapping[str, Any]]) -> str | list[str] | None:
     """The annotators a batch was written for: one name, or the sorted names (an audit note)."""
     names = sorted({str(r["annotator"]) for r in records})
     return names[0] if len(names) == 1 else names
-
-
-#: Kinds whose geometry the database checks exactly as the API does (``tests/store/test_project.py``
-#: holds the triggers to ``normalize_geometry``): a stored row of these kinds is valid. Masks
-#: (the database does not decode RLE) and ellipses (SQLite bounds them without trigonometry) are not.
-EXACT_IN_DATABASE = ("box", "polygon", "point", "label")
-
-
-def checked_above(conn: sa.Connection) -> int | None:
-    """The highest annotation id stored before the database checked geometry (None: unknown, check all)."""
-    value = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "checked_above")).scalar()
-    return int(value) if isinstance(value, int) else None
-
-
-def _valid_rows(df: pd.DataFrame, above: int | None = None) -> tuple[pd.DataFrame, dict[int, str]]:
-    """The rows of a read whose kind, source, provenance and geometry are valid, geometry canonical,
-    and ``{annotation id: why}`` of the rest.
-
-    The rest are left out (:func:`_warn_invalid` names them): rows written before the
-    database checked them (schema 2) must not stop every read and export. Checked column
-    by column (:func:`~labkit.geometry.bulk.normalize_many`); the messages are the row checks'.
-    Rows with an id above ``above`` (see :func:`checked_above`) of a kind the database
-    checks exactly (:data:`EXACT_IN_DATABASE`) passed those checks when stored: their
-    geometry is not checked again.
-    """
-    width, height = df.pop("_width"), df.pop("_height")
-    bad: dict[int, str] = {}
-    kinds = df["kind"]
-    for i in np.flatnonzero(~kinds.isin(KINDS).to_numpy()).tolist():
-        bad[i] = f"unknown kind {kinds.iat[i]!r}"
-    sources = df["source"]
-    known = sources.isin(S.SOURCES) | (sources.str.startswith("import:") & (sources.str.len() > 7))
-    for i in np.flatnonzero(~known.to_numpy()).tolist():
-        try:
-            _check_source(sources.iat[i])
-        except ValueError as exc:
-            bad.setdefault(i, str(exc))
-    for i, prov in enumerate(df["provenance"]):
-        if type(prov) is not dict and i not in bad:
-            bad[i] = f"provenance is {type(prov).__name__}, not a JSON object"
-    check = np.ones(len(df), bool)
-    if above is not None:  # the database checked these when they were stored
-        check = ~(kinds.isin(EXACT_IN_DATABASE).to_numpy() & (df["annotation"].to_numpy() > above))
-    check[list(bad)] = False
-    ok = np.flatnonzero(check).tolist()
-    geometry = df["geometry"].to_numpy()
-    canonical, problems = normalize_many(list(kinds.to_numpy()[ok]), list(geometry[ok]),
-                                         list(width.to_numpy()[ok]), list(height.to_numpy()[ok]))
-    for j, why in problems.items():
-        bad[ok[j]] = why
-    geometry = geometry.copy()
-    geometry[ok] = pd.Series(canonical, dtype=object).to_numpy()
-    df["geometry"] = pd.Series(geometry, index=df.index, dtype=object)
-    if not bad:
-        return df, {}
-    aids = df["annotation"].to_numpy()
-    bad = {int(aids[i]): why for i, why in sorted(bad.items())}
-    return df[~df["annotation"].isin(list(bad))].copy(), bad
-
-
-def _warn_invalid(bad: dict[int, str], stacklevel: int) -> None:
-    """One ``UserWarning`` naming the rows :func:`_valid_rows` left out, and how to repair them."""
-    if not bad:
-        return
-    shown = "; ".join(f"annotation {i}: {why}" for i, why in list(bad.items())[:10])
-    more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
-    warnings.warn(f"{len(bad)} stored annotation{'s are' if len(bad) != 1 else ' is'} not valid and "
-                  f"{'were' if len(bad) != 1 else 'was'} skipped, ids {sorted(bad)[:20]}: {shown}{more}. They "
-                  "predate the database's checks; an admin deletes them with project.delete_annotation(id) or "
-                  "repairs them with project.update_annotation(id, geometry=...)", UserWarning, stacklevel=stacklevel)
-
-
-def _shaped(df: pd.DataFrame, kind: str | None) -> pd.DataFrame:
-    """A read's frame as :meth:`AnnotationRepository.table` returns it: typed, indexed, geometry spread."""
-    df["deleted"] = df["deleted"].astype(bool)
-    df["simulated"] = df["simulated"].astype(bool)
-    df = df.set_index("annotation")
-    if kind in _EXPAND:
-        for col in _EXPAND[kind]:
-            df[col] = [g[col] for g in df["geometry"]] if len(df) else pd.Series(dtype=float)
-    elif kind == "point":
-        pts = [g["points"][0] for g in df["geometry"]]
-        df["x"] = [p[0] for p in pts] if pts else pd.Series(dtype=float)
-        df["y"] = [p[1] for p in pts] if pts else pd.Series(dtype=float)
-    return df
-
-
-def _runs(counts: list[tuple[int, int]], rows: int) -> Iterator[tuple[int, int]]:
-    """``(first, last)`` image ids of consecutive runs of ``(image id, row count)`` of at most ``rows`` rows
-    (one image of more is a run by itself)."""
-    start, last, n = None, None, 0
-    for image, k in counts:
-        if start is not None and n + k > rows:
-            yield start, last  # type: ignore[misc]
-            start, n = None, 0
-        if start is None:
-            start = image
-        last, n = image, n + k
-    if start is not None:
-        yield start, last  # type: ignore[misc]
