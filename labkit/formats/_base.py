@@ -402,14 +402,13 @@ def image_groups(dataset: Dataset) -> Iterator[tuple[ImageRecord, list[ObjectRec
     must then come image by image). An object whose image is not in ``dataset.images``
     (or, streamed, comes after its image's turn) is a ``ValueError``.
     """
-    if dataset.batches is None and dataset.image_batches is None:
+    batches = dataset.image_batches or dataset.batches
+    if batches is None:  # a whole dataset
         by_image = objects_by_image(dataset)
         for im in dataset.images:
             yield im, by_image[im.key]
         return
     images = iter(dataset.images)
-    batches = dataset.image_batches or dataset.batches
-    assert batches is not None
     for batch in batches():
         groups: dict[str, list[ObjectRecord]] = {}
         for o in batch:
