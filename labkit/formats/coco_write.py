@@ -44,15 +44,14 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
         Pretty-print with this indent; compact by default.
     """
     sizes = {im.key: (im.height, im.width) for im in dataset.images}
-    classes = list(dict.fromkeys(dataset.classes or []))
-    cat_wanted: dict[str, set[Any]] = {c: set() for c in classes}
+    cat_wanted: dict[str, set[Any]] = {c: set() for c in dataset.classes or []}  # classes in order, then first use
     img_wanted: dict[str, set[Any]] = {im.key: set() for im in dataset.images}
-    ann_ids: list[Any] = []  # per written annotation: its kept id, or None (a fresh one)
+    ann_ids: list[Any] = []  # per written annotation: its kept id, or the _Fresh rank of its new one
     taken: set[Any] = set()
     fresh_needed = 0
     image_of, class_of = array("q"), array("q")
     image_index = {im.key: i for i, im in enumerate(dataset.images)}
-    class_index = {c: i for i, c in enumerate(classes)}
+    class_index = {c: i for i, c in enumerate(cat_wanted)}
     missing: set[str] = set()
     skipped = 0
     kp_counts: dict[str, set[int]] = {}
@@ -60,11 +59,8 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
         for batch in object_batches(dataset):
             for obj in batch:
                 prov = obj.provenance.get("coco", {})
-                if obj.label not in class_index:  # not declared: classes in order of first use
-                    class_index[obj.label] = len(classes)
-                    classes.append(obj.label)
-                    cat_wanted[obj.label] = set()
-                _want(cat_wanted[obj.label], prov.get("category_id"))
+                class_index.setdefault(obj.label, len(class_index))  # a class not declared: at first use
+                _want(cat_wanted.setdefault(obj.label, set()), prov.get("category_id"))
                 if obj.image_key not in sizes:
                     missing.add(obj.image_key)
                     continue
@@ -97,6 +93,7 @@ def write(dataset: Dataset, path: str | Path, *, indent: int | None = None) -> N
         if skipped:
             warnings.warn(f"COCO has no image-level labels: skipped {skipped} object(s) of kind 'label'",
                           stacklevel=2)
+        classes = list(cat_wanted)
         cat_ids = _reuse_ids(classes, cat_wanted)
         img_ids = _reuse_ids([im.key for im in dataset.images], img_wanted)
         fresh = _fresh_ids(taken, fresh_needed)
