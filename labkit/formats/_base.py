@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit._util.checks import check_json, json_problem, name_problem, over_limit
+from labkit._util.checks import json_problem, name_problem, over_limit
+from labkit.formats._jsonout import encode
 
 #: How many problems a reader collects before it stops looking.
 MAX_PROBLEMS = 20
@@ -338,14 +339,7 @@ def write_json(data: Any, path: str | Path, *, indent: int | None = None) -> Non
     lone surrogates (not UTF-8).
     """
     path = Path(path)
-    try:  # one pass; check_json only to say what is wrong
-        text = json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError, RecursionError) as error:
-        try:
-            check_json(data, "data")
-        except ValueError as exc:
-            raise ValueError(f"cannot write {path}: {exc}; repair or drop that value in the project") from None
-        raise ValueError(f"cannot write {path}: {error}") from None
+    text = encode(data, path, indent=indent)  # the streamed writers' encoder, so both say the same
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text)
 

@@ -1,8 +1,8 @@
 """Write one JSON document a piece at a time: what a streamed export writes its files with.
 
 :func:`json_out` gives the bytes ``json.dumps(doc, indent=indent, ensure_ascii=False,
-allow_nan=False)`` would give for the whole document (so a streamed file equals the file
-:func:`labkit.formats._base.write_json` writes), but holds only the piece being written;
+allow_nan=False)`` would give for the whole document (:func:`encode` is also what
+:func:`labkit.formats._base.write_json` writes a whole document with), but holds only the piece being written;
 the arrays of a document (a COCO file's annotations, a Label Studio task list) are
 written item by item as an iterator yields them. The file appears atomically when the
 block ends without an error: never half written.

@@ -285,7 +285,7 @@ def write(dataset: Dataset, path: str | Path) -> None:
                     largest = max(largest, int(g))
                 elements = _elements(o, im)
                 if len(elements) > 1:  # the parts of one polygon share a group
-                    group = prov.get("attrs", {}).get("group_id", "0")
+                    group = g
                     if group in ("", "0"):
                         group, fresh = f"{token}{fresh}", fresh + 1
                     for _, geo in elements:
