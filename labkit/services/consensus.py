@@ -200,13 +200,15 @@ def _label_records(project: Project, data: pd.DataFrame, method: str, probs: Any
     if method == "dawid_skene":
         params.update(n_iter=n_iter, tol=tol, iterations_run=agg.n_iter_)
     inputs = data.reset_index().groupby("task")["annotation"].agg(list)
-    probas = agg.probas_
+    labels = agg.labels_
+    post = agg.probas_.reindex(labels.index).to_numpy(dtype=float)  # row i: task i's posterior
+    names = [str(c) for c in agg.probas_.columns]
+    column = {c: j for j, c in enumerate(agg.probas_.columns)}
     records: list[dict] = []
-    for task, label in agg.labels_.items():
-        post = probas.loc[task]
-        records.append({"image": int(task), "label": label, "geometry": None, "score": float(post[label]),
+    for row, task, label in zip(post, labels.index.tolist(), labels.tolist()):  # no per-task .loc: 100k+ tasks
+        records.append({"image": int(task), "label": label, "geometry": None, "score": float(row[column[label]]),
                         "provenance": {"inputs": inputs.get(task, []),
-                                       "posterior": {str(k): float(v) for k, v in post.items() if v > 1e-6}}})
+                                       "posterior": {names[j]: float(row[j]) for j in np.flatnonzero(row > 1e-6)}}})
     return records, params
 
 
@@ -214,11 +216,12 @@ def _box_records(data, iou_threshold, quorum):
     from labkit.quality.aggregate import fuse_boxes
 
     fused = fuse_boxes(data, iou_threshold=iou_threshold, quorum=quorum)
-    records = [{"image": int(r.task), "label": r.label,
-                "geometry": {"x0": r.x0, "y0": r.y0, "x1": r.x1, "y1": r.y1}, "score": float(r.score),
-                "provenance": {"inputs": list(r.members), "workers": list(r.workers), "support": int(r.support),
-                               "n_workers": int(r.n_workers)}}
-               for r in fused.itertuples()]
+    cols = ("task", "label", "x0", "y0", "x1", "y1", "score", "members", "workers", "support", "n_workers")
+    records = [{"image": int(task), "label": label, "geometry": {"x0": x0, "y0": y0, "x1": x1, "y1": y1},
+                "score": float(score), "provenance": {"inputs": list(members), "workers": list(workers),
+                                                      "support": int(support), "n_workers": int(n_workers)}}
+               for task, label, x0, y0, x1, y1, score, members, workers, support, n_workers
+               in zip(*(fused[c].tolist() for c in cols))]  # column by column: no row objects
     return records, {"iou_threshold": iou_threshold, "quorum": quorum, "weights": "score"}
 
 
