@@ -611,7 +611,7 @@ def test_annotations_checks_again_only_what_the_database_could_not(project, monk
     """Rows the database checked exactly when they were stored (boxes, polygons, points, labels of a
     project that always had its checks) are not checked again; masks (the database does not decode
     RLE) are, so a corrupt one written with raw SQL is skipped with a warning."""
-    import labkit.store.annotations as A
+    import labkit.store.rows as A  # where a read screens its rows
 
     project.add_annotations([dict(image=1, kind="box", label="cat", annotator="ana", geometry=[1, 2, 9, 9]),
                              dict(image=1, kind="label", label="dog", annotator="ana"),
