@@ -218,10 +218,12 @@ def _sqlite_geometry_ok() -> str:
     ax, ay = f"min({cx} + {_TOL}, {_W} + {_TOL} - {cx})", f"min({cy} + {_TOL}, {_H} + {_TOL} - {cy})"
     # Sound without trigonometry: the half extents hx, hy satisfy hx^2 + hy^2 = rx^2 + ry^2
     # and min(rx, ry) <= hx, hy, and the API needs hx <= ax, hy <= ay.
+    # 1e-9: the API's own rounding (cy - hy with hy ~1e-31 is cy) must never be refused here
     ellipse = (f"{keys(g, 5)} AND " + " AND ".join(num(g, f"$.{k}") for k in ("cx", "cy", "rx", "ry", "angle"))
                + f" AND {rx} >= 0 AND {ry} >= 0 AND abs({val(g, '$.angle')}) < 1.7976931348623157e308"
-               f" AND {ax} >= 0 AND {ay} >= 0 AND {rx} * {rx} + {ry} * {ry} <= {ax} * {ax} + {ay} * {ay}"
-               f" AND min({rx}, {ry}) <= min({ax}, {ay})")
+               f" AND {ax} >= -1e-9 AND {ay} >= -1e-9"
+               f" AND {rx} * {rx} + {ry} * {ry} <= {ax} * {ax} + {ay} * {ay} + 1e-9"
+               f" AND min({rx}, {ry}) <= min({ax}, {ay}) + 1e-9")
     p = next(aliases)
     polygon = (f"CASE WHEN json_type({g}, '$.parts') IS NULL THEN {part(g)} "
                f"WHEN {keys(g, 1)} AND json_type({g}, '$.parts') = 'array' AND json_array_length({g}, '$.parts') >= 1 "
