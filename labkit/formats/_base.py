@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import math
 import reprlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from labkit._util.checks import json_problem, name_problem, over_limit
 from labkit.formats._jsonout import encode
@@ -61,22 +61,72 @@ class Dataset:
     """
 
     images: list[ImageRecord]
-    objects: list[ObjectRecord]
+    objects: Sequence[ObjectRecord]
     classes: list[str]
-    batches: Callable[[], Iterator[list[ObjectRecord]]] | None = None
+    batches: Callable[[], Iterator[Sequence[ObjectRecord]]] | None = None
     #: A streamed dataset's annotators (``ObjectRecord.worker``), in order of first appearance.
     workers: list[str] | None = None
     #: A streamed export's objects, image by image (see above).
     image_batches: Callable[[], Iterator[list[ObjectRecord]]] | None = None
 
 
-class PlainBatch(list):
-    """Objects whose provenance a reader built from integers alone (COCO's ids, ``iscrowd``).
+@dataclass(eq=False)
+class ObjectColumns(Sequence[ObjectRecord]):
+    """A batch of objects held column by column: a reader's fast path for well-formed files.
 
-    Such provenance is storable JSON as it is, so the import does not check it again
-    (:func:`labkit._util.checks.json_problems` costs ~3 us an object). A reader returns
-    one only where it checked the types of every value it put there.
+    It reads as a sequence of :class:`ObjectRecord` (built on demand), so any consumer of a
+    batch works with it; the import reads its columns instead (one check over arrays,
+    no record per object). A reader returns one only where it checked, value by value:
+
+    * ``geometry`` is canonical (as :func:`~labkit.geometry.bulk.normalize_many` returns it)
+      and ``extent`` is its bounding box, so that checking it against an image's size is
+      a comparison of arrays; a mask's extent is NaN (its ``size`` is checked instead);
+    * ``scores`` are finite floats or None;
+    * ``provenance`` is storable JSON made of integers (COCO's ids, ``iscrowd``), so the
+      import does not check it again (:func:`labkit._util.checks.json_problems` costs
+      ~3 us an object);
+    * no object names a worker.
     """
+
+    images: list[ImageRecord]  # the dataset's images (shared, not copied)
+    at: Any  # int array (N,): the position of each object's image in ``images``
+    kinds: list[str]
+    labels: list[str]
+    geometry: list[Any]
+    extent: Any  # float array (N, 4): x0, y0, x1, y1 of each box, polygon or point list; NaN for masks
+    scores: list[float | None] | None  # None: no object has a score
+    provenance: list[dict[str, Any]]
+    start: int = 0  # objects are annotations[start], annotations[start + 1], ... of the file
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    @overload
+    def __getitem__(self, i: int) -> ObjectRecord: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[ObjectRecord]: ...
+
+    def __getitem__(self, i: int | slice) -> ObjectRecord | list[ObjectRecord]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]  # negative indexes; IndexError past the end
+        return ObjectRecord(image_key=self.images[int(self.at[i])].key, kind=self.kinds[i], label=self.labels[i],
+                            geometry=self.geometry[i], score=None if self.scores is None else self.scores[i],
+                            provenance=self.provenance[i], where=f"annotations[{self.start + i}]")
+
+    def __iter__(self) -> Iterator[ObjectRecord]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:  # as the list of records it stands for
+        if isinstance(other, (list, ObjectColumns)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class FormatError(ValueError):
@@ -344,7 +394,7 @@ def write_json(data: Any, path: str | Path, *, indent: int | None = None) -> Non
     path.write_bytes(text)
 
 
-def classes_in_order(objects: list[ObjectRecord], declared: list[str] | None = None) -> list[str]:
+def classes_in_order(objects: Sequence[ObjectRecord], declared: list[str] | None = None) -> list[str]:
     """Declared class names first, then any other label in order of first use."""
     out = list(dict.fromkeys(declared or []))
     seen = set(out)
@@ -381,7 +431,7 @@ def writer_streams(write: Callable[..., None]) -> bool:
     return bool(getattr(write, "streams", False))
 
 
-def object_batches(dataset: Dataset) -> Iterator[list[ObjectRecord]]:
+def object_batches(dataset: Dataset) -> Iterator[Sequence[ObjectRecord]]:
     """``dataset``'s objects in order, a batch at a time: the whole list at once unless it is streamed."""
     if dataset.batches is None:
         yield dataset.objects

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -34,8 +34,8 @@ from labkit.formats._base import (
     Dataset,
     FormatError,
     ImageRecord,
+    ObjectColumns,
     ObjectRecord,
-    PlainBatch,
     Problems,
     load_json,
     show,
@@ -69,7 +69,7 @@ def read(path: str | Path) -> Dataset:
             pr.add(key, f"is {type(data[key]).__name__}; expected a list")
     pr.raise_if_any()
     head = _Header(pr, data["categories"], data["images"])
-    fast = None if pr else _fast_annotations(data["annotations"], head.by_id, head.categories)
+    fast = None if pr else _fast_annotations(data["annotations"], head)
     if fast is not None:
         return Dataset(images=head.images, objects=fast, classes=list(head.categories.values()))
     objects = _record_annotations(pr, data["annotations"], head, {})
@@ -116,7 +116,7 @@ def stream(path: str | Path, *, batch: int | None = None) -> Dataset:
         return read(path)
     del parts, images, categories
 
-    def batches() -> Iterator[list[ObjectRecord]]:
+    def batches() -> Iterator[Sequence[ObjectRecord]]:
         bad = Problems(path)
         ann_ids = _SeenIds()  # COCO ids are unique across the whole file
         n = 0
@@ -187,9 +187,9 @@ def _top_level(path: Path, key: str) -> list[Any] | None:
     return found if isinstance(found, list) else None
 
 
-def _batch(pr: Problems, anns: list[Any], head: _Header, seen: _SeenIds, start: int) -> list[ObjectRecord]:
+def _batch(pr: Problems, anns: list[Any], head: _Header, seen: _SeenIds, start: int) -> Sequence[ObjectRecord]:
     """The objects of ``anns`` (``annotations[start:start + len(anns)]``): the column path when it can."""
-    fast = None if pr else _fast_annotations(anns, head.by_id, head.categories, start=start)
+    fast = None if pr else _fast_annotations(anns, head, start=start)
     if fast is not None and seen.add([(a["id"], start + i) for i, a in enumerate(anns) if "id" in a]):
         return fast
     return _record_annotations(pr, anns, head, seen.as_dict(), start=start)
@@ -263,6 +263,7 @@ class _Header:
 
         images: list[ImageRecord] = []
         by_id: dict[int | str, ImageRecord] = {}
+        position: dict[int | str, int] = {}  # image id -> its place in images
         keys: set[str] = set()
         extra = [{k: v for k, v in im.items() if k not in _IMAGE_KEYS} if isinstance(im, dict) else None
                  for im in images_data]
@@ -288,8 +289,10 @@ class _Header:
                 pr.json(attributes, where, "image")
             rec = ImageRecord(key=im["file_name"], width=w, height=h, where=where, attributes=attributes)
             by_id[im["id"]] = rec
+            position[im["id"]] = len(images)
             images.append(rec)
         self.categories, self.invalid, self.images, self.by_id = categories, invalid, images, by_id
+        self.position = position
 
 
 def _record_annotations(pr: Problems, anns: list[Any], head: _Header, ann_ids: dict[Any, int],
@@ -322,8 +325,7 @@ def _record_annotations(pr: Problems, anns: list[Any], head: _Header, ann_ids: d
 _FAST_KEYS = frozenset({"id", "image_id", "category_id", "segmentation", "bbox", "area", "iscrowd", "score"})
 
 
-def _fast_annotations(anns: list[Any], by_id: Mapping[Any, ImageRecord],
-                      categories: Mapping[Any, str], *, start: int = 0) -> list[ObjectRecord] | None:
+def _fast_annotations(anns: list[Any], head: _Header, *, start: int = 0) -> ObjectColumns | None:
     """The objects of well-formed boxes, polygons and masks, checked and converted column by column.
 
     Returns None as soon as any annotation is not of that common shape (integer ids,
@@ -331,6 +333,7 @@ def _fast_annotations(anns: list[Any], by_id: Mapping[Any, ImageRecord],
     limits): the record-by-record path then reads the file and says exactly what is
     wrong. The result is the same records that path gives (the tests compare them).
     """
+    by_id, categories = head.by_id, head.categories
     if set(map(type, anns)) - {dict} or not all(a.keys() <= _FAST_KEYS for a in anns):
         return None
     image_ids = [a.get("image_id") for a in anns]
@@ -373,48 +376,60 @@ def _fast_annotations(anns: list[Any], by_id: Mapping[Any, ImageRecord],
     b = b.reshape(-1, 4)
     if (b[:, 2:] < 0).any():
         return None
-    geometry: dict[int, Any] = {i: {"x0": x, "y0": y, "x1": x + w, "y1": y + h}
-                                for i, (x, y, w, h) in zip(boxes, b.tolist())}
-    values = iter(flat.tolist())
-    points = list(map(list, zip(values, values)))  # every [x, y] of every ring, in order
-    at = 0
-    for i in polys:
-        rings = []
-        for part in segs[i]:
-            rings.append({"points": points[at:at + len(part) // 2]})
-            at += len(part) // 2
-        geometry[i] = rings[0] if len(rings) == 1 else {"parts": rings}
+    n = len(anns)
+    geometry: list[Any] = [None] * n
+    extent = np.full((n, 4), np.nan)
+    if boxes:
+        corners = np.column_stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]])
+        extent[boxes] = corners
+        for i, (x0, y0, x1, y1) in zip(boxes, corners.tolist()):
+            geometry[i] = {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
+    if polys:
+        xy = flat.reshape(-1, 2)
+        counts = [sum(map(len, segs[i])) // 2 for i in polys]  # points of each polygon, all its rings
+        first = np.r_[0, np.cumsum(counts)[:-1]]
+        extent[polys] = np.hstack([np.minimum.reduceat(xy, first), np.maximum.reduceat(xy, first)])
+        values = iter(flat.tolist())
+        points = list(map(list, zip(values, values)))  # every [x, y] of every ring, in order
+        at = 0
+        for i in polys:
+            rings = []
+            for part in segs[i]:
+                rings.append({"points": points[at:at + len(part) // 2]})
+                at += len(part) // 2
+            geometry[i] = rings[0] if len(rings) == 1 else {"parts": rings}
     strings = [i for i in masks if type(segs[i].get("counts")) is str]  # compressed RLE: decoded all at once
     if strings:
         rles = _fast_masks([segs[i] for i in strings], [by_id[anns[i]["image_id"]] for i in strings])
         if rles is None:
             return None
-        geometry.update(zip(strings, rles))
+        for i, g in zip(strings, rles):
+            geometry[i] = g
     pr = Problems("")
-    done: dict[int, ObjectRecord] = {}
+    score_of = [None if (v := a.get("score")) is None else float(v) for a in anns] if scores else None
     for i in masks:  # other RLE: the record path's checks, one by one
-        if i not in geometry:
+        if geometry[i] is None:
             obj = _read_annotation(pr, anns[i], f"annotations[{start + i}]", by_id[anns[i]["image_id"]])
             if pr or obj is None:
                 return None
-            done[i] = obj
-    kinds = dict.fromkeys(boxes, "box") | dict.fromkeys(polys, "polygon") | dict.fromkeys(masks, "mask")
-    whole = len(ids) == len(crowd) == len(anns)  # every annotation has an id and iscrowd (the usual file)
-    objects = []
-    for i, (ann, image_id, category_id) in enumerate(zip(anns, image_ids, category_ids)):
-        obj = done.get(i) if done else None
-        if obj is None:
-            score = ann.get("score") if scores else None
-            obj = ObjectRecord(image_key=by_id[image_id].key, kind=kinds[i], label=categories[category_id],
-                               geometry=geometry[i], score=None if score is None else float(score),
-                               provenance={"coco": {"id": ann["id"], "image_id": image_id, "category_id": category_id,
-                                                    "iscrowd": ann["iscrowd"]} if whole else
-                                           {k: ann[k] for k in _PROVENANCE if k in ann}},
-                               where=f"annotations[{start + i}]")
-        else:
-            obj.image_key, obj.label = by_id[image_id].key, categories[category_id]
-        objects.append(obj)
-    return PlainBatch(objects)  # provenance: the integer ids and iscrowd checked above
+            geometry[i] = obj.geometry
+            if score_of is not None:
+                score_of[i] = obj.score
+    kinds = ["box"] * n
+    for i in polys:
+        kinds[i] = "polygon"
+    for i in masks:
+        kinds[i] = "mask"
+    if len(ids) == len(crowd) == n:  # every annotation has an id and iscrowd (the usual file)
+        provenance = [{"coco": {"id": a["id"], "image_id": image_id, "category_id": category_id,
+                                "iscrowd": a["iscrowd"]}}
+                      for a, image_id, category_id in zip(anns, image_ids, category_ids)]
+    else:
+        provenance = [{"coco": {k: a[k] for k in _PROVENANCE if k in a}} for a in anns]
+    position = head.position
+    return ObjectColumns(images=head.images, at=np.array([position[i] for i in image_ids], dtype=np.int64),
+                         kinds=kinds, labels=[categories[c] for c in category_ids], geometry=geometry,
+                         extent=extent, scores=score_of, provenance=provenance, start=start)
 
 
 def _fast_masks(segs: list[dict[str, Any]], images: list[ImageRecord]) -> list[Any] | None:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from labkit._util.checks import json_message, json_problems, name_problem, unknown_names
 from labkit._util.memory import no_gc
-from labkit.formats._base import PlainBatch
+from labkit.formats._base import ObjectColumns
 from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
 from labkit.store.bulk import deferred_indexes, large_write, writes_behind
@@ -85,6 +87,25 @@ def _image_problems(ds: Any) -> list[str]:
     return problems
 
 
+@dataclass
+class _Checked:
+    """Objects that passed the import's checks, column by column.
+
+    ``at`` is each object's position in the dataset's ``images``; ``workers`` is None
+    when no object names one.
+    """
+    at: Any  # int array (N,)
+    kinds: list[str]
+    labels: list[str]
+    geometry: list[Any]
+    scores: list[float | None] | None
+    provenance: list[dict[str, Any]]
+    workers: list[str | None] | None
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+
 class _Objects:
     """The import's checks of a file's objects, whole or a batch at a time (a streamed file).
 
@@ -93,8 +114,12 @@ class _Objects:
     """
 
     def __init__(self, format: str, annotator: str | None, sizes: dict[str, tuple[int, int]],
-                 records: dict[str, Any]):
+                 records: dict[str, Any], images: list[Any]):
         self.format, self.annotator, self.sizes, self.records = format, annotator, sizes, records
+        self.position = {rec.key: i for i, rec in enumerate(images) if isinstance(rec.key, str)}
+        wh = np.array([sizes.get(rec.key, (np.nan, np.nan)) if isinstance(rec.key, str) else (np.nan, np.nan)
+                       for rec in images], dtype=float).reshape(-1, 2)
+        self.width, self.height = wh[:, 0], wh[:, 1]  # of each image in the dataset's order (NaN: not placed)
         self.provenance: list[str] = []  # provenance that is not storable JSON
         self.scores: list[str] = []
         self.workers: dict[str, str] = {}  # "<format>:<worker>" -> where first seen
@@ -103,12 +128,13 @@ class _Objects:
         self.unplaced: list[str] = []
         self.geometry: list[str] = []
 
-    def check(self, objects: list[Any]) -> list[tuple[Any, Any]]:
-        """``(object, canonical geometry)`` of the ``objects`` that pass; the rest are problems."""
-        if not isinstance(objects, PlainBatch):  # a reader's integer-only provenance is storable as it is
-            for i, p in json_problems([dict(o.provenance or {}) for o in objects], "provenance").items():
-                self.provenance.append(f"{objects[i].where or str(objects[i].image_key)}: "
-                                       f"{json_message('provenance', p)}")
+    def check(self, objects: Sequence[Any]) -> _Checked:
+        """The ``objects`` that pass, with their canonical geometry; the rest are problems."""
+        if isinstance(objects, ObjectColumns):
+            return self._columns(objects)
+        for i, p in json_problems([dict(o.provenance or {}) for o in objects], "provenance").items():
+            self.provenance.append(f"{objects[i].where or str(objects[i].image_key)}: "
+                                   f"{json_message('provenance', p)}")
         for o in objects:
             if o.score is not None and not (isinstance(o.score, (int, float)) and math.isfinite(o.score)):
                 self.scores.append(f"{o.where or str(o.image_key)}: score is {o.score!r}; expected a finite number")
@@ -125,7 +151,48 @@ class _Objects:
         geometries, bad = normalize_many([o.kind for o in placed], [o.geometry for o in placed],
                                          [s[0] for s in wh], [s[1] for s in wh])
         self.geometry += [f"{placed[i].where or placed[i].image_key}: {why}" for i, why in bad.items()]
-        return [(o, g) for i, (o, g) in enumerate(zip(placed, geometries)) if i not in bad]
+        ok = [(o, g) for i, (o, g) in enumerate(zip(placed, geometries)) if i not in bad]
+        return _Checked(at=np.array([self.position[o.image_key] for o, _ in ok], dtype=np.int64),
+                        kinds=[o.kind for o, _ in ok], labels=[o.label for o, _ in ok], geometry=[g for _, g in ok],
+                        scores=[o.score for o, _ in ok], provenance=[o.provenance or {} for o, _ in ok],
+                        workers=[o.worker for o, _ in ok])
+
+    def _columns(self, c: ObjectColumns) -> _Checked:
+        """:meth:`check` of a reader's columns: its geometry's extent against the image sizes, as arrays.
+
+        The rows this does not vouch for (out of bounds, a mask of another size) go through
+        :func:`~labkit.geometry.bulk.normalize_many`, which accepts them or says why not.
+        """
+        n = len(c)
+        self.unworked |= n > 0  # no object of a reader's columns names its worker
+        self.labels.update(dict.fromkeys(c.labels))
+        w, h = self.width[c.at], self.height[c.at]
+        placed = ~np.isnan(w)  # the image of every object is listed: those not placed had a problem of their own
+        x0, y0, x1, y1 = c.extent.T
+        tol = 1.0  # normalize_many's
+        with np.errstate(invalid="ignore"):
+            ok = placed & (x0 >= -tol) & (y0 >= -tol) & (x1 <= w + tol) & (y1 <= h + tol)
+        for i in np.flatnonzero(placed & np.isnan(x0)).tolist():  # masks: their size is the image's
+            ok[i] = c.geometry[i]["size"] == [h[i], w[i]]
+        geometry = c.geometry
+        again = np.flatnonzero(placed & ~ok).tolist()
+        if again:
+            fixed, bad = normalize_many([c.kinds[i] for i in again], [geometry[i] for i in again],
+                                        w[again].tolist(), h[again].tolist())
+            self.geometry += [f"annotations[{c.start + again[j]}]: {why}" for j, why in bad.items()]
+            geometry = list(geometry)
+            for j, i in enumerate(again):
+                if j not in bad:
+                    ok[i] = True
+                    geometry[i] = fixed[j]
+        if ok.all():
+            return _Checked(at=c.at, kinds=c.kinds, labels=c.labels, geometry=geometry, scores=c.scores,
+                            provenance=c.provenance, workers=None)
+        keep = np.flatnonzero(ok).tolist()
+        return _Checked(at=c.at[keep], kinds=[c.kinds[i] for i in keep], labels=[c.labels[i] for i in keep],
+                        geometry=[geometry[i] for i in keep],
+                        scores=None if c.scores is None else [c.scores[i] for i in keep],
+                        provenance=[c.provenance[i] for i in keep], workers=None)
 
     @property
     def refused(self) -> bool:
@@ -342,7 +409,7 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
     def new_classes(objs: _Objects) -> list[str]:
         return [c for c in objs.labels if c not in class_ids] if add_classes else []
 
-    whole = _Objects(format, annotator, sizes, records)
+    whole = _Objects(format, annotator, sizes, records, ds.images)
     prepared = whole.check(ds.objects)
     if ds.batches is not None and (image_problems or problems):  # a streamed file: read it all to say all
         for batch in ds.batches():
@@ -373,7 +440,9 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             summary.annotators_added = store.members.ensure(conn, [
                 n for n in names if n in known_annotators or name_problem(n, "annotator name") is None])[1]
 
-        def insert(classes: list[str], workers: list[str], prepared: list[tuple[Any, Any]]) -> None:
+        image_of: list[Any] = []  # the stored id of each of the dataset's images, once known
+
+        def insert(classes: list[str], workers: list[str], checked: _Checked) -> None:
             """Store checked objects, adding the ``classes`` and annotators (``workers``) the file needs."""
             fresh = [c for c in classes if c not in added]
             store.classes.append(conn, fresh)
@@ -381,20 +450,25 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             cids = store.classes.ids(conn)
             aids, new_members = store.members.ensure(conn, [annotator] if annotator else workers)
             summary.annotators_added += [n for n in new_members if n not in summary.annotators_added]
-            rows = [{"image_id": image_ids[o.image_key],
-                     "annotator_id": aids[annotator or f"{format}:{o.worker}"],
-                     "kind": o.kind, "class_id": cids[o.label], "geometry": geom, "score": o.score,
-                     "source": source, "provenance": {**(o.provenance or {}), "import": note},
-                     **({"state": "proposed"} if as_proposals else {})} for o, geom in prepared]
-            expect(len(rows))
-            store.annotations.insert_rows(conn, rows)
-            summary.annotations_added += len(rows)
+            if not image_of:
+                image_of.append(np.array([image_ids.get(r.key, -1) if isinstance(r.key, str) else -1
+                                          for r in ds.images], dtype=np.int64))
+            n = len(checked)
+            by = [aids[annotator]] * n if annotator else [aids[f"{format}:{w}"] for w in checked.workers or ()]
+            columns = {"image_id": image_of[0][checked.at].tolist(), "annotator_id": by, "kind": checked.kinds,
+                       "class_id": [cids[label] for label in checked.labels], "geometry": checked.geometry,
+                       "score": checked.scores or [None] * n, "source": [source] * n,
+                       "provenance": [{**p, "import": note} for p in checked.provenance],
+                       **({"state": ["proposed"] * n} if as_proposals else {})}
+            expect(n)
+            store.annotations.insert_columns(conn, columns)
+            summary.annotations_added += n
 
         with large_write(conn), deferred_indexes(conn, S.annotations) as expect:
             if ds.batches is None:
                 insert(new_classes(whole), sorted(whole.workers), prepared)
             else:  # streamed: check and insert a batch at a time; any problem rolls all of it back
-                objs = _Objects(format, annotator, sizes, records)
+                objs = _Objects(format, annotator, sizes, records, ds.images)
                 with writes_behind(conn) as submit:  # PostgreSQL stores a batch while the next is read
                     for batch in ds.batches():  # raises the reader's FormatError after the last batch
                         prepared_batch = objs.check(batch)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -194,16 +195,30 @@ class AnnotationRepository:
         SQLite's row triggers, which repeat those checks, are suspended for a large batch
         (:func:`~labkit.store.bulk.checked_insert`).
         """
-        if not rows:
+        if rows:
+            self.insert_columns(conn, {k: [r[k] for r in rows] for k in rows[0]})
+
+    def insert_columns(self, conn: sa.Connection, columns: Mapping[str, Sequence[Any]]) -> None:
+        """:meth:`insert_rows` of rows given column by column: each column a sequence of one value per row.
+
+        The same columns, in any order (and any extra column, such as a proposal's
+        ``state``); ``geometry`` and ``provenance`` hold Python values, encoded here.
+        """
+        missing = [k for k in _ROW_KEYS if k not in columns]
+        if missing:
+            raise ValueError(f"annotation columns {missing} are missing")
+        n = len(columns["kind"])
+        if not n:
             return
         t = stored_time(conn, S.annotations.c.created_at, utc_now())
-        user = self._ctx.user
-        extra = [k for k in rows[0] if k not in _ROW_KEYS]  # e.g. a proposal's state
+        extra = [k for k in columns if k not in _ROW_KEYS]  # e.g. a proposal's state
         cols = (*_ROW_KEYS, *extra, "version", "created_at", "updated_at", "updated_by")
-        with checked_insert(conn, S.annotations, len(rows)):
-            insert_many(conn, S.annotations, cols, (
-                (r["image_id"], r["annotator_id"], r["kind"], r["class_id"], encode_json(r["geometry"]), r["score"],
-                 r["source"], encode_json(r["provenance"]), *(r[k] for k in extra), 1, t, t, user) for r in rows))
+        values = [columns[k] for k in _ROW_KEYS]
+        values[_ROW_KEYS.index("geometry")] = list(map(encode_json, columns["geometry"]))
+        values[_ROW_KEYS.index("provenance")] = list(map(encode_json, columns["provenance"]))
+        with checked_insert(conn, S.annotations, n):
+            insert_many(conn, S.annotations, cols, zip(*values, *(columns[k] for k in extra), repeat(1), repeat(t),
+                                                       repeat(t), repeat(self._ctx.user)))
 
     def _insert_returning(self, conn: sa.Connection, rows: list[dict[str, Any]], t: Any) -> list[int]:
         """Insert checked rows as version 1 in batched statements; their ids in order."""

@@ -188,13 +188,30 @@ def test_the_coco_bulk_reader_gives_the_record_readers_result(tmp_path, monkeypa
                     results.append(f"FormatError {exc}")
         assert results[0] == results[1], data
     assert sum(r is not None for r in fast_used) > 100  # the bulk path did the clean files
-    from labkit.formats._base import PlainBatch
+    from labkit.formats._base import ObjectColumns
+    from labkit.geometry.bulk import normalize_many
 
-    for batch in fast_used:  # the import skips the provenance check of these: integers only
+    for batch in fast_used:  # what the import trusts in these columns without checking it again
         if batch is not None:
-            assert isinstance(batch, PlainBatch)
+            assert isinstance(batch, ObjectColumns)
             assert all(set(o.provenance) == {"coco"} and {type(v) for v in o.provenance["coco"].values()} <= {int}
-                       for o in batch)
+                       for o in batch)  # provenance: integers only
+            assert all(o.worker is None and (o.score is None or type(o.score) is float) for o in batch)
+            # the geometry is canonical (a mask at its image's size; bounds are the import's to check)
+            fixed, bad = normalize_many(batch.kinds, batch.geometry)
+            assert not bad and fixed == batch.geometry
+            assert all(g["size"] == [batch.images[i].height, batch.images[i].width]
+                       for g, i, k in zip(batch.geometry, batch.at.tolist(), batch.kinds) if k == "mask")
+            # and the extent is its bounding box
+            for o, (x0, y0, x1, y1) in zip(batch, batch.extent.tolist()):
+                if o.kind == "mask":
+                    assert x0 != x0 and x1 != x1
+                    continue
+                rings = [o.geometry] if "x0" in o.geometry else [
+                    r["points"] for part in o.geometry.get("parts", [o.geometry]) for r in [part]]
+                xs = [v for r in rings for v in ([r["x0"], r["x1"]] if "x0" in r else [p[0] for p in r])]
+                ys = [v for r in rings for v in ([r["y0"], r["y1"]] if "y0" in r else [p[1] for p in r])]
+                assert (x0, y0, x1, y1) == (min(xs), min(ys), max(xs), max(ys))
 
 
 # ---------------------------------------------------------------------------- annotations() read --
