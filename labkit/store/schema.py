@@ -29,6 +29,18 @@ PROPOSAL_SOURCES = ("sam", "grabcut", "pool")
 metadata = sa.MetaData()
 _ts = sa.DateTime(timezone=True)
 
+
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    """SQL: ``column`` is one of ``values``, written ``(c = 'a' OR c = 'b' ...)``, not ``c IN ('a', 'b')``.
+
+    The two mean the same, NULL included. In a CHECK constraint SQLite builds a temporary
+    index for an ``IN`` list every time the statement runs, that is for every row an
+    ``executemany`` inserts: the four ``IN`` lists of ``annotations`` cost ~3.7 us a row,
+    twice the rest of the insert. PostgreSQL reads both forms alike.
+    """
+    return "(" + " OR ".join(f"{column} = '{v}'" for v in values) + ")"
+
+
 meta = sa.Table(
     "meta", metadata,
     sa.Column("key", sa.String(64), primary_key=True),
@@ -51,7 +63,7 @@ annotators = sa.Table(
     sa.Column("created_at", _ts, nullable=False),
     # PostgreSQL: the database login this person connects with (their own credentials).
     sa.Column("db_user", sa.String(63), nullable=True, unique=True),
-    sa.CheckConstraint(f"role IN {ROLES}", name="annotators_role"),
+    sa.CheckConstraint(one_of("role", ROLES), name="annotators_role"),
 )
 
 images = sa.Table(
@@ -79,7 +91,7 @@ subjects = sa.Table(
     sa.Column("consent_at", _ts, nullable=True),
     sa.Column("withdrawn_at", _ts, nullable=True),
     sa.Column("created_at", _ts, nullable=False),
-    sa.CheckConstraint(f"consent IN {CONSENT}", name="subjects_consent"),
+    sa.CheckConstraint(one_of("consent", CONSENT), name="subjects_consent"),
 )
 
 assignments = sa.Table(
@@ -91,7 +103,7 @@ assignments = sa.Table(
     sa.Column("assigned_at", _ts, nullable=False),
     sa.Column("done_at", _ts, nullable=True),
     sa.UniqueConstraint("image_id", "annotator_id", name="assignments_unique"),
-    sa.CheckConstraint(f"status IN {ASSIGNMENT_STATUS}", name="assignments_status"),
+    sa.CheckConstraint(one_of("status", ASSIGNMENT_STATUS), name="assignments_status"),
 )
 
 annotations = sa.Table(
@@ -116,12 +128,13 @@ annotations = sa.Table(
     sa.Column("reviewed_by", sa.String(256), nullable=True),
     sa.Column("reviewed_at", _ts, nullable=True),
     sa.Column("replaced_by", sa.Integer, sa.ForeignKey("annotations.id"), nullable=True),
-    sa.CheckConstraint(f"kind IN {KINDS}", name="annotations_kind"),
-    sa.CheckConstraint(f"source IN {SOURCES} OR source LIKE 'import:_%'", name="annotations_source"),
+    sa.CheckConstraint(one_of("kind", KINDS), name="annotations_kind"),
+    sa.CheckConstraint(f"{one_of('source', SOURCES)} OR source LIKE 'import:_%'", name="annotations_source"),
     sa.CheckConstraint("score IS NULL OR (score > -1e308 AND score < 1e308)", name="annotations_score"),
     *(sa.CheckConstraint(sql, name=name, info={"since": 5}) for name, sql in (
-        ("annotations_state", f"state IS NULL OR state IN {REVIEW_STATES}"),
-        ("annotations_proposal_source", f"state IS NULL OR source IN {PROPOSAL_SOURCES} OR source LIKE 'import:_%'"),
+        ("annotations_state", f"state IS NULL OR {one_of('state', REVIEW_STATES)}"),
+        ("annotations_proposal_source",
+         f"state IS NULL OR {one_of('source', PROPOSAL_SOURCES)} OR source LIKE 'import:_%'"),
         ("annotations_pool_proposal", "source != 'pool' OR state IS NOT NULL"),
         ("annotations_review", "(state IS NULL OR state = 'proposed') = (reviewed_by IS NULL AND reviewed_at IS NULL)"),
         ("annotations_replaced", "(state IS NOT NULL AND state = 'edited') = (replaced_by IS NOT NULL)"),

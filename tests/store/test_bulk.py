@@ -692,3 +692,21 @@ def test_writes_behind_overlaps_on_postgresql_in_order_and_waits(location, tmp_p
                 submit(write(3))
         assert [k for k, _ in ran] == [0]
     p.close()
+
+
+def test_check_constraints_name_their_values_without_in_lists():
+    """SQLite builds a temporary index for a CHECK's ``IN`` list on every row an executemany
+    inserts (~1 us each); ``one_of`` writes the same condition as ``=`` comparisons."""
+    import sqlite3
+
+    checks = [str(c.sqltext) for t in S.metadata.tables.values() for c in t.constraints
+              if isinstance(c, sa.CheckConstraint)]
+    assert len(checks) >= 10 and not [c for c in checks if " IN (" in c.upper()]
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE t (v)")
+    tried = (None, "box", "mask", "BOX", "box ", "", "poly", 1, 0.5, b"box")
+    con.executemany("INSERT INTO t VALUES (?)", [(v,) for v in tried])
+    values = ("box", "polygon", "mask")
+    got = con.execute(f"SELECT v IN {values}, {S.one_of('v', values)} FROM t").fetchall()
+    assert [a for a, _ in got] == [None, 1, 1, 0, 0, 0, 0, 0, 0, 0]  # what IN says
+    assert [b for _, b in got] == [a for a, _ in got]
