@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Sequence
-from itertools import chain, islice
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -190,8 +190,14 @@ def _top_level(path: Path, key: str) -> list[Any] | None:
 def _batch(pr: Problems, anns: list[Any], head: _Header, seen: _SeenIds, start: int) -> Sequence[ObjectRecord]:
     """The objects of ``anns`` (``annotations[start:start + len(anns)]``): the column path when it can."""
     fast = None if pr else _fast_annotations(anns, head, start=start)
-    if fast is not None and seen.add([(a["id"], start + i) for i, a in enumerate(anns) if "id" in a]):
-        return fast
+    if fast is not None:
+        ids: list[Any] = list(map(dict.get, anns, repeat("id")))  # dicts: the fast path checked
+        at = None
+        if None in ids:  # results files may omit ids
+            at = [i for i, v in enumerate(ids) if v is not None]
+            ids = [ids[i] for i in at]
+        if seen.add(ids, start, at):
+            return fast
     return _record_annotations(pr, anns, head, seen.as_dict(), start=start)
 
 
@@ -204,27 +210,30 @@ class _SeenIds:
         self.top = -(2**63)
         self.lookup: dict[Any, int] | None = None
 
-    def add(self, pairs: list[tuple[int, int]]) -> bool:
-        """Record a batch's distinct integer ids; False (nothing recorded) if one was seen before."""
-        if not pairs:
+    def add(self, values: list[int], start: int, at: list[int] | None = None) -> bool:
+        """Record a batch's distinct integer ids, found at ``start + at`` (``at`` None: ``0, 1, ...``);
+        False (nothing recorded) if one was seen before."""
+        if not values:
             return True
+        where = np.arange(len(values), dtype=np.int64) if at is None else np.array(at, dtype=np.int64)
+        where += start
         if self.lookup is not None:
-            if not self.lookup.keys().isdisjoint(i for i, _ in pairs):
+            if not self.lookup.keys().isdisjoint(values):
                 return False
-            self.lookup.update(pairs)
+            self.lookup.update(zip(values, where.tolist()))
             return True
         try:
-            ids = np.array([i for i, _ in pairs], dtype=np.int64)
+            ids = np.array(values, dtype=np.int64)
         except OverflowError:
             return False
         order = np.argsort(ids, kind="stable")
         ids = ids[order]
         if ids[0] <= self.top:  # ids mostly grow: look back only when they do not
             for old, _ in self.chunks:
-                at = np.searchsorted(old, ids).clip(max=len(old) - 1)
-                if (old[at] == ids).any():
+                hit = np.searchsorted(old, ids).clip(max=len(old) - 1)
+                if (old[hit] == ids).any():
                     return False
-        self.chunks.append((ids, np.array([j for _, j in pairs], dtype=np.int64)[order]))
+        self.chunks.append((ids, where[order]))
         self.top = max(self.top, int(ids[-1]))
         return True
 

@@ -16,7 +16,7 @@ from labkit._util.clock import utc_now
 from labkit._util.memory import no_gc
 from labkit.geometry import KINDS, normalize_geometry
 from labkit.store import schema as S
-from labkit.store.bulk import checked_insert, encode_json, insert_many, raw, read_frame, stored_time
+from labkit.store.bulk import checked_insert, encode_many, insert_many, raw, read_frame, stored_time
 from labkit.store.classes import ClassRepository, unknown_classes
 from labkit.store.context import StoreContext
 from labkit.store.errors import Fix, FixableError, ProjectError, clauses
@@ -214,8 +214,8 @@ class AnnotationRepository:
         extra = [k for k in columns if k not in _ROW_KEYS]  # e.g. a proposal's state
         cols = (*_ROW_KEYS, *extra, "version", "created_at", "updated_at", "updated_by")
         values = [columns[k] for k in _ROW_KEYS]
-        values[_ROW_KEYS.index("geometry")] = list(map(encode_json, columns["geometry"]))
-        values[_ROW_KEYS.index("provenance")] = list(map(encode_json, columns["provenance"]))
+        values[_ROW_KEYS.index("geometry")] = encode_many(columns["geometry"])
+        values[_ROW_KEYS.index("provenance")] = encode_many(columns["provenance"])
         with checked_insert(conn, S.annotations, n):
             insert_many(conn, S.annotations, cols, zip(*values, *(columns[k] for k in extra), repeat(1), repeat(t),
                                                        repeat(t), repeat(self._ctx.user)))

@@ -72,6 +72,15 @@ def _stranger(d: dict) -> dict:
     return _late(d, bbox=[0, 0, 500, 5])
 
 
+def _no_points(d: dict) -> dict:
+    """Boxes for the keypoint annotations: every batch then takes the reader's column path."""
+    for a in d["annotations"]:
+        if a.pop("keypoints", None) is not None:
+            a.pop("num_keypoints")
+            a["bbox"] = [1.0, 2.0, 3.0, 4.0]
+    return d
+
+
 def _first_keys(d: dict) -> dict:  # categories and images after the annotations
     return {"annotations": d["annotations"], "categories": d["categories"], "images": d["images"]}
 
@@ -82,6 +91,7 @@ CASES = {
     "geometry outside, late": lambda d: _late(d, bbox=[0, 0, 500, 5]),
     "bad record, late": lambda d: _late(d, bbox="wide"),
     "duplicate id in another batch": lambda d: _late(d, id=1),
+    "duplicate id in another batch, on the column path": lambda d: _late(_no_points(d), id=2),
     "unknown image id, late": lambda d: _late(d, image_id=77),
     "unknown class": _zebra,
     "image not in the project and a late geometry problem": _stranger,
