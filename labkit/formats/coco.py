@@ -34,6 +34,7 @@ from labkit.formats._base import (
     Dataset,
     FormatError,
     ImageRecord,
+    IntFields,
     ObjectColumns,
     ObjectRecord,
     Problems,
@@ -430,9 +431,8 @@ def _fast_annotations(anns: list[Any], head: _Header, *, start: int = 0) -> Obje
     for i in masks:
         kinds[i] = "mask"
     if len(ids) == len(crowd) == n:  # every annotation has an id and iscrowd (the usual file)
-        provenance = [{"coco": {"id": a["id"], "image_id": image_id, "category_id": category_id,
-                                "iscrowd": a["iscrowd"]}}
-                      for a, image_id, category_id in zip(anns, image_ids, category_ids)]
+        provenance: Sequence[dict[str, Any]] = IntFields("coco", {
+            "id": ids, "image_id": image_ids, "category_id": category_ids, "iscrowd": crowd})
     else:
         provenance = [{"coco": {k: a[k] for k in _PROVENANCE if k in a}} for a in anns]
     position = head.position

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 
 from labkit._util.checks import json_message, json_problems, name_problem, unknown_names
 from labkit._util.memory import no_gc
-from labkit.formats._base import ObjectColumns
+from labkit.formats._base import IntFields, ObjectColumns
 from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
-from labkit.store.bulk import deferred_indexes, large_write, writes_behind
+from labkit.store.bulk import deferred_indexes, encode_many, large_write, writes_behind
 from labkit.store.classes import add_classes_fix
 from labkit.store.errors import PROJECT, Fix, FixableError, ImageError, command
 from labkit.store.files import find_in_folder, inspect_images
@@ -99,7 +99,7 @@ class _Checked:
     labels: list[str]
     geometry: list[Any]
     scores: list[float | None] | None
-    provenance: list[dict[str, Any]]
+    provenance: Sequence[dict[str, Any]]  # a list, or IntFields
     workers: list[str | None] | None
 
     def __len__(self) -> int:
@@ -192,7 +192,8 @@ class _Objects:
         return _Checked(at=c.at[keep], kinds=[c.kinds[i] for i in keep], labels=[c.labels[i] for i in keep],
                         geometry=[geometry[i] for i in keep],
                         scores=None if c.scores is None else [c.scores[i] for i in keep],
-                        provenance=[c.provenance[i] for i in keep], workers=None)
+                        provenance=c.provenance.take(keep) if isinstance(c.provenance, IntFields)
+                        else [c.provenance[i] for i in keep], workers=None)
 
     @property
     def refused(self) -> bool:
@@ -442,6 +443,12 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
 
         image_of: list[Any] = []  # the stored id of each of the dataset's images, once known
 
+        def provenance(given: Sequence[dict[str, Any]]) -> list[str]:
+            """Each object's provenance with the import's note, as JSON text."""
+            if isinstance(given, IntFields) and (texts := given.json_with("import", note)) is not None:
+                return texts
+            return encode_many({**p, "import": note} for p in given)
+
         def insert(classes: list[str], workers: list[str], checked: _Checked) -> None:
             """Store checked objects, adding the ``classes`` and annotators (``workers``) the file needs."""
             fresh = [c for c in classes if c not in added]
@@ -458,10 +465,10 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             columns = {"image_id": image_of[0][checked.at].tolist(), "annotator_id": by, "kind": checked.kinds,
                        "class_id": [cids[label] for label in checked.labels], "geometry": checked.geometry,
                        "score": checked.scores or [None] * n, "source": [source] * n,
-                       "provenance": [{**p, "import": note} for p in checked.provenance],
+                       "provenance": provenance(checked.provenance),
                        **({"state": ["proposed"] * n} if as_proposals else {})}
             expect(n)
-            store.annotations.insert_columns(conn, columns)
+            store.annotations.insert_columns(conn, columns, encoded=("provenance",))
             summary.annotations_added += n
 
         with large_write(conn), deferred_indexes(conn, S.annotations) as expect:

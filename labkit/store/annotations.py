@@ -198,11 +198,14 @@ class AnnotationRepository:
         if rows:
             self.insert_columns(conn, {k: [r[k] for r in rows] for k in rows[0]})
 
-    def insert_columns(self, conn: sa.Connection, columns: Mapping[str, Sequence[Any]]) -> None:
+    def insert_columns(self, conn: sa.Connection, columns: Mapping[str, Sequence[Any]], *,
+                       encoded: Sequence[str] = ()) -> None:
         """:meth:`insert_rows` of rows given column by column: each column a sequence of one value per row.
 
         The same columns, in any order (and any extra column, such as a proposal's
-        ``state``); ``geometry`` and ``provenance`` hold Python values, encoded here.
+        ``state``); ``geometry`` and ``provenance`` hold Python values, encoded here, or
+        their JSON text as :func:`~labkit.store.bulk.encode_json` writes it where
+        ``encoded`` names them.
         """
         missing = [k for k in _ROW_KEYS if k not in columns]
         if missing:
@@ -214,8 +217,9 @@ class AnnotationRepository:
         extra = [k for k in columns if k not in _ROW_KEYS]  # e.g. a proposal's state
         cols = (*_ROW_KEYS, *extra, "version", "created_at", "updated_at", "updated_by")
         values = [columns[k] for k in _ROW_KEYS]
-        values[_ROW_KEYS.index("geometry")] = encode_many(columns["geometry"])
-        values[_ROW_KEYS.index("provenance")] = encode_many(columns["provenance"])
+        for k in ("geometry", "provenance"):
+            if k not in encoded:
+                values[_ROW_KEYS.index(k)] = encode_many(columns[k])
         with checked_insert(conn, S.annotations, n):
             insert_many(conn, S.annotations, cols, zip(*values, *(columns[k] for k in extra), repeat(1), repeat(t),
                                                        repeat(t), repeat(self._ctx.user)))
