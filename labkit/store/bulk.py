@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from labkit._util.memory import no_gc
 
 __all__ = ["BATCH", "CHECKED_MIN", "INDEXED_MIN", "checked_insert", "chunks", "decode_json", "deferred_indexes",
-           "encode_json", "encode_many", "execute_arrays", "insert_many", "large_write", "no_gc", "raw", "read_frame",
-           "stored_time", "writes_behind"]
+           "encode_json", "encode_many", "execute_arrays", "insert_many", "large_write", "missing_ids", "no_gc", "raw",
+           "read_frame", "stored_time", "writes_behind"]
 
 #: Rows per ``executemany``: large enough to amortise the call, small enough to bound memory.
 BATCH = 20_000
@@ -84,6 +84,28 @@ def encode_many(values: Iterable[Any]) -> list[str]:
         return [dumps(v, option=_ORJSON).decode() for v in values]
     except (TypeError, orjson.JSONEncodeError):
         return list(map(encode_json, values))
+
+
+def missing_ids(conn: sa.Connection, table: sa.Table, ids: Iterable[int]) -> list[int]:
+    """Those of ``ids`` that no row of ``table`` has, sorted: a foreign key checked for a whole
+    write at once (one read of the table's ids), where the connection does not check it row
+    by row (:func:`~labkit.store.engine.write_transaction` with ``foreign_keys=False``).
+
+    Examples
+    --------
+    >>> e = sa.create_engine("sqlite://")
+    >>> t = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    >>> with e.begin() as conn:
+    ...     t.create(conn)
+    ...     _ = conn.execute(t.insert(), [{"id": 1}, {"id": 3}])
+    ...     missing_ids(conn, t, [3, 2, 1, 2, 5])
+    [2, 5]
+    """
+    import numpy as np
+
+    wanted = np.unique(np.fromiter(ids, dtype=np.int64))
+    have = np.fromiter(conn.execute(sa.select(table.c.id)).scalars(), dtype=np.int64)
+    return wanted[~np.isin(wanted, have)].tolist()
 
 
 def decode_json(texts: Sequence[str | None]) -> list[Any]:

@@ -113,14 +113,16 @@ class StoreContext:
                 conn.execution_options(isolation_level="REPEATABLE READ")
             yield conn
 
-    def write(self, fn: Callable[[sa.Connection], T]) -> T:
+    def write(self, fn: Callable[[sa.Connection], T], *, foreign_keys: bool = True) -> T:
         """Run ``fn(conn)`` in one write transaction, retried whole on transient locks.
 
         An :class:`AccessDenied` raised inside rolls the transaction back and is then
-        recorded in the audit log, in a transaction of its own.
+        recorded in the audit log, in a transaction of its own. ``foreign_keys=False``:
+        ``fn`` checks the references it writes itself (see
+        :func:`~labkit.store.engine.write_transaction`).
         """
         def attempt() -> T:
-            with write_transaction(self.engine) as conn:
+            with write_transaction(self.engine, foreign_keys=foreign_keys) as conn:
                 return fn(conn)
         return self.guard(lambda: retrying(attempt))
 

@@ -260,3 +260,47 @@ def test_a_streamed_import_holds_a_batch_not_the_file(tmp_path):
         peaks[mode] = got["peak"] / size
     assert peaks["stream"] < 2.0, peaks
     assert peaks["whole"] > 5, peaks  # what the stream saves: the test would pass without it otherwise
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_import_checks_the_references_sqlite_no_longer_checks_row_by_row(streamed, tmp_path, image_files,
+                                                                               monkeypatch):
+    """A SQLite import writes with the connection's foreign keys off (~1.4 us a row) and checks the rows'
+    images, annotators and classes itself: an image deleted while the import runs fails it, whole."""
+    from labkit import Project
+    from labkit.services import interchange
+    from labkit.store import bulk
+    from labkit.store.images import ImageRepository
+
+    monkeypatch.setattr(bulk, "CHECKED_MIN", 0)  # SQLite's row triggers suspended, as for a large import
+    p = Project.create(tmp_path / "proj", classes=["cat", "dog", "bird"], workdir=tmp_path / "work")
+    p.add_images(image_files, progress=False)
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(_base([f.name for f in image_files])))
+    monkeypatch.setattr(interchange, "STREAM_BYTES", 0 if streamed else 1 << 60)
+    seen = []
+    real = ImageRepository.fill_in
+
+    def fill_in(self, conn, *a, **k):  # inside the import's transaction, before its rows are written
+        seen.append(conn.exec_driver_sql("PRAGMA foreign_keys").scalar())
+        if len(seen) == 1:
+            gone = conn.exec_driver_sql("DELETE FROM images WHERE id = 3").rowcount
+            assert gone == 1
+        return real(self, conn, *a, **k)
+
+    monkeypatch.setattr(ImageRepository, "fill_in", fill_in)
+    before = len(p.images())
+    with pytest.raises(interchange.ImportProblem, match=r"deleted while it ran \(images with ids \[3\]\)"):
+        p.import_annotations(path, format="coco", annotator="vendor")
+    assert seen == [0], seen  # the foreign keys were off in the import's transaction
+    assert len(p.images()) == before and p.annotations().empty  # and the project is unchanged
+    s = p.import_annotations(path, format="coco", annotator="vendor")  # the second time nothing is deleted
+    assert s.annotations_added == 40 and seen == [0, 0]
+    engine = p.store.ctx.engine
+    conns = [engine.connect() for _ in range(engine.pool.size() + 1)]  # the pooled connections: keys back on
+    try:
+        assert [c.exec_driver_sql("PRAGMA foreign_keys").scalar() for c in conns] == [1] * len(conns)
+    finally:
+        for c in conns:
+            c.close()
+    p.close()
