@@ -344,17 +344,22 @@ def _fast_annotations(anns: list[Any], head: _Header, *, start: int = 0) -> Obje
     wrong. The result is the same records that path gives (the tests compare them).
     """
     by_id, categories = head.by_id, head.categories
-    if set(map(type, anns)) - {dict} or not all(a.keys() <= _FAST_KEYS for a in anns):
+    if set(map(type, anns)) - {dict} or not _FAST_KEYS.issuperset(chain.from_iterable(anns)):
         return None
-    image_ids = [a.get("image_id") for a in anns]
-    category_ids = [a.get("category_id") for a in anns]
+
+    def column(key: str) -> list[Any]:  # each annotation's value (_ABSENT where it has none), one C-level map
+        return list(map(dict.get, anns, repeat(key), repeat(_ABSENT)))
+
+    image_ids, category_ids = column("image_id"), column("category_id")
     if set(map(type, image_ids)) | set(map(type, category_ids)) != {int} \
             or not set(image_ids) <= by_id.keys() or not set(category_ids) <= categories.keys():
         return None
-    ids = [a["id"] for a in anns if "id" in a]
-    crowd = [a["iscrowd"] for a in anns if "iscrowd" in a]
-    scores = [a["score"] for a in anns if "score" in a]
-    areas = [a["area"] for a in anns if a.get("area") is not None]
+    ids, crowd, scores, areas = column("id"), column("iscrowd"), column("score"), column("area")
+    whole = _ABSENT not in ids and _ABSENT not in crowd  # every annotation has an id and iscrowd (the usual file)
+    if not whole:
+        ids, crowd = [v for v in ids if v is not _ABSENT], [v for v in crowd if v is not _ABSENT]
+    scores = [v for v in scores if v is not _ABSENT]  # a null score is not a number: the record path says so
+    areas = [v for v in areas if v is not _ABSENT and v is not None]  # a null area is as good as none
     if set(map(type, ids)) - {int} or len(set(ids)) != len(ids) or set(map(type, crowd)) - {int}:
         return None
     try:
@@ -362,7 +367,7 @@ def _fast_annotations(anns: list[Any], head: _Header, *, start: int = 0) -> Obje
             return None
     except (TypeError, OverflowError):
         return None
-    segs = [a.get("segmentation") for a in anns]
+    segs = list(map(dict.get, anns, repeat("segmentation")))  # None where absent, as null
     if set(map(type, segs)) - {list, dict, type(None)}:
         return None
     boxes = [i for i, seg in enumerate(segs) if not seg]
@@ -430,14 +435,14 @@ def _fast_annotations(anns: list[Any], head: _Header, *, start: int = 0) -> Obje
         kinds[i] = "polygon"
     for i in masks:
         kinds[i] = "mask"
-    if len(ids) == len(crowd) == n:  # every annotation has an id and iscrowd (the usual file)
+    if whole:
         provenance: Sequence[dict[str, Any]] = IntFields("coco", {
             "id": ids, "image_id": image_ids, "category_id": category_ids, "iscrowd": crowd})
     else:
         provenance = [{"coco": {k: a[k] for k in _PROVENANCE if k in a}} for a in anns]
     position = head.position
-    return ObjectColumns(images=head.images, at=np.array([position[i] for i in image_ids], dtype=np.int64),
-                         kinds=kinds, labels=[categories[c] for c in category_ids], geometry=geometry,
+    return ObjectColumns(images=head.images, at=np.fromiter(map(position.__getitem__, image_ids), np.int64, n),
+                         kinds=kinds, labels=list(map(categories.__getitem__, category_ids)), geometry=geometry,
                          extent=extent, scores=score_of, provenance=provenance, start=start)
 
 
@@ -464,6 +469,7 @@ def _fast_masks(segs: list[dict[str, Any]], images: list[ImageRecord]) -> list[A
 
 
 _PROVENANCE = ("id", "image_id", "category_id", "iscrowd")
+_ABSENT = object()  # a key an annotation does not have (a null value is None)
 
 
 def _floats(values: list[Any]) -> Any:

@@ -746,3 +746,24 @@ def test_int_fields_write_the_json_encode_json_writes():
     assert IntFields("a b", {"id": [1]}).json_with("import", 1) is None  # a key to escape: the caller encodes
     with pytest.raises(ValueError, match="integers"):
         IntFields("coco", {"id": [1], "iscrowd": [True]})
+
+
+@pytest.mark.parametrize("field", ["score", "id", "iscrowd", "area"])
+def test_the_coco_column_path_tells_a_null_from_an_absent_field(field, tmp_path):
+    """A null is a value: the column path must not take it for a missing field (a null score is an
+    error, a null iscrowd is kept in provenance), while a null area is as good as none, as before."""
+    from labkit.formats import FormatError, coco
+
+    anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 2.0, "bbox": [1, 2, 3, 4]}
+            for i in range(5)]
+    anns[3][field] = None
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 50, "height": 40}],
+                                "categories": [{"id": 1, "name": "a"}], "annotations": anns}))
+    if field in ("score", "id"):
+        with pytest.raises(FormatError, match=rf"annotations\[3\]: {field} is (NoneType )?None"):
+            coco.read(path)
+        return
+    objects = list(coco.read(path).objects)
+    assert len(objects) == 5
+    assert objects[3].provenance["coco"]["iscrowd"] is (None if field == "iscrowd" else 0)
