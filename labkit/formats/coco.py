@@ -367,7 +367,7 @@ def _fast_annotations(anns: list[Any], head: _Header, *, start: int = 0) -> Obje
             return None
     except (TypeError, OverflowError):
         return None
-    segs = list(map(dict.get, anns, repeat("segmentation")))  # None where absent, as null
+    segs: list[Any] = list(map(dict.get, anns, repeat("segmentation")))  # None where absent, as null
     if set(map(type, segs)) - {list, dict, type(None)}:
         return None
     boxes = [i for i, seg in enumerate(segs) if not seg]
