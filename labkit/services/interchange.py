@@ -179,7 +179,7 @@ class _Objects:
         if again:
             fixed, bad = normalize_many([c.kinds[i] for i in again], [geometry[i] for i in again],
                                         w[again].tolist(), h[again].tolist())
-            self.geometry += [f"annotations[{c.start + again[j]}]: {why}" for j, why in bad.items()]
+            self.geometry += [f"{c[again[j]].where}: {why}" for j, why in bad.items()]
             geometry = list(geometry)
             for j, i in enumerate(again):
                 if j not in bad:
