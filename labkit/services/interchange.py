@@ -6,6 +6,7 @@ in one transaction: it lands whole or not at all.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from collections.abc import Sequence
@@ -120,6 +121,9 @@ class _Objects:
         wh = np.array([sizes.get(rec.key, (np.nan, np.nan)) if isinstance(rec.key, str) else (np.nan, np.nan)
                        for rec in images], dtype=float).reshape(-1, 2)
         self.width, self.height = wh[:, 0], wh[:, 1]  # of each image in the dataset's order (NaN: not placed)
+        self._clear()
+
+    def _clear(self) -> None:
         self.provenance: list[str] = []  # provenance that is not storable JSON
         self.scores: list[str] = []
         self.workers: dict[str, str] = {}  # "<format>:<worker>" -> where first seen
@@ -127,6 +131,12 @@ class _Objects:
         self.unworked = False  # an object names no annotator
         self.unplaced: list[str] = []
         self.geometry: list[str] = []
+
+    def anew(self) -> _Objects:
+        """A check of the same file's objects from the start, sharing the image lookups (not built again)."""
+        other = copy.copy(self)
+        other._clear()
+        return other
 
     def check(self, objects: Sequence[Any]) -> _Checked:
         """The ``objects`` that pass, with their canonical geometry; the rest are problems."""
@@ -481,7 +491,7 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             if ds.batches is None:
                 insert(new_classes(whole), sorted(whole.workers), prepared)
             else:  # streamed: check and insert a batch at a time; any problem rolls all of it back
-                objs = _Objects(format, annotator, sizes, records, ds.images)
+                objs = whole.anew()
                 with writes_behind(conn) as submit:  # PostgreSQL stores a batch while the next is read
                     for batch in ds.batches():  # raises the reader's FormatError after the last batch
                         prepared_batch = objs.check(batch)
