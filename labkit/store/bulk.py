@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import sqlalchemy as sa
@@ -101,8 +102,6 @@ def missing_ids(conn: sa.Connection, table: sa.Table, ids: Iterable[int]) -> lis
     ...     missing_ids(conn, t, [3, 2, 1, 2, 5])
     [2, 5]
     """
-    import numpy as np
-
     wanted = np.unique(np.fromiter(ids, dtype=np.int64))
     have = np.fromiter(conn.execute(sa.select(table.c.id)).scalars(), dtype=np.int64)
     return wanted[~np.isin(wanted, have)].tolist()
