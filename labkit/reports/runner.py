@@ -315,6 +315,14 @@ def _kernel_sockets() -> Iterator[dict[str, Any]]:
             def __init__(self, **kwargs: Any) -> None:
                 super().__init__(transport="ipc", ip=sockets, **kwargs)
 
+            async def _async_interrupt_kernel(self) -> None:
+                # jupyter_client sends SIGINT before it asks a kernel to shut down; one still
+                # handling a message then logs "KeyboardInterrupt caught in kernel" into the
+                # run's log. The notebook has run by then: ask without the interrupt (a kernel
+                # that does not stop is still terminated, then killed, after shutdown_wait_time).
+                if not self.shutting_down:
+                    await super()._async_interrupt_kernel()
+
         yield {"kernel_manager_class": LocalKernelManager}
 
 
