@@ -140,6 +140,62 @@ class IntFields(Sequence[dict[str, Any]]):
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+class JsonTexts(Sequence[Any]):
+    """Values held as the compact JSON text orjson writes for them, decoded on demand.
+
+    A reader's column path writes each object's geometry text straight from its arrays
+    (one orjson call over a batch's numbers, then slices of its output): a nested dict
+    and list per object cost more to build than the text, and as much again to encode.
+    ``texts[i]`` is byte for byte what :func:`labkit.store.bulk.encode_json` writes for
+    item ``i`` (``tests/store/test_bulk.py`` holds them to it), so the import stores it
+    as it is.
+
+    Examples
+    --------
+    >>> g = JsonTexts(['{"x0":1.0,"y0":2.0,"x1":3.0,"y1":4.5}'])
+    >>> g[0]
+    {'x0': 1.0, 'y0': 2.0, 'x1': 3.0, 'y1': 4.5}
+    >>> g.replaced({0: {"points": [[1.0, 2.0]]}}).texts
+    ['{"points":[[1.0,2.0]]}']
+    """
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [orjson.loads(t) for t in self.texts[i]]
+        return orjson.loads(self.texts[i])
+
+    def __eq__(self, other: object) -> bool:  # as the list of values it stands for
+        if isinstance(other, (list, JsonTexts)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def take(self, rows: list[int]) -> JsonTexts:
+        """The items at ``rows``, still as text."""
+        return JsonTexts([self.texts[i] for i in rows])
+
+    def replaced(self, values: dict[int, Any]) -> JsonTexts:
+        """A copy with the items at ``values``' keys replaced by its values (plain JSON: str keys,
+        finite numbers), written as orjson writes them."""
+        texts = list(self.texts)
+        for i, v in values.items():
+            texts[i] = orjson.dumps(v).decode()
+        return JsonTexts(texts)
+
+
 @dataclass(eq=False)
 class ObjectColumns(Sequence[ObjectRecord]):
     """A batch of objects held column by column: a reader's fast path for well-formed files.
@@ -162,7 +218,7 @@ class ObjectColumns(Sequence[ObjectRecord]):
     at: Any  # int array (N,): the position of each object's image in ``images``
     kinds: list[str]
     labels: list[str]
-    geometry: list[Any]
+    geometry: Sequence[Any]  # a list, or JsonTexts
     extent: Any  # float array (N, 4): x0, y0, x1, y1 of each box, polygon or point list; NaN for masks
     scores: list[float | None] | None  # None: no object has a score
     provenance: Sequence[dict[str, Any]]  # a list, or IntFields

@@ -15,9 +15,10 @@ from itertools import chain, repeat
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from labkit._util.checks import limits
-from labkit.formats._base import ImageRecord, IntFields, ObjectColumns, ObjectRecord, Problems
+from labkit.formats._base import ImageRecord, IntFields, JsonTexts, ObjectColumns, ObjectRecord, Problems
 
 __all__ = ["LONG_RUN", "Header", "read_columns"]
 
@@ -107,42 +108,39 @@ def read_columns(anns: list[Any], head: Header, *, start: int = 0,
     if (b[:, 2:] < 0).any():
         return None
     n = len(anns)
-    geometry: list[Any] = [None] * n
+    texts: list[Any] = [None] * n  # each object's geometry as JSON text (JsonTexts)
     extent = np.full((n, 4), np.nan)
     if boxes:
         corners = np.column_stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]])
         extent[boxes] = corners
-        for i, (x0, y0, x1, y1) in zip(boxes, corners.tolist()):
-            geometry[i] = {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
+        for i, row in zip(boxes, _row_texts(corners)):
+            texts[i] = _BOX % tuple(row.split(","))
     if polys:
         xy = flat.reshape(-1, 2)
         counts = [sum(map(len, segs[i])) // 2 for i in polys]  # points of each polygon, all its rings
         first = np.r_[0, np.cumsum(counts)[:-1]]
         extent[polys] = np.hstack([np.minimum.reduceat(xy, first), np.maximum.reduceat(xy, first)])
-        values = iter(flat.tolist())
-        points = list(map(list, zip(values, values)))  # every [x, y] of every ring, in order
-        at = 0
+        rings = iter(_ring_texts(xy, [len(part) // 2 for i in polys for part in segs[i]]))
         for i in polys:
-            rings = []
-            for part in segs[i]:
-                rings.append({"points": points[at:at + len(part) // 2]})
-                at += len(part) // 2
-            geometry[i] = rings[0] if len(rings) == 1 else {"parts": rings}
+            if len(segs[i]) == 1:
+                texts[i] = '{"points":[' + next(rings) + "]}"
+            else:
+                texts[i] = '{"parts":[' + ",".join('{"points":[' + next(rings) + "]}" for _ in segs[i]) + "]}"
     strings = [i for i in masks if type(segs[i].get("counts")) is str]  # compressed RLE: decoded all at once
     if strings:
         rles = _fast_masks([segs[i] for i in strings], [by_id[anns[i]["image_id"]] for i in strings])
         if rles is None:
             return None
         for i, g in zip(strings, rles):
-            geometry[i] = g
+            texts[i] = orjson.dumps(g).decode()
     pr = Problems("")
     score_of = [None if (v := a.get("score")) is None else float(v) for a in anns] if scores else None
     for i in masks:  # other RLE: the record path's checks, one by one
-        if geometry[i] is None:
+        if texts[i] is None:
             obj = read_one(pr, anns[i], f"annotations[{start + i}]", by_id[anns[i]["image_id"]])
             if pr or obj is None:
                 return None
-            geometry[i] = obj.geometry
+            texts[i] = orjson.dumps(obj.geometry).decode()
             if score_of is not None:
                 score_of[i] = obj.score
     kinds = ["box"] * n
@@ -157,7 +155,7 @@ def read_columns(anns: list[Any], head: Header, *, start: int = 0,
         provenance = [{"coco": {k: a[k] for k in _PROVENANCE if k in a}} for a in anns]
     position = head.position
     return ObjectColumns(images=head.images, at=np.fromiter(map(position.__getitem__, image_ids), np.int64, n),
-                         kinds=kinds, labels=list(map(categories.__getitem__, category_ids)), geometry=geometry,
+                         kinds=kinds, labels=list(map(categories.__getitem__, category_ids)), geometry=JsonTexts(texts),
                          extent=extent, scores=score_of, provenance=provenance, start=start)
 
 
@@ -181,6 +179,30 @@ def _fast_masks(segs: list[dict[str, Any]], images: list[ImageRecord]) -> list[A
     out, bad = normalize_many(["mask"] * len(segs), [{"size": z, "counts": c} for z, c in zip(sizes, counts)],
                               [im.width for im in images], [im.height for im in images])
     return None if bad else out
+
+
+_BOX = '{"x0":%s,"y0":%s,"x1":%s,"y1":%s}'
+_CLOSE_BRACKET = 93  # ]
+
+
+def _row_texts(a: np.ndarray) -> list[str]:
+    """Each row of a float array ``(m, k)`` as orjson writes a list of those floats, without the
+    brackets (``"x0,y0,x1,y1"``): one orjson call for them all (it writes a float64 of numpy as it
+    writes a Python float)."""
+    if not len(a):
+        return []
+    return orjson.dumps(np.ascontiguousarray(a), option=orjson.OPT_SERIALIZE_NUMPY).decode()[2:-2].split("],[")
+
+
+def _ring_texts(xy: np.ndarray, sizes: list[int]) -> list[str]:
+    """The points ``xy`` ``(m, 2)`` cut into rings of ``sizes`` points, each written as orjson writes
+    a list of ``[x, y]`` lists, without its outer brackets (``"[x,y],[x,y],..."``)."""
+    text = orjson.dumps(np.ascontiguousarray(xy), option=orjson.OPT_SERIALIZE_NUMPY)
+    ends = np.flatnonzero(np.frombuffer(text, np.uint8) == _CLOSE_BRACKET)[:-1]  # each point's "]"
+    starts = np.r_[1, ends[:-1] + 2]  # its "[" (after the previous point's "],")
+    last = np.cumsum(sizes)
+    decoded = text.decode()
+    return [decoded[a:b] for a, b in zip(starts[last - np.asarray(sizes)].tolist(), (ends[last - 1] + 1).tolist())]
 
 
 _PROVENANCE = ("id", "image_id", "category_id", "iscrowd")

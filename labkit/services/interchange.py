@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from labkit._util.checks import json_message, json_problems, name_problem, unknown_names
 from labkit._util.memory import no_gc
-from labkit.formats._base import IntFields, ObjectColumns
+from labkit.formats._base import IntFields, JsonTexts, ObjectColumns
 from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
 from labkit.store.bulk import deferred_indexes, encode_many, large_write, missing_ids, writes_behind
@@ -98,7 +98,7 @@ class _Checked:
     at: Any  # int array (N,)
     kinds: list[str]
     labels: list[str]
-    geometry: list[Any]
+    geometry: Sequence[Any]  # a list, or JsonTexts
     scores: list[float | None] | None
     provenance: Sequence[dict[str, Any]]  # a list, or IntFields
     workers: list[str | None] | None
@@ -190,17 +190,19 @@ class _Objects:
             fixed, bad = normalize_many([c.kinds[i] for i in again], [geometry[i] for i in again],
                                         w[again].tolist(), h[again].tolist())
             self.geometry += [f"{c[again[j]].where}: {why}" for j, why in bad.items()]
-            geometry = list(geometry)
-            for j, i in enumerate(again):
-                if j not in bad:
-                    ok[i] = True
-                    geometry[i] = fixed[j]
+            good = {i: fixed[j] for j, i in enumerate(again) if j not in bad}
+            ok[list(good)] = True
+            if isinstance(geometry, JsonTexts):
+                geometry = geometry.replaced(good)
+            else:
+                geometry = [good.get(i, g) for i, g in enumerate(geometry)]
         if ok.all():
             return _Checked(at=c.at, kinds=c.kinds, labels=c.labels, geometry=geometry, scores=c.scores,
                             provenance=c.provenance, workers=None)
         keep = np.flatnonzero(ok).tolist()
         return _Checked(at=c.at[keep], kinds=[c.kinds[i] for i in keep], labels=[c.labels[i] for i in keep],
-                        geometry=[geometry[i] for i in keep],
+                        geometry=(geometry.take(keep) if isinstance(geometry, JsonTexts)
+                                  else [geometry[i] for i in keep]),
                         scores=None if c.scores is None else [c.scores[i] for i in keep],
                         provenance=c.provenance.take(keep) if isinstance(c.provenance, IntFields)
                         else [c.provenance[i] for i in keep], workers=None)
@@ -460,14 +462,25 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
                 return texts
             return encode_many({**p, "import": note} for p in given)
 
+        cids: dict[str, int] = {}  # the stored ids of classes and annotators, as batches need them
+        aids: dict[str, int] = {}
+
         def insert(classes: list[str], workers: list[str], checked: _Checked) -> None:
-            """Store checked objects, adding the ``classes`` and annotators (``workers``) the file needs."""
+            """Store checked objects, adding the ``classes`` and annotators (``workers``) the file needs.
+
+            A streamed import's batches run in writes_behind's thread: each query there waits
+            for the GIL, so the ids are looked up only when a batch names new ones.
+            """
             fresh = [c for c in classes if c not in added]
             store.classes.append(conn, fresh)
             added.extend(fresh)
-            cids = store.classes.ids(conn)
-            aids, new_members = store.members.ensure(conn, [annotator] if annotator else workers)
-            summary.annotators_added += [n for n in new_members if n not in summary.annotators_added]
+            if fresh or not cids:
+                cids.update(store.classes.ids(conn))
+            names = [annotator] if annotator else workers
+            if not set(names) <= aids.keys():
+                found, new_members = store.members.ensure(conn, [n for n in names if n not in aids])
+                aids.update(found)
+                summary.annotators_added += [n for n in new_members if n not in summary.annotators_added]
             if not image_of:
                 image_of.append(np.array([image_ids.get(r.key, -1) if isinstance(r.key, str) else -1
                                           for r in ds.images], dtype=np.int64))
@@ -478,13 +491,16 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             referred[S.images].append(np.unique(on))
             referred[S.annotators].append(np.unique(by))
             referred[S.classes].append(np.unique(classes_of))
-            columns = {"image_id": on.tolist(), "annotator_id": by, "kind": checked.kinds,
-                       "class_id": classes_of, "geometry": checked.geometry,
+            geometry = checked.geometry
+            texts = isinstance(geometry, JsonTexts)  # the reader wrote them as encode_json does
+            columns = {"image_id": on.tolist(), "annotator_id": by, "kind": checked.kinds, "class_id": classes_of,
+                       "geometry": geometry.texts if isinstance(geometry, JsonTexts) else geometry,
                        "score": checked.scores or [None] * n, "source": [source] * n,
                        "provenance": provenance(checked.provenance),
                        **({"state": ["proposed"] * n} if as_proposals else {})}
             expect(n)
-            store.annotations.insert_columns(conn, columns, encoded=("provenance",))
+            store.annotations.insert_columns(conn, columns, encoded=("provenance", "geometry") if texts
+                                             else ("provenance",))
             summary.annotations_added += n
 
         with large_write(conn), deferred_indexes(conn, S.annotations) as expect:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import repeat
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from labkit._util.clock import utc_now
 from labkit._util.memory import no_gc
 from labkit.geometry import KINDS, normalize_geometry
 from labkit.store import schema as S
-from labkit.store.bulk import checked_insert, encode_many, insert_many, raw, read_frame, stored_time
+from labkit.store.bulk import checked_insert, encode_many, insert_columns, raw, read_frame, stored_time
 from labkit.store.classes import ClassRepository, unknown_classes
 from labkit.store.context import StoreContext
 from labkit.store.errors import Fix, FixableError, ProjectError, clauses
@@ -214,15 +213,11 @@ class AnnotationRepository:
         if not n:
             return
         t = stored_time(conn, S.annotations.c.created_at, utc_now())
-        extra = [k for k in columns if k not in _ROW_KEYS]  # e.g. a proposal's state
-        cols = (*_ROW_KEYS, *extra, "version", "created_at", "updated_at", "updated_by")
-        values = [columns[k] for k in _ROW_KEYS]
-        for k in ("geometry", "provenance"):
-            if k not in encoded:
-                values[_ROW_KEYS.index(k)] = encode_many(columns[k])
+        values = {k: v if k in encoded or k not in ("geometry", "provenance") else encode_many(v)
+                  for k, v in columns.items()}  # with any extra column, e.g. a proposal's state
         with checked_insert(conn, S.annotations, n):
-            insert_many(conn, S.annotations, cols, zip(*values, *(columns[k] for k in extra), repeat(1), repeat(t),
-                                                       repeat(t), repeat(self._ctx.user)))
+            insert_columns(conn, S.annotations, values,
+                           constants={"version": 1, "created_at": t, "updated_at": t, "updated_by": self._ctx.user})
 
     def _insert_returning(self, conn: sa.Connection, rows: list[dict[str, Any]], t: Any) -> list[int]:
         """Insert checked rows as version 1 in batched statements; their ids in order."""

@@ -188,8 +188,9 @@ def test_the_coco_bulk_reader_gives_the_record_readers_result(tmp_path, monkeypa
                     results.append(f"FormatError {exc}")
         assert results[0] == results[1], data
     assert sum(r is not None for r in fast_used) > 100  # the bulk path did the clean files
-    from labkit.formats._base import ObjectColumns
+    from labkit.formats._base import JsonTexts, ObjectColumns
     from labkit.geometry.bulk import normalize_many
+    from labkit.store.bulk import encode_json
 
     for batch in fast_used:  # what the import trusts in these columns without checking it again
         if batch is not None:
@@ -198,8 +199,10 @@ def test_the_coco_bulk_reader_gives_the_record_readers_result(tmp_path, monkeypa
                        for o in batch)  # provenance: integers only
             assert all(o.worker is None and (o.score is None or type(o.score) is float) for o in batch)
             # the geometry is canonical (a mask at its image's size; bounds are the import's to check)
-            fixed, bad = normalize_many(batch.kinds, batch.geometry)
-            assert not bad and fixed == batch.geometry
+            fixed, bad = normalize_many(batch.kinds, list(batch.geometry))
+            assert not bad and fixed == list(batch.geometry)
+            # its text is what the store would write for it, byte for byte (the import stores it as it is)
+            assert isinstance(batch.geometry, JsonTexts) and batch.geometry.texts == [encode_json(g) for g in fixed]
             assert all(g["size"] == [batch.images[i].height, batch.images[i].width]
                        for g, i, k in zip(batch.geometry, batch.at.tolist(), batch.kinds) if k == "mask")
             # and the extent is its bounding box
@@ -295,21 +298,23 @@ _KILL_SCRIPT = textwrap.dedent("""
     import labkit
     import labkit.store.annotations as A
 
-    real = A.insert_many
+    real = A.insert_columns
+    done = [0]
 
-    def slow(conn, table, columns, rows, **kw):
-        def rows_then_stall():
-            for i, row in enumerate(rows):
-                if i == 50_000:
-                    indexes = conn.exec_driver_sql(  # SQLite: the indexes the import builds at its end
-                        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'annotations' "
-                        "AND sql IS NOT NULL").scalar() if conn.dialect.name == "sqlite" else -1
-                    Path(sys.argv[3]).write_text(f"half {indexes}")   # half the rows are in the open transaction
-                    time.sleep(600)
-                yield row
-        return real(conn, table, columns, rows_then_stall(), batch=10_000)
+    def slow(conn, table, columns, **kw):
+        n = len(next(iter(columns.values())))
+        for lo in range(0, n, 10_000):
+            real(conn, table, {k: v[lo:lo + 10_000] for k, v in columns.items()}, **kw)
+            done[0] += min(10_000, n - lo)
+            if done[0] >= 50_000:
+                indexes = conn.exec_driver_sql(  # SQLite: the indexes the import builds at its end
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'annotations' "
+                    "AND sql IS NOT NULL").scalar() if conn.dialect.name == "sqlite" else -1
+                Path(sys.argv[3]).write_text(f"half {indexes}")   # half the rows are in the open transaction
+                time.sleep(600)
+        return n
 
-    A.insert_many = slow
+    A.insert_columns = slow
     p = labkit.Project.open(sys.argv[1], user="admin")
     p.import_annotations(sys.argv[2], format="coco", annotator="vendor")
 """)
@@ -427,10 +432,10 @@ def test_a_large_import_leaves_every_database_check_in_place(project, tmp_path, 
     with pytest.raises(sa.exc.DBAPIError, match="labkit: annotation refused"):
         _raw_bad_box(project)
 
-    real = A.insert_many
+    real = A.insert_columns
 
-    def fails(conn, table, columns, rows, **kw):
-        real(conn, table, columns, list(rows)[:100], **kw)
+    def fails(conn, table, columns, **kw):
+        real(conn, table, {k: v[:100] for k, v in columns.items()}, **kw)
         if conn.dialect.name == "sqlite":  # the checks really are away at this point, and the indexes
             assert len(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger' "
                                             "AND sql LIKE '%BEFORE INSERT ON annotations%'").all()) == 0
@@ -438,7 +443,7 @@ def test_a_large_import_leaves_every_database_check_in_place(project, tmp_path, 
                                             "AND tbl_name = 'annotations' AND sql IS NOT NULL").all()) == 0
         raise OSError("disk full")
 
-    monkeypatch.setattr(A, "insert_many", fails)
+    monkeypatch.setattr(A, "insert_columns", fails)
     before = snapshot(project)
     with pytest.raises(OSError, match="disk full"):
         project.import_annotations(_coco_file(tmp_path / "b.json", keys, CHECKED_MIN + 500), format="coco",
@@ -649,9 +654,9 @@ def test_annotations_checks_again_only_what_the_database_could_not(project, monk
     assert seen == ["mask"]
 
 
-def test_writes_behind_overlaps_on_postgresql_in_order_and_waits(location, tmp_path):
-    """PostgreSQL: the writes run in a worker thread, one at a time and in order, their errors reach the
-    caller, and the block is not left while one is under way. SQLite: they run at once, in the caller."""
+def test_writes_behind_overlaps_in_order_and_waits(location, tmp_path):
+    """The writes run in a worker thread, one at a time and in order, their errors reach the caller,
+    and the block is not left while one is under way."""
     import threading
 
     from labkit import Project
@@ -664,7 +669,8 @@ def test_writes_behind_overlaps_on_postgresql_in_order_and_waits(location, tmp_p
     def write(k: int, slow: bool = False):
         def run():
             if slow:  # a write that takes the server a while
-                conn.exec_driver_sql("SELECT pg_sleep(0.3)" if pg else "SELECT 1")
+                conn.exec_driver_sql("SELECT pg_sleep(0.3)" if pg else "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL "
+                                     "SELECT i + 1 FROM c WHERE i < 2000000) SELECT count(*) FROM c")
             ran.append((k, threading.get_ident()))
         return run
     with p.store.ctx.engine.connect() as conn:
@@ -672,7 +678,7 @@ def test_writes_behind_overlaps_on_postgresql_in_order_and_waits(location, tmp_p
             for k in range(5):
                 submit(write(k))
         assert [k for k, _ in ran] == list(range(5))
-        assert {t != threading.get_ident() for _, t in ran} == {pg}
+        assert {t != threading.get_ident() for _, t in ran} == {True}
 
         ran.clear()
         with pytest.raises(KeyError, match="stop"):
@@ -688,7 +694,7 @@ def test_writes_behind_overlaps_on_postgresql_in_order_and_waits(location, tmp_p
             with writes_behind(conn) as submit:
                 submit(write(0))
                 submit(failing)
-                submit(write(2))  # raises batch 1's error (PostgreSQL) or is never reached (SQLite)
+                submit(write(2))  # raises batch 1's error
                 submit(write(3))
         assert [k for k, _ in ran] == [0]
     p.close()
@@ -746,6 +752,81 @@ def test_int_fields_write_the_json_encode_json_writes():
     assert IntFields("a b", {"id": [1]}).json_with("import", 1) is None  # a key to escape: the caller encodes
     with pytest.raises(ValueError, match="integers"):
         IntFields("coco", {"id": [1], "iscrowd": [True]})
+
+
+def test_insert_columns_stores_the_rows_executemany_stores():
+    """SQLite's one-statement batches (integers and text offsets as fixed-width fields, texts as
+    blobs) store what executemany stores, value for value and type for type, in order; batches it
+    cannot carry exactly (floats, NULs, varying NULL integers, beyond 64 bits) take executemany."""
+    from labkit.store.bulk import _sqlite_payload, insert_columns
+
+    ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=8)
+    value = st.one_of(ints, text, st.none(), st.floats(allow_nan=False), st.just(2**64), st.just(True))
+    column = st.one_of(st.lists(ints, min_size=1, max_size=1), st.lists(st.one_of(text, st.none())),
+                       st.lists(value), st.lists(st.sampled_from([7, 7, 7])), st.lists(st.just("same")))
+    engine = sa.create_engine("sqlite://")
+    meta = sa.MetaData()
+    t = sa.Table("t", meta, *(sa.Column(f"c{i}") for i in range(4)), sa.Column("k", sa.Text))
+    with engine.begin() as con:  # no declared types: typeof() shows what was stored
+        con.exec_driver_sql("CREATE TABLE t (c0, c1, c2, c3, k)")
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.integers(1, 30).flatmap(lambda n: st.lists(column.map(lambda c: (c * n)[:n] if c else []),
+                                                         min_size=4, max_size=4)), st.integers(1, 7))
+    def check(cols, batch):
+        n = min(map(len, cols))
+        if n == 0:
+            return
+        cols = [c[:n] for c in cols]
+        read = "SELECT c0, c1, c2, c3, k, typeof(c0), typeof(c1), typeof(c2), typeof(c3) FROM t ORDER BY rowid"
+        with engine.begin() as con:
+            con.exec_driver_sql("DELETE FROM t")
+            try:
+                con.exec_driver_sql("INSERT INTO t (c0, c1, c2, c3, k) VALUES (?, ?, ?, ?, 'z')", list(zip(*cols)))
+            except OverflowError:  # beyond 64 bits: insert_columns refuses it as executemany does
+                with pytest.raises(OverflowError):
+                    insert_columns(con, t, {f"c{i}": c for i, c in enumerate(cols)}, batch=batch)
+                return
+            want = con.exec_driver_sql(read).all()
+            con.exec_driver_sql("DELETE FROM t")
+            assert insert_columns(con, t, {f"c{i}": c for i, c in enumerate(cols)}, constants={"k": "z"},
+                                  batch=batch) == n
+            assert con.exec_driver_sql(read).all() == want
+
+    check()
+    # what the one-statement path takes, and what goes to executemany
+    assert _sqlite_payload([[1, -(2**63), 2**63 - 1], ["a", None, "\u00e9\u4e2d"], ["k"] * 3]) is not None
+    assert _sqlite_payload([[1.5, 2.5]]) is None and _sqlite_payload([["a\0", "b"]]) is None
+    assert _sqlite_payload([[1, None]]) is None and _sqlite_payload([[1, 2**64]]) is None
+
+
+def test_the_column_path_writes_the_geometry_text_encode_json_writes():
+    """The COCO column path writes boxes' and polygons' JSON from one orjson call over a batch's
+    numbers, cut apart: each text must be encode_json's of the canonical dict, byte for byte,
+    for any finite float (the hash chain seals the text; the record path encodes dicts)."""
+    from labkit.formats import coco_columns as cc
+    from labkit.formats._base import JsonTexts
+    from labkit.store.bulk import encode_json
+
+    finite = st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                       st.sampled_from([0.0, -0.0, 5e-324, 1e16, 1e-5, 123.0, 1.7976931348623157e308]))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(finite, finite, finite, finite), max_size=5),
+           st.lists(st.lists(st.tuples(finite, finite), min_size=1, max_size=5), min_size=1, max_size=4))
+    def check(boxes, rings):
+        texts = [cc._BOX % tuple(r.split(",")) for r in cc._row_texts(np.array(boxes, dtype=float).reshape(-1, 4))]
+        assert texts == [encode_json({"x0": a, "y0": b, "x1": c, "y1": d}) for a, b, c, d in boxes]
+        xy = np.array([p for r in rings for p in r], dtype=float)
+        got = cc._ring_texts(xy, [len(r) for r in rings])
+        assert ["[" + t + "]" for t in got] == [encode_json([list(p) for p in r]) for r in rings]
+
+    check()
+    g = JsonTexts([encode_json({"points": [[1.5, 2.0]]}), encode_json({"x0": 0.0, "y0": 1.0, "x1": 2.0, "y1": 3.0})])
+    assert list(g) == [{"points": [[1.5, 2.0]]}, {"x0": 0.0, "y0": 1.0, "x1": 2.0, "y1": 3.0}] == g
+    assert g.take([1]).texts == g.texts[1:] and g.replaced({0: {"points": [[-0.0, 1e300]]}}).texts[0] == \
+        encode_json({"points": [[-0.0, 1e300]]})
 
 
 @pytest.mark.parametrize("field", ["score", "id", "iscrowd", "area"])
