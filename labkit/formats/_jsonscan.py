@@ -3,13 +3,18 @@
 A streamed COCO import needs the ``images`` and ``categories`` of a file and then its
 ``annotations`` a batch at a time. ijson parses ~25 MB/s; orjson parses ~10x faster but
 only whole documents. :func:`scan` reads the file once in blocks and finds, with numpy,
-where each top-level member's value lies and where every item of the chosen arrays
-starts and ends: strings are told apart by their unescaped quotes, brackets outside
-strings give the depth. Then
+where each top-level member's value lies and where each object or array item of the
+chosen arrays ends: strings are told apart by their unescaped quotes, brackets outside
+strings give the depth. Only brackets and quotes are located (commas and colons, most of
+the marks of a COCO file, are not): the few bytes around the root's keys are read again
+where needed. Then
 
 - :meth:`Layout.skeleton` is the document with those arrays emptied, parsed by orjson
   (so every byte outside the items is checked as JSON);
-- :meth:`Layout.items` parses the items ``batch`` at a time, each batch one orjson call.
+- :meth:`Layout.items` parses the items ``batch`` at a time. The file is cut after every
+  ``batch``-th object or array item, at the comma that follows it, and each piece is one
+  orjson call; every byte of the array is in one piece, so orjson checks them all, and
+  items that are not containers (numbers, strings) are parsed with their neighbours.
 
 It never decides what the JSON means: a file it cannot map (not an object, a member
 repeated, a byte orjson refuses, an integer beyond 64 bits) gives ``None`` or raises
@@ -21,7 +26,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
@@ -30,11 +35,13 @@ __all__ = ["BLOCK", "LONG_NUMBER", "Layout", "Unmapped", "scan"]
 
 #: Bytes read and mapped at a time (the numpy arrays of a block take ~15 times this).
 BLOCK = 2**18
+#: Bytes of an array's items, most of them neither objects nor arrays, that one orjson call
+#: parses (:func:`_piece`); more goes to ijson (memory bounded by the batch, not the file).
+SCALAR_PIECE = 2**26
 
 _QUOTE, _BACKSLASH = 34, 92
 _OPEN = (123, 91)  # { [
 _CLOSE = (125, 93)  # } ]
-_COMMA, _COLON = 44, 58
 _SPACE = b" \t\r\n"
 #: Digits in a row from which a number may not fit in 64 bits: orjson reads such an integer as a
 #: float, ijson refuses it. A file with one outside its strings is not mapped.
@@ -47,17 +54,17 @@ class Unmapped(ValueError):
 
 @dataclass
 class Layout:
-    """Where a JSON object file's top-level members and the chosen arrays' items are."""
+    """Where a JSON object file's top-level members and the chosen arrays' container items are."""
 
     path: Path
-    #: top-level key -> ``(start, end)`` byte offsets of its value
+    #: top-level key -> ``(start, end)`` byte offsets of its value (``(-1, -1)``: not an object or array)
     members: dict[str, tuple[int, int]]
-    #: key -> ``(n, 2)`` int64 ``[start, end)`` byte offsets of each item of that array
-    spans: dict[str, np.ndarray]
+    #: key -> int64 byte offsets of the closing bracket of each object or array item of that array
+    closes: dict[str, np.ndarray]
 
     def skeleton(self) -> dict[str, Any]:
         """The document parsed, with the arrays whose items were mapped left empty."""
-        cuts = sorted(self.members[k] for k in self.spans)
+        cuts = sorted(self.members[k] for k in self.closes)
         pieces, at = [], 0
         with self.path.open("rb") as f:
             for start, end in cuts:
@@ -73,15 +80,65 @@ class Layout:
 
     def items(self, key: str, batch: int, *, start: int = 0) -> Iterator[list[Any]]:
         """The items of the array ``key``, ``batch`` at a time, from item ``start`` on."""
-        spans = self.spans[key]
+        begin, end = self.members[key]
+        pending: list[Any] = []
+        skip = start
         with self.path.open("rb") as f:
-            for i in range(start, len(spans), batch):
-                lo, hi = int(spans[i, 0]), int(spans[min(i + batch, len(spans)) - 1, 1])
-                f.seek(lo)
-                out = _parse(b"[" + f.read(hi - lo) + b"]", f"items {i}..")
-                if len(out) != min(batch, len(spans) - i):
-                    raise Unmapped(f"items {i}..: {len(out)} values where {min(batch, len(spans) - i)} were mapped")
-                yield out
+            for piece in _pieces(f, begin + 1, end - 1, self.closes[key], batch):
+                dropped = min(skip, len(piece))
+                skip -= dropped
+                pending += piece[dropped:]
+                while len(pending) >= batch:
+                    yield pending[:batch]
+                    del pending[:batch]
+        if pending:
+            yield pending
+
+
+def _pieces(f: BinaryIO, lo: int, hi: int, closes: np.ndarray, batch: int) -> Iterator[list[Any]]:
+    """The items between bytes ``lo`` and ``hi`` (an array's inside, ``closes`` the closing brackets
+    of its object and array items), parsed a piece at a time: cut at the comma after every
+    ``batch``-th of those items, so each piece holds ``batch`` of them (and any other items
+    between), and every byte of the array but those commas is in one piece."""
+    done = 0  # containers in the pieces so far
+    for close in closes[batch - 1::batch].tolist():
+        comma = _after_space(f, close + 1)
+        if comma >= hi:  # the array's last item: the last piece runs to its end
+            break
+        f.seek(comma)
+        if f.read(1) != b",":
+            raise Unmapped(f"byte {comma}: an item is not followed by a comma")
+        yield _piece(f, lo, comma, batch)
+        lo, done = comma + 1, done + batch
+    last = _piece(f, lo, hi, len(closes) - done)
+    if done and not last:
+        raise Unmapped(f"byte {lo - 1}: a comma after the last item")
+    yield last
+
+
+def _piece(f: BinaryIO, lo: int, hi: int, containers: int) -> list[Any]:
+    """The items in bytes ``lo`` to ``hi``, ``containers`` of them objects or arrays (the others:
+    numbers, strings and the like). A long piece of mostly such other items (past
+    :data:`SCALAR_PIECE` bytes, more than 4 kB a container) is left to ijson, which holds a
+    batch at a time, not a piece."""
+    if hi - lo > max(SCALAR_PIECE, containers * 4096):
+        raise Unmapped(f"bytes {lo}..{hi}: a piece of {hi - lo} bytes for {containers} objects")
+    f.seek(lo)
+    out = _parse(b"[" + f.read(hi - lo) + b"]", f"bytes {lo}..{hi}")
+    if len(out) < containers:
+        raise Unmapped(f"bytes {lo}..{hi}: {len(out)} items where {containers} were mapped")
+    return out
+
+
+def _after_space(f: BinaryIO, at: int) -> int:
+    """The position of the first byte at or after ``at`` that is not JSON whitespace (the file's size: none)."""
+    f.seek(at)
+    while chunk := f.read(256):
+        rest = chunk.lstrip(_SPACE)
+        if rest:
+            return at + len(chunk) - len(rest)
+        at += len(chunk)
+    return at
 
 
 def scan(path: str | Path, arrays: Sequence[str], *, block: int = BLOCK) -> Layout | None:
@@ -95,10 +152,10 @@ def scan(path: str | Path, arrays: Sequence[str], *, block: int = BLOCK) -> Layo
     --------
     >>> import tempfile
     >>> f = Path(tempfile.mkdtemp()) / "a.json"
-    >>> _ = f.write_text('{"info": {"v": "[1]"}, "annotations": [{"id": 1}, {"id": "x\\\\"}], "n": 2}')
+    >>> _ = f.write_text('{"info": {"v": "[1]"}, "annotations": [{"id": 1}, 7, {"id": "x\\\\"}], "n": 2}')
     >>> lay = scan(f, ["annotations"])
     >>> lay.skeleton(), list(lay.items("annotations", 10))
-    ({'info': {'v': '[1]'}, 'annotations': [], 'n': 2}, [[{'id': 1}, {'id': 'x\\'}]])
+    ({'info': {'v': '[1]'}, 'annotations': [], 'n': 2}, [[{'id': 1}, 7, {'id': 'x\\'}]])
     """
     path = Path(path)
     state = _State()
@@ -108,27 +165,21 @@ def scan(path: str | Path, arrays: Sequence[str], *, block: int = BLOCK) -> Layo
                 return None
     if state.in_string or state.depth != 0:
         return None
-    tops, keys_at, commas = state.tops, state.keys_at, state.commas
-    members = _members(path, tops, keys_at)
+    members = _members(path, state.tops, state.keys_at)
     if members is None or any(k not in members for k in arrays):
         return None
-    spans = {}
-    every = np.concatenate(commas) if commas else np.zeros(0, np.int64)
+    every = np.concatenate(state.item_closes) if state.item_closes else np.zeros(0, np.int64)
+    closes = {}
     for key in arrays:
         start, end = members[key]
         with path.open("rb") as f:  # an array: opened and closed by brackets (a mismatch inside is orjson's)
-            f.seek(start)
+            f.seek(max(start, 0))
             opened = f.read(1)
-            f.seek(end - 1)
-            if (opened, f.read(1)) != (b"[", b"]"):
+            f.seek(max(end - 1, 0))
+            if start < 0 or (opened, f.read(1)) != (b"[", b"]"):
                 return None
-        inner = every[(every > start) & (every < end - 1)]
-        bounds = np.concatenate([[start + 1], inner + 1])
-        stops = np.concatenate([inner, [end - 1]])
-        spans[key] = np.stack([bounds, stops], axis=1).astype(np.int64)
-        if len(inner) == 0 and _blank(path, start + 1, end - 1):
-            spans[key] = spans[key][:0]  # []
-    return Layout(path, members, spans)
+        closes[key] = every[(every > start) & (every < end - 1)]
+    return Layout(path, members, closes)
 
 
 def _parse(raw: bytes, what: str) -> Any:
@@ -139,9 +190,6 @@ def _parse(raw: bytes, what: str) -> Any:
         raise Unmapped(f"{what}: {exc}") from None
 
 
-#: byte -> 1 opening bracket, 2 closing bracket, 3 comma, 4 colon, 0 anything else
-_MARKS = np.zeros(256, np.int8)
-_MARKS[list(_OPEN)], _MARKS[list(_CLOSE)], _MARKS[_COMMA], _MARKS[_COLON] = 1, 2, 3, 4
 _LONG_RUN = re.compile(rb"[0-9]{%d}" % LONG_NUMBER)
 
 
@@ -149,9 +197,9 @@ class _State:
     """What :func:`scan` knows after the blocks it has read."""
 
     def __init__(self) -> None:
-        self.tops: list[tuple[int, int, int]] = []  # (position, byte, depth before) of the root's members' marks
+        self.tops: list[tuple[int, int, int]] = []  # (position, byte, depth before) of the root's brackets
         self.keys_at: list[int] = []  # unescaped quotes at depth 1: the root's keys (and string values)
-        self.commas: list[np.ndarray] = []  # commas between the items of the root's containers
+        self.item_closes: list[np.ndarray] = []  # closing brackets of the items of the root's containers
         self.in_string, self.backslashes, self.depth, self.offset = False, 0, 0, 0
         self.digits, self.before_digits = 0, 0  # a run of digits that reached the end of the last block
         self.last = 0  # the last block's last byte
@@ -160,15 +208,15 @@ class _State:
         """Map one block; False if the file has a long integer literal (see :data:`LONG_NUMBER`)."""
         a = np.frombuffer(chunk, np.uint8)
         quotes = self._quotes(a)
-        marks = np.flatnonzero(_MARKS[a])
+        marks = np.flatnonzero((a == 123) | (a == 125) | (a == 91) | (a == 93))  # brackets: { } [ ]
         marks = marks[(np.searchsorted(quotes, marks) + self.in_string) % 2 == 0]  # outside strings
-        code = _MARKS[a[marks]]
-        step = (code == 1).astype(np.int64) - (code == 2)
+        opening = (a[marks] == 123) | (a[marks] == 91)
+        step = opening.astype(np.int64) * 2 - 1
         before = self.depth + np.cumsum(step) - step
-        low = (before <= 1) | ((before == 2) & (code == 2))  # the root's members and their ends
+        low = (before <= 1) | ((before == 2) & ~opening)  # the root's members and their ends
         self.tops += zip((marks[low] + self.offset).tolist(), a[marks[low]].tolist(), before[low].tolist())
-        self.commas.append(marks[(before == 2) & (code == 3)] + self.offset)
-        if len(quotes):  # the depth at each quote: after the marks before it
+        self.item_closes.append(marks[(before == 3) & ~opening] + self.offset)
+        if len(quotes):  # the depth at each quote: after the brackets before it
             qdepth = self.depth + np.concatenate([[0], np.cumsum(step)])[np.searchsorted(marks, quotes)]
             self.keys_at += (quotes[qdepth == 1] + self.offset).tolist()
         if not self._numbers(chunk, a, quotes):
@@ -232,38 +280,39 @@ def _run(a: np.ndarray, end: int, byte: int | None) -> int:
     return n
 
 
-def _blank(path: Path, start: int, end: int) -> bool:
-    with path.open("rb") as f:
-        f.seek(start)
-        return not f.read(max(end - start, 0)).strip(_SPACE)
-
-
 def _members(path: Path, tops: list[tuple[int, int, int]], keys_at: list[int]) -> dict[str, tuple[int, int]] | None:
     """``key -> (start, end)`` of the values of the root object's members that are containers
-    (others map to ``(-1, -1)``); None if the root is not an object or a key is repeated."""
-    if not tops or tops[0][1:] != (123, 0) or tops[-1][1:] != (125, 1):
+    (others map to ``(-1, -1)``); None if the root is not an object or a key is repeated.
+
+    ``tops`` are the brackets of the root and of its members' values, ``keys_at`` the quotes
+    of the strings at the root's depth: keys, and string values. A string followed by a
+    colon is a key; the value after the colon is a container if a bracket of ``tops`` opens there.
+    """
+    if not tops or tops[0][1:] != (123, 0) or tops[-1][1:] != (125, 1) or len(keys_at) % 2:
         return None
+    ends: dict[int, int] = {}  # where each member's container value opens -> its end
+    opened = -1
+    for pos, byte, before in tops[1:-1]:
+        if before == 1 and byte in _OPEN:
+            opened = pos
+        elif before == 2 and byte in _CLOSE:
+            ends[opened] = pos + 1
+        else:
+            return None  # a second root value, or a bracket closing the root early
     members: dict[str, tuple[int, int]] = {}
-    quotes = np.array(keys_at, dtype=np.int64)
-    key, value_at = None, -1
     with path.open("rb") as f:
-        for pos, byte, before in tops[1:-1]:
-            if byte == _COLON and before == 1:
-                k = np.searchsorted(quotes, pos)  # the key: the last string before the colon
-                if k < 2:
-                    return None
-                f.seek(int(quotes[k - 2]))
-                try:
-                    key = orjson.loads(f.read(int(quotes[k - 1]) - int(quotes[k - 2]) + 1))
-                except orjson.JSONDecodeError:
-                    return None
-                if not isinstance(key, str) or key in members:
-                    return None
-                members[key] = (-1, -1)
-            elif byte in _OPEN and before == 1:
-                value_at = pos
-            elif byte in _CLOSE and before == 2 and key is not None:
-                members[key] = (value_at, pos + 1)
-            elif before == 0:
-                return None  # a second root value
+        for start, stop in zip(keys_at[::2], keys_at[1::2]):
+            colon = _after_space(f, stop + 1)
+            f.seek(colon)
+            if f.read(1) != b":":
+                continue  # a string value
+            f.seek(start)
+            try:
+                key = orjson.loads(f.read(stop - start + 1))
+            except orjson.JSONDecodeError:
+                return None
+            if not isinstance(key, str) or key in members:
+                return None
+            value = _after_space(f, colon + 1)
+            members[key] = (value, ends[value]) if value in ends else (-1, -1)
     return members
