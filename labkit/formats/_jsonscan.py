@@ -22,7 +22,6 @@ repeated, a byte orjson refuses, an integer beyond 64 bits) gives ``None`` or ra
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,7 +189,8 @@ def _parse(raw: bytes, what: str) -> Any:
         raise Unmapped(f"{what}: {exc}") from None
 
 
-_LONG_RUN = re.compile(rb"[0-9]{%d}" % LONG_NUMBER)
+_DIGITS = bytes(49 if 48 <= i <= 57 else 48 for i in range(256))  # a digit -> b"1", any other byte -> b"0"
+_LONG = b"1" * LONG_NUMBER
 
 
 class _State:
@@ -243,27 +243,38 @@ class _State:
     def _numbers(self, chunk: bytes, a: np.ndarray, quotes: np.ndarray) -> bool:
         """False at an integer literal of :data:`LONG_NUMBER` digits or more: a run of digits outside
         strings, no '.' before it, no '.', 'e' or 'E' after it. A run that reaches the end of the
-        block is judged in the next, where it ends."""
-        if self.digits and not 48 <= a[0] <= 57:  # the carried run ended with the last block
-            if _long_integer(self.digits, self.before_digits, int(a[0])) and not self.in_string:
+        block is judged in the next, where it ends.
+
+        The runs are found in the block with every digit written as ``1`` and every other byte as
+        ``0`` (``bytes.translate``), by ``bytes.find``: COCO's RLE strings hold long runs of
+        digits, and only the runs at least :data:`LONG_NUMBER` long are looked at."""
+        n = len(chunk)
+        ones = chunk.translate(_DIGITS)
+        lead = ones.find(b"0")  # the digits the block starts with
+        lead = n if lead < 0 else lead
+        if self.digits:  # a run carried from the last block goes on with those
+            if lead == n:
+                self.digits += n
+                return True
+            if _long_integer(self.digits + lead, self.before_digits, int(a[lead])) and not self.in_string:
                 return False
-            self.digits = 0
-        tail = _run(a, len(a), None)
-        if self.digits == 0 and tail == 0 and not _LONG_RUN.search(chunk):
-            return True  # no run long enough here, none carried or to carry: nothing to judge
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], (a >= 48) & (a <= 57), [0]]).astype(np.int8)))
-        starts, ends = edges[::2], edges[1::2]  # [start, end) of each run of digits in the block
-        lengths = ends - starts
-        before_run = np.where(starts > 0, a[np.maximum(starts - 1, 0)], self.last)
-        if len(starts) and starts[0] == 0 and self.digits:
-            lengths[0] += self.digits
-            before_run[0] = self.before_digits
-        after = a[np.minimum(ends, len(a) - 1)]
-        integer = (lengths >= LONG_NUMBER) & (ends < len(a)) & (before_run != 46) \
-            & (after != 46) & (after != 69) & (after != 101)
-        if integer.any() and ((np.searchsorted(quotes, ends[integer]) + self.in_string) % 2 == 0).any():
-            return False
-        self.digits, self.before_digits = (int(lengths[-1]), int(before_run[-1])) if tail else (0, 0)
+        at = 0
+        while (start := ones.find(_LONG, at)) >= 0:
+            end = ones.find(b"0", start)
+            if end < 0:  # it reaches the end of the block: judged in the next
+                break
+            at = end
+            if start == 0 and self.digits:
+                continue  # judged above, with the digits carried
+            before = int(a[start - 1]) if start else self.last
+            if _long_integer(end - start, before, int(a[end])) \
+                    and (np.searchsorted(quotes, end) + self.in_string) % 2 == 0:
+                return False
+        if lead == n:  # a block of digits, none carried
+            self.digits, self.before_digits = n, self.last
+        else:
+            tail = n - 1 - ones.rfind(b"0")
+            self.digits, self.before_digits = (tail, int(a[n - tail - 1])) if tail else (0, 0)
         return True
 
 

@@ -91,6 +91,12 @@ def test_what_it_does_not_map(tmp_path):
             assert scan(path, ["annotations"], block=block) is None
             path.write_text(json.dumps({"annotations": [1, big]}))  # in a string it is text: mapped
             assert list(scan(path, ["annotations"], block=block).items("annotations", 10)) == [[1, big]]
+    long_fraction = "0." + "1234567890" * 4  # 40 digits after a point: a float, not a long integer
+    text = '{"annotations": [' + long_fraction + ', 2]}'
+    path.write_text(text)
+    for block in (4, 20, 25, 40, 1 << 18):  # the digits within a block, or across two or three
+        assert list(scan(path, ["annotations"], block=block).items("annotations", 10)) == [json.loads(text)[
+            "annotations"]]
 
 
 NUMBERS = st.integers(-10**25, 10**25) | st.floats(allow_nan=False, allow_infinity=False) | st.integers().map(str)
