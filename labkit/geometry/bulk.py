@@ -207,48 +207,49 @@ def _rle_covers(strings: list[str], pixels: np.ndarray) -> np.ndarray:
 
     pycocotools' ``rleFrString`` over all strings at once with numpy: 5 bits per character,
     0x20 continues a number, 0x10 of its last character is the sign, and from the fourth
-    run on each value is a difference to the run two before.
+    run on each value is a difference to the run two before. Every step is a pass over
+    the characters or the runs (segments are contiguous: no sort). A run longer than the
+    image also fails (so no sum can wrap around).
     """
     lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+    if not lengths.all():  # an empty string is no runs: it covers an empty image only
+        full = np.flatnonzero(lengths)
+        out = np.asarray(pixels) == 0
+        out[full] = _rle_covers([strings[i] for i in full.tolist()], np.asarray(pixels)[full])
+        return out
     try:
         data = np.frombuffer("".join(strings).encode("ascii"), np.uint8).astype(np.int64) - 48
     except UnicodeEncodeError:
         return np.zeros(len(strings), bool)
-    owner = np.repeat(np.arange(len(strings)), lengths)
-    good = np.ones(len(strings), bool)
-    np.logical_and.at(good, owner, (data >= 0) & (data < 64))
+    first_char = np.cumsum(lengths) - lengths
+    good = np.logical_and.reduceat((data >= 0) & (data < 64), first_char)
     ends = (data & 0x20) == 0  # the last character of a number
-    last = np.cumsum(lengths) - 1
+    last = first_char + lengths - 1
     good &= ends[last]  # no string stops inside a number
     ends[last] = True  # (and a bad one's last number stops there, not in the next string)
     if not good.any():
         return good
-    starts = np.r_[0, np.flatnonzero(ends)[:-1] + 1]  # first character of each number
-    number = np.cumsum(np.r_[0, ends[:-1]])  # number index of each character
-    position = np.arange(len(data)) - starts[number]
+    end_at = np.flatnonzero(ends)
+    starts = np.r_[0, end_at[:-1] + 1]  # first character of each number
+    position = np.arange(len(data)) - np.repeat(starts, np.diff(np.r_[-1, end_at]))
     too_long = position > 11  # beyond 60 bits: the row check decides (and refuses)
-    np.logical_and.at(good, owner, ~too_long)
+    good &= ~np.logical_or.reduceat(too_long, first_char)
     position = np.where(too_long, 0, position)
     value = np.add.reduceat((data & 0x1F) << (5 * position), starts)
-    end_at = np.flatnonzero(ends)
     negative = (data[end_at] & 0x10) != 0
     value = np.where(negative, value - (np.int64(1) << (5 * (position[end_at] + 1))), value)
-    run_owner = owner[end_at]
-    first = np.searchsorted(run_owner, np.arange(len(strings)))
-    j = np.arange(len(value)) - first[run_owner]  # run index within its string
-    group = np.where(j == 0, -1, j % 2)  # run 0 alone; then odd runs and even runs add up separately
-    key = run_owner * 3 + group + 1
-    order = np.lexsort((j, key))
-    summed = value[order]
-    csum = np.cumsum(summed)
-    key_sorted = key[order]
-    boundary = np.r_[True, key_sorted[1:] != key_sorted[:-1]]
-    base = np.maximum.accumulate(np.where(boundary, np.arange(len(csum)), 0))
-    runs = np.empty_like(value)
-    runs[order] = csum - (csum[base] - summed[base])
-    np.logical_and.at(good, run_owner, runs >= 0)
-    total = np.zeros(len(strings), np.int64)
-    np.add.at(total, run_owner, runs)
+    first_run = np.searchsorted(end_at, last)  # each string's last run ...
+    first_run = np.r_[0, first_run[:-1] + 1]  # ... so the next string's first run
+    owner_run = np.repeat(np.arange(len(strings)), np.diff(np.r_[first_run, len(value)]))
+    j = np.arange(len(value)) - first_run[owner_run]  # run index within its string
+    runs = value.copy()
+    for parity in (0, 1):  # run j >= 1 is the sum of the values j, j-2, ... down to 1 or 2
+        sums = np.cumsum(np.where((j >= 1) & (j % 2 == parity), value, 0))
+        pick = (j >= 1) & (j % 2 == parity)
+        runs[pick] = (sums - sums[first_run[owner_run]])[pick]
+    fits = (runs >= 0) & (runs <= np.asarray(pixels, np.int64)[owner_run])
+    good &= np.logical_and.reduceat(fits, first_run)
+    total = np.add.reduceat(np.where(fits, runs, 0), first_run)
     return good & (total == pixels)
 
 

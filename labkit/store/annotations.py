@@ -21,7 +21,7 @@ from labkit.store.context import StoreContext
 from labkit.store.errors import Fix, FixableError, ProjectError, clauses
 from labkit.store.images import ImageRepository, missing_images
 from labkit.store.members import MemberRepository
-from labkit.store.rows import check_source, checked_above, image_runs, shaped, valid_rows, warn_invalid
+from labkit.store.rows import check_source, checked_above, delivered, image_runs, shaped, valid_rows, warn_invalid
 
 __all__ = ["AnnotationRepository"]
 
@@ -497,7 +497,7 @@ class AnnotationRepository:
         if not include_withdrawn:
             where.append(a.c.image_id.not_in(sa.select(S.images.c.id).where(S.images.c.consent == "withdrawn")))
         if not include_proposals:  # delivered labels: ordinary annotations and accepted proposals
-            where.append(sa.or_(a.c.state.is_(None), a.c.state == "accepted"))
+            where.append(delivered())
 
         def select(conn: sa.Connection) -> sa.Select:
             me = self._ctx.policy.actor(conn)

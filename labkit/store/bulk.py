@@ -29,7 +29,7 @@ from labkit._util.memory import no_gc
 
 __all__ = ["BATCH", "CHECKED_MIN", "INDEXED_MIN", "checked_insert", "chunks", "decode_json", "deferred_indexes",
            "encode_json", "encode_many", "execute_arrays", "insert_columns", "insert_many", "large_write",
-           "missing_ids", "no_gc", "raw", "read_frame", "stored_time", "writes_behind"]
+           "missing_ids", "no_gc", "parse_times", "raw", "read_frame", "stored_time", "writes_behind"]
 
 #: Rows per ``executemany``: large enough to amortise the call, small enough to bound memory.
 BATCH = 20_000
@@ -465,6 +465,21 @@ def raw(conn: sa.Connection, column: sa.ColumnElement, name: str | None = None) 
     return column.label(label)
 
 
+def parse_times(values: Sequence[str | None]) -> pd.Series:
+    """SQLite's stored time texts as naive datetimes (``NaT`` for NULL), each distinct text parsed once.
+
+    A bulk write stamps its rows with one time, so a million rows hold a few thousand
+    distinct texts: parsing those and taking them by code is ~10x faster than parsing all.
+    """
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    parsed = pd.to_datetime(pd.Series(uniques, dtype=object), format="ISO8601")
+    if len(parsed) == 0:
+        return pd.Series(pd.NaT, index=range(len(codes)), dtype=parsed.dtype)
+    out = parsed.take(np.where(codes < 0, 0, codes)).reset_index(drop=True)
+    out[codes < 0] = pd.NaT
+    return out
+
+
 def read_frame(conn: sa.Connection, stmt: sa.Select, *, json: Sequence[str] = (),
                times: Sequence[str] = ()) -> pd.DataFrame:
     """The rows of ``stmt`` (built with :func:`raw` columns) as a DataFrame, column by column.
@@ -484,7 +499,7 @@ def read_frame(conn: sa.Connection, stmt: sa.Select, *, json: Sequence[str] = ()
             if name in json:
                 data[name] = pd.Series(decode_json(list(values)), dtype=object)
             elif name in times and conn.dialect.name == "sqlite":
-                data[name] = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
+                data[name] = parse_times(values)
             else:
                 data[name] = list(values) if values else pd.Series([], dtype=object)
         return pd.DataFrame(data, columns=names)

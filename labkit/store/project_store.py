@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from labkit._util.clock import utc_now
 from labkit._version import __version__
-from labkit.store import chain, guards, pg_access
+from labkit.store import chain, guards, pg_access, rows
 from labkit.store import schema as S
 from labkit.store.annotations import AnnotationRepository
 from labkit.store.assignments import AssignmentRepository
@@ -197,7 +197,7 @@ class ProjectStore:
             def count(t: sa.Table, *where: Any) -> int:
                 return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
             live = [a.c.deleted_at.is_(None), *seen["annotations"]]
-            delivered = [*live, sa.or_(a.c.state.is_(None), a.c.state == "accepted")]  # as annotations()
+            delivered = [*live, rows.delivered()]  # as annotations()
             kinds: dict[str, int] = dict(conn.execute(sa.select(a.c.kind, sa.func.count()).where(*delivered)
                                                       .group_by(a.c.kind)).all())
             sources: dict[str, int] = dict(conn.execute(sa.select(a.c.source, sa.func.count()).where(*delivered)

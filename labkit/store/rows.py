@@ -20,13 +20,24 @@ from labkit.geometry import KINDS
 from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
 
-__all__ = ["EXACT_IN_DATABASE", "EXPAND", "check_source", "checked_above", "image_runs", "is_source", "shaped",
-           "valid_rows", "warn_invalid"]
+__all__ = ["EXACT_IN_DATABASE", "EXPAND", "check_source", "checked_above", "delivered", "image_runs", "is_source",
+           "shaped", "valid_rows", "warn_invalid"]
 
 EXPAND = {  # geometry columns added when annotations() is asked for a single kind
     "box": ("x0", "y0", "x1", "y1"),
     "ellipse": ("cx", "cy", "rx", "ry", "angle"),
 }
+
+
+def delivered() -> sa.ColumnElement[bool]:
+    """SQL: the annotation is a delivered label, ordinary (``state`` NULL) or an accepted proposal.
+
+    Written as ``coalesce(state, 'accepted') = 'accepted'``, not ``state IS NULL OR state =
+    'accepted'``: SQLite answers the OR from the ``state`` index (nearly every row is NULL)
+    and then sorts the whole read by id in a temporary B-tree, 1-2 s at a million rows; the
+    coalesce reads the table in id order.
+    """
+    return sa.func.coalesce(S.annotations.c.state, "accepted") == "accepted"
 
 
 def is_source(source: Any) -> bool:

@@ -57,6 +57,28 @@ def test_many_rle_masks_are_checked_as_pycocotools_reads_them():
             for i, (m, px) in enumerate(zip(masks, pixels))]
     assert _rle_covers([m["counts"] for m in masks], pixels).tolist() == want
     assert 500 < sum(want) < 2000
+    # random strings: negative runs, runs longer than the image, numbers cut at the end
+    rng = np.random.default_rng(7)
+    alphabet = np.array(list("0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmno"))
+    strings = ["".join(rng.choice(alphabet, rng.integers(1, 9))) for _ in range(3000)]
+    runs = [counts_from_string(t) for t in strings]
+
+    def raw_sum(t: str) -> int:  # rleFrString's sum without its refusal of negative runs
+        out: list[int] = []
+        value, shift = 0, 0
+        for c in (ord(ch) - 48 for ch in t):
+            value |= (c & 0x1F) << shift
+            shift += 5
+            if not c & 0x20:
+                value = (value | (-1 << shift) if c & 0x10 else value) + (out[-2] if len(out) > 2 else 0)
+                out.append(value)
+                value, shift = 0, 0
+        return sum(out)
+    # half the sizes are what the runs add up to, negative ones included: only the sign check refuses those
+    pixels = np.array([raw_sum(t) if k % 2 else int(rng.integers(1, 100)) for k, t in enumerate(strings)])
+    want = [r is not None and len(t) <= 12 and sum(r) == px for t, r, px in zip(strings, runs, pixels)]
+    assert _rle_covers(strings, pixels).tolist() == want
+    assert 100 < sum(want) < 2900
 
 
 def _geometries():
@@ -848,3 +870,67 @@ def test_the_coco_column_path_tells_a_null_from_an_absent_field(field, tmp_path)
     objects = list(coco.read(path).objects)
     assert len(objects) == 5
     assert objects[3].provenance["coco"]["iscrowd"] is (None if field == "iscrowd" else 0)
+
+
+_TIMES = st.one_of(st.none(), st.datetimes(min_value=pd.Timestamp("1900-01-01").to_pydatetime(),
+                                           max_value=pd.Timestamp("2200-01-01").to_pydatetime())
+                   .map(lambda t: t.isoformat(sep=" ")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_TIMES, max_size=30), st.integers(1, 4))
+def test_parse_times_parses_as_to_datetime_of_every_row(texts, repeats):
+    from labkit.store.bulk import parse_times
+
+    values = texts * repeats  # repeated texts: each distinct one is parsed once
+    expected = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
+    got = parse_times(values)
+    assert got.dtype == expected.dtype
+    pd.testing.assert_series_equal(got, expected, check_index_type=False)
+
+
+def test_no_gc_hands_what_it_built_to_the_oldest_generation_unwalked():
+    import gc
+
+    from labkit.store.bulk import no_gc
+
+    assert gc.isenabled()
+    with no_gc():
+        assert not gc.isenabled()
+        built = [[i] for i in range(1000)]
+    assert gc.isenabled()
+    young = {id(o) for o in gc.get_objects(0)} | {id(o) for o in gc.get_objects(1)}
+    assert not young & {id(o) for o in built}  # none left for a young collection to walk
+    oldest = {id(o) for o in gc.get_objects(2)}
+    assert {id(o) for o in built} <= oldest  # still tracked: a full collection sees them
+    gc.freeze()  # a program's own frozen objects are left frozen
+    try:
+        n = gc.get_freeze_count()
+        with no_gc():
+            more = [[i] for i in range(10)]
+        assert gc.get_freeze_count() == n and more
+    finally:
+        gc.unfreeze()
+
+
+def test_the_read_of_delivered_labels_follows_the_id_order_without_sorting(tmp_path, image_files):
+    """``annotations()`` reads the table in id order: the delivered-label filter must not send SQLite
+    through the ``state`` index, which returns rows out of order and sorts them all afterwards.
+    (SQLite's query plan: PostgreSQL plans by its own statistics.)"""
+    from labkit import Project
+
+    project = Project.create(tmp_path / "proj", classes=["cat"], workdir=tmp_path / "work")
+    project.add_images(image_files[:2])
+    project.add_annotator("ana")
+    project.add_annotations([dict(image=1 + i % 2, kind="box", label="cat", annotator="ana",
+                                  geometry=[1, 2, 9, 9 + i % 5]) for i in range(300)])
+    repo = project.store.annotations
+    query = repo._query(kind=None, image=None, annotator=None, source=None, label=None, include_deleted=False,
+                        include_withdrawn=False, include_proposals=False)
+    with project.store.ctx.engine.connect() as conn:
+        sql = str(query(conn).compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    assert "SCAN annotations" in plan and not any("TEMP B-TREE" in step for step in plan), plan
+    ids = project.annotations().index.tolist()
+    assert len(ids) == 300 and ids == sorted(ids)
+    project.close()
