@@ -496,8 +496,6 @@ class AnnotationRepository:
             where.append(a.c.deleted_at.is_(None))
         if not include_withdrawn:
             where.append(a.c.image_id.not_in(sa.select(S.images.c.id).where(S.images.c.consent == "withdrawn")))
-        if not include_proposals:  # delivered labels: ordinary annotations and accepted proposals
-            where.append(delivered())
 
         def select(conn: sa.Connection) -> sa.Select:
             me = self._ctx.policy.actor(conn)
@@ -511,7 +509,8 @@ class AnnotationRepository:
                               im.c.width.label("_width"), im.c.height.label("_height"))
                     .join(c, a.c.class_id == c.c.id).join(w, a.c.annotator_id == w.c.id)
                     .outerjoin(im, a.c.image_id == im.c.id).order_by(a.c.id)
-                    .where(*where, *([a.c.annotator_id == me.id] if blind else [])))
+                    .where(*where, *([a.c.annotator_id == me.id] if blind else []),
+                           *([] if include_proposals else [delivered(conn.dialect.name)])))
         return select
 
 

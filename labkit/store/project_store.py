@@ -197,7 +197,7 @@ class ProjectStore:
             def count(t: sa.Table, *where: Any) -> int:
                 return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
             live = [a.c.deleted_at.is_(None), *seen["annotations"]]
-            delivered = [*live, rows.delivered()]  # as annotations()
+            delivered = [*live, rows.delivered(conn.dialect.name)]  # as annotations()
             kinds: dict[str, int] = dict(conn.execute(sa.select(a.c.kind, sa.func.count()).where(*delivered)
                                                       .group_by(a.c.kind)).all())
             sources: dict[str, int] = dict(conn.execute(sa.select(a.c.source, sa.func.count()).where(*delivered)

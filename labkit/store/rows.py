@@ -29,15 +29,19 @@ EXPAND = {  # geometry columns added when annotations() is asked for a single ki
 }
 
 
-def delivered() -> sa.ColumnElement[bool]:
+def delivered(dialect: str) -> sa.ColumnElement[bool]:
     """SQL: the annotation is a delivered label, ordinary (``state`` NULL) or an accepted proposal.
 
-    Written as ``coalesce(state, 'accepted') = 'accepted'``, not ``state IS NULL OR state =
-    'accepted'``: SQLite answers the OR from the ``state`` index (nearly every row is NULL)
-    and then sorts the whole read by id in a temporary B-tree, 1-2 s at a million rows; the
-    coalesce reads the table in id order.
+    On SQLite written as ``coalesce(state, 'accepted') = 'accepted'``: SQLite answers
+    ``state IS NULL OR state = 'accepted'`` from the ``state`` index (nearly every row is
+    NULL) and then sorts the whole read by id in a temporary B-tree, 1-2 s at a million
+    rows; the coalesce reads the table in id order. PostgreSQL keeps the OR, which its
+    statistics (the fraction of NULLs) estimate well; it would guess a function's result.
     """
-    return sa.func.coalesce(S.annotations.c.state, "accepted") == "accepted"
+    state = S.annotations.c.state
+    if dialect == "sqlite":
+        return sa.func.coalesce(state, "accepted") == "accepted"
+    return sa.or_(state.is_(None), state == "accepted")
 
 
 def is_source(source: Any) -> bool:
