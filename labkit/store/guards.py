@@ -315,7 +315,9 @@ BEGIN
        OR abs(v[5]) > 1e300 THEN
       RETURN 'the ellipse lies outside the image';
     END IF;
-    t := radians(v[5]::double precision);
+    -- an angle under 1e-300 degrees is 0 (cos 1, sin within 1e-302 of it): radians() of a denormal
+    -- underflows, which float8 raises as an error, and a numeric below 1e-308 does not cast at all
+    t := CASE WHEN abs(v[5]) < 1e-300 THEN 0 ELSE radians(v[5]::double precision) END;
     c := cos(t)::numeric; sn := sin(t)::numeric;  -- numeric: float8 would raise on underflow (radii ~1e-200)
     hx := sqrt((v[3] * c) ^ 2 + (v[4] * sn) ^ 2);
     hy := sqrt((v[3] * sn) ^ 2 + (v[4] * c) ^ 2);
