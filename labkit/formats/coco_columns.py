@@ -27,7 +27,6 @@ __all__ = ["LONG_RUN", "Header", "read_columns"]
 LONG_RUN = re.compile(r"[P-o]{13,}")
 
 
-
 class Header(Protocol):
     """What the column path reads of a COCO file's checked images and categories (``coco``'s header)."""
 

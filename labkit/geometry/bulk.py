@@ -244,8 +244,8 @@ def _rle_covers(strings: list[str], pixels: np.ndarray) -> np.ndarray:
     j = np.arange(len(value)) - first_run[owner_run]  # run index within its string
     runs = value.copy()
     for parity in (0, 1):  # run j >= 1 is the sum of the values j, j-2, ... down to 1 or 2
-        sums = np.cumsum(np.where((j >= 1) & (j % 2 == parity), value, 0))
         pick = (j >= 1) & (j % 2 == parity)
+        sums = np.cumsum(np.where(pick, value, 0))
         runs[pick] = (sums - sums[first_run[owner_run]])[pick]
     fits = (runs >= 0) & (runs <= np.asarray(pixels, np.int64)[owner_run])
     good &= np.logical_and.reduceat(fits, first_run)

@@ -492,14 +492,14 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             referred[S.annotators].append(np.unique(by))
             referred[S.classes].append(np.unique(classes_of))
             geometry = checked.geometry
-            texts = isinstance(geometry, JsonTexts)  # the reader wrote them as encode_json does
+            texts = geometry.texts if isinstance(geometry, JsonTexts) else None  # written as encode_json does
             columns = {"image_id": on.tolist(), "annotator_id": by, "kind": checked.kinds, "class_id": classes_of,
-                       "geometry": geometry.texts if isinstance(geometry, JsonTexts) else geometry,
+                       "geometry": geometry if texts is None else texts,
                        "score": checked.scores or [None] * n, "source": [source] * n,
                        "provenance": provenance(checked.provenance),
                        **({"state": ["proposed"] * n} if as_proposals else {})}
             expect(n)
-            store.annotations.insert_columns(conn, columns, encoded=("provenance", "geometry") if texts
+            store.annotations.insert_columns(conn, columns, encoded=("provenance", "geometry") if texts is not None
                                              else ("provenance",))
             summary.annotations_added += n
 
