@@ -33,12 +33,12 @@ from labkit.formats._base import (
     Dataset,
     FormatError,
     ImageRecord,
-    ObjectColumns,
     ObjectRecord,
     Problems,
     load_json,
     show,
 )
+from labkit.formats._columns import ObjectColumns
 from labkit.formats._jsonscan import Layout, Unmapped, scan
 from labkit.formats.coco_columns import LONG_RUN as _LONG_RUN
 

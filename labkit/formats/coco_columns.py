@@ -3,7 +3,7 @@
 A batch of well-formed boxes, polygons and compressed-RLE masks (integer ids, known image
 and category, finite numbers, no keypoints or extra fields) is checked and converted a
 field at a time, over all its annotations at once, into
-:class:`~labkit.formats._base.ObjectColumns`. Anything else sends the batch back to the
+:class:`~labkit.formats._columns.ObjectColumns`. Anything else sends the batch back to the
 record-by-record reader, which says exactly what is wrong; ``tests/store/test_bulk.py``
 holds the two to the same results.
 """
@@ -18,7 +18,8 @@ import numpy as np
 import orjson
 
 from labkit._util.checks import limits
-from labkit.formats._base import ImageRecord, IntFields, JsonTexts, ObjectColumns, ObjectRecord, Problems
+from labkit.formats._base import ImageRecord, ObjectRecord, Problems
+from labkit.formats._columns import IntFields, JsonTexts, ObjectColumns
 
 __all__ = ["LONG_RUN", "Header", "read_columns"]
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from labkit._util.checks import json_message, json_problems, name_problem, unknown_names
 from labkit._util.memory import no_gc
-from labkit.formats._base import IntFields, JsonTexts, ObjectColumns
+from labkit.formats._columns import IntFields, JsonTexts, ObjectColumns
 from labkit.geometry.bulk import normalize_many
 from labkit.store import schema as S
 from labkit.store.bulk import deferred_indexes, encode_many, large_write, missing_ids, writes_behind

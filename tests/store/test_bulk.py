@@ -210,7 +210,7 @@ def test_the_coco_bulk_reader_gives_the_record_readers_result(tmp_path, monkeypa
                     results.append(f"FormatError {exc}")
         assert results[0] == results[1], data
     assert sum(r is not None for r in fast_used) > 100  # the bulk path did the clean files
-    from labkit.formats._base import JsonTexts, ObjectColumns
+    from labkit.formats._columns import JsonTexts, ObjectColumns
     from labkit.geometry.bulk import normalize_many
     from labkit.store.bulk import encode_json
 
@@ -747,7 +747,7 @@ def test_int_fields_write_the_json_encode_json_writes():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from labkit.formats._base import IntFields
+    from labkit.formats._columns import IntFields
     from labkit.store.bulk import encode_json
 
     ints = st.integers(min_value=-(2**70), max_value=2**70)
@@ -828,7 +828,7 @@ def test_the_column_path_writes_the_geometry_text_encode_json_writes():
     numbers, cut apart: each text must be encode_json's of the canonical dict, byte for byte,
     for any finite float (the hash chain seals the text; the record path encodes dicts)."""
     from labkit.formats import coco_columns as cc
-    from labkit.formats._base import JsonTexts
+    from labkit.formats._columns import JsonTexts
     from labkit.store.bulk import encode_json
 
     finite = st.one_of(st.floats(allow_nan=False, allow_infinity=False),
