@@ -51,16 +51,17 @@ def install(conn: sa.Connection) -> None:
     schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
     conn.exec_driver_sql(_PG_FUNCTION.replace("{schema}", '"' + schema.replace('"', '""') + '"')
                          .replace("%", "%%"))
-    conn.exec_driver_sql("DROP TRIGGER IF EXISTS lk_proposals_check ON annotations")
-    conn.exec_driver_sql("CREATE TRIGGER lk_proposals_check BEFORE INSERT OR UPDATE ON annotations "
-                         "FOR EACH ROW EXECUTE FUNCTION labkit_proposals_check()")
+    for name, sql in _PG_TRIGGERS.items():
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON annotations")
+        conn.exec_driver_sql(f"CREATE TRIGGER {name} {sql}")
 
 
 def uninstall(conn: sa.Connection) -> None:
     """Drop the review rules (SQLite's go with :func:`labkit.store.guards.uninstall`, all ``lk_``)."""
     if conn.dialect.name == "postgresql" and conn.exec_driver_sql(
             "SELECT to_regclass('annotations')").scalar() is not None:
-        conn.exec_driver_sql("DROP TRIGGER IF EXISTS lk_proposals_check ON annotations")
+        for name in _PG_TRIGGERS:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON annotations")
 
 
 def _reviewer_ok(new: str = "NEW") -> str:
@@ -108,16 +109,25 @@ def _raise(key: str) -> str:
     return f"RAISE EXCEPTION 'labkit: annotation refused: {_MESSAGES[key]}' USING ERRCODE = 'check_violation';"
 
 
+_PG_TRIGGERS = {  # name: the rest of its CREATE TRIGGER
+    "lk_proposals_check": "BEFORE UPDATE ON annotations FOR EACH ROW EXECUTE FUNCTION labkit_proposals_check()",
+    # inserted rows: checked together, once the statement stored them (bulk imports)
+    "lk_proposals_added": "AFTER INSERT ON annotations REFERENCING NEW TABLE AS added FOR EACH STATEMENT "
+                          "EXECUTE FUNCTION labkit_proposals_added()",
+}
+
 # After labkit_annotations_check (triggers fire by name), so updated_by and version are set.
 _PG_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION labkit_proposals_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM added a WHERE a.state IS NOT NULL AND a.state <> 'proposed') THEN {_raise("insert")} END IF;
+  RETURN NULL;
+END $$;
+
 CREATE OR REPLACE FUNCTION labkit_proposals_check() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = {{schema}} AS $$
 DECLARE is_member boolean; my_role text;
 BEGIN
-  IF TG_OP = 'INSERT' THEN  -- kept cheap: bulk imports pass here once per row
-    IF NEW.state IS NOT NULL AND NEW.state <> 'proposed' THEN {_raise("insert")} END IF;
-    RETURN NEW;
-  END IF;
   IF NEW.state IS NULL AND OLD.state IS NULL THEN
     IF NEW.reviewed_by IS NOT NULL OR NEW.reviewed_at IS NOT NULL OR NEW.replaced_by IS NOT NULL THEN
       {_raise("frozen")}
