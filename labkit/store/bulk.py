@@ -204,8 +204,9 @@ def insert_columns(conn: sa.Connection, table: sa.Table, columns: dict[str, Sequ
     if any(len(v) != n for v in values):
         raise ValueError(f"insert_columns: columns of different lengths {[len(v) for v in values]}")
     if conn.dialect.name != "sqlite":
-        return insert_many(conn, table, names, zip(*values, *(repeat(v, n) for v in constants.values())),
-                           batch=batch)
+        for lo in range(0, n, batch):
+            _pg_insert_columns(conn, table, dict(zip(columns, (v[lo:lo + batch] for v in values))), constants)
+        return n
     quoted = ", ".join(f'"{c}"' for c in names)
     plain = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({", ".join("?" for _ in names)})'
     for lo in range(0, n, batch):
@@ -222,6 +223,45 @@ def insert_columns(conn: sa.Connection, table: sa.Table, columns: dict[str, Sequ
                              f"SELECT {', '.join(exprs)} FROM lk_row", (*params, *constants.values()))
     return n
 
+
+def _pg_insert_columns(conn: sa.Connection, table: sa.Table, columns: dict[str, Sequence[Any]],
+                       constants: dict[str, Any]) -> None:
+    """PostgreSQL: one ``INSERT ... SELECT ... FROM unnest(...)`` of a batch given column by column.
+
+    Each varying column is bound as one binary array, as it is (no transposing into rows
+    and back); a constant, or a column whose values are all the same text, integer or
+    NULL (equal and of one type: no float, whose -0.0 equals 0.0), is bound once as a
+    scalar. psycopg dumps an array an element at a time, holding the GIL, while the
+    server waits for the statement: the fewer elements, the sooner it starts.
+    """
+    varying: dict[str, list[Any]] = {}
+    fixed = dict(constants)
+    for name, values in columns.items():
+        col = values if isinstance(values, list) else list(values)
+        first = col[0] if col else None
+        if col and type(first) in _SCALARS and col.count(first) == len(col) and set(map(type, col)) == {type(first)}:
+            fixed[name] = first
+        else:
+            varying[name] = col
+    if not varying:  # every column constant: the rows' count still comes from one array
+        name = next(iter(columns))
+        varying[name] = [fixed.pop(name)] * len(columns[name])
+
+    def cast(name: str) -> str:
+        return str(table.c[name].type.compile(dialect=conn.dialect))
+    names = ", ".join(f'"{c}"' for c in [*varying, *fixed])
+    cols = [f"u.c{j}" for j in range(len(varying))]
+    sql = (f'INSERT INTO "{table.name}" ({names}) SELECT {", ".join([*cols, *(f"%b::{cast(c)}" for c in fixed)])} '
+           f'FROM unnest({", ".join(f"%b::{cast(c)}[]" for c in varying)}) AS u({", ".join(c[2:] for c in cols)})')
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:  # placeholders in the order of the text: the scalars (SELECT list), then the arrays
+        cur.execute(sql, [*fixed.values(), *varying.values()])
+    finally:
+        cur.close()
+
+
+#: Types of a column of equal values bound once as a scalar (not float: -0.0 == 0.0).
+_SCALARS = (str, int, type(None))
 
 _NONE = type(None)
 

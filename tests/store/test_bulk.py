@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from labkit.geometry import GeometryError, normalize_geometry
@@ -821,6 +821,49 @@ def test_insert_columns_stores_the_rows_executemany_stores():
     assert _sqlite_payload([[1, -(2**63), 2**63 - 1], ["a", None, "\u00e9\u4e2d"], ["k"] * 3]) is not None
     assert _sqlite_payload([[1.5, 2.5]]) is None and _sqlite_payload([["a\0", "b"]]) is None
     assert _sqlite_payload([[1, None]]) is None and _sqlite_payload([[1, 2**64]]) is None
+
+
+@pytest.mark.postgres
+def test_pg_insert_columns_stores_the_rows_insert_many_stores(pg_url):
+    """PostgreSQL's column batches (varying columns as arrays, equal ones as one scalar) store
+    what the row path stores, in order: equal-looking values of other types (1 and 1.0, 0.0 and
+    -0.0, a column of NULLs) stay what they were."""
+    from datetime import datetime, timezone
+
+    from labkit.store.bulk import insert_columns, insert_many
+
+    engine = sa.create_engine(pg_url)
+    t = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("a", sa.BigInteger),
+                 sa.Column("b", sa.Text), sa.Column("c", sa.Float), sa.Column("d", sa.JSON),
+                 sa.Column("k", sa.Text), sa.Column("at", sa.DateTime(timezone=True)))
+    t.create(engine)
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    ints = st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.none())
+    texts = st.one_of(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\0"),
+                              max_size=6), st.none())
+    floats = st.one_of(st.floats(allow_nan=False), st.sampled_from([0.0, -0.0]), st.none())
+
+    def col(values):  # varying, or one value repeated (the scalar path)
+        return st.one_of(st.lists(values, min_size=30, max_size=30), values.map(lambda v: [v] * 30))
+    read = "SELECT a, b, c, c::text, d::text, k, at FROM t ORDER BY id"
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(col(ints), col(texts), col(floats), col(st.sampled_from(['{"x": 1}', '[1, 2]', 'null'])),
+           st.integers(1, 31))
+    @example([7] * 30, [None] * 30, [0.0] + [-0.0] * 29, ["null"] * 30, 31)  # equal, not the same
+    def check(a, b, c, d, batch):
+        with engine.begin() as con:
+            con.exec_driver_sql("TRUNCATE t RESTART IDENTITY")
+            insert_many(con, t, ("a", "b", "c", "d", "k", "at"), [(*r, "z", at) for r in zip(a, b, c, d)])
+            want = con.exec_driver_sql(read).all()
+            con.exec_driver_sql("TRUNCATE t RESTART IDENTITY")
+            assert insert_columns(con, t, {"a": a, "b": b, "c": c, "d": d}, constants={"k": "z", "at": at},
+                                  batch=batch) == 30
+            assert con.exec_driver_sql(read).all() == want
+    try:
+        check()
+    finally:
+        engine.dispose()
 
 
 def test_the_column_path_writes_the_geometry_text_encode_json_writes():
