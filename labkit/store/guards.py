@@ -20,7 +20,10 @@ repeated in the database, on both backends:
 
 On PostgreSQL the database also stamps who and when: ``annotations.updated_by`` and
 ``audit_log.actor`` are the login's member (``labkit_name()``), ``audit_log.at`` is the
-server's clock, and rows non-admins insert get the server's time. Who may write what is
+server's clock, and rows non-admins insert get the server's time. An inserted row that
+already holds those stamps (a bulk import's, which names its member in the setting
+:data:`STAMPED`) skips the row trigger; the statement's check refuses any row whose stamps
+are not the database's. Who may write what is
 :mod:`labkit.store.pg_access` (grants, row-level security).
 
 SQLite has no logins, so its triggers cannot know who acts: ``updated_by`` and
@@ -51,13 +54,16 @@ import sqlalchemy as sa
 from labkit.store import proposal_guards
 from labkit.store import schema as S
 
-__all__ = ["install", "invalid_annotations", "uninstall"]
+__all__ = ["STAMPED", "install", "invalid_annotations", "uninstall"]
 
 _TOL = 1  # pixels a coordinate may stray outside the image (normalize_geometry's tolerance)
 #: PostgreSQL: the tables annotations refer to, and by which column. These references are
 #: checked by triggers, set-wise (``labkit_annotations_added``, ``labkit_parent_deleted``),
 #: not by declared foreign keys, which check every inserted row on its own.
 _PARENTS = {"images": "image_id", "annotators": "annotator_id", "classes": "class_id"}
+#: PostgreSQL setting (transaction-local) that names who the database stamps as acting, set
+#: by a bulk insert so that rows already stamped so skip the row trigger (see ``lk_annotations_stamp``).
+STAMPED = "labkit.stamped"
 
 
 def install(conn: sa.Connection) -> None:
@@ -494,7 +500,8 @@ BEGIN
                   AND -1 <= ALL (a) AND w + 1 >= ALL (a[:][1:1]) AND h + 1 >= ALL (a[:][2:2]), false);
 END $$;
 
--- Before an annotation is stored: fixed columns stay and the database stamps who and when.
+-- Before an annotation is stored: fixed columns stay and the database stamps who and when
+-- (on INSERT only where the row does not already hold those stamps: lk_annotations_stamp).
 -- An updated row must be valid (checked here); inserted rows are checked together, once the
 -- statement has stored them (labkit_annotations_added). SECURITY DEFINER: the image's size and
 -- the class are read whatever the writer may see.
@@ -562,8 +569,18 @@ END $$;
 CREATE OR REPLACE FUNCTION labkit_annotations_added() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = {schema} AS $$
 DECLARE v_images integer[]; v_members integer[]; v_classes integer[]; n_images integer; n_members integer;
-  n_classes integer; missing record; bad record;
+  n_classes integer; missing record; bad record; my_role text; my_name text;
 BEGIN
+  -- the stamps: what labkit_annotations_check writes, whether or not the row called it (a
+  -- row that names the setting's member skips it; the setting is anyone's to set)
+  SELECT role, name INTO my_role, my_name FROM annotators WHERE db_user = session_user;
+  IF EXISTS (SELECT 1 FROM added a WHERE a.version IS DISTINCT FROM 1
+             OR a.updated_by IS DISTINCT FROM coalesce(my_name, session_user::text)
+             OR (my_role IS DISTINCT FROM 'admin' AND (a.created_at IS DISTINCT FROM now()
+                 OR a.updated_at IS DISTINCT FROM a.created_at OR a.deleted_at IS NOT NULL))) THEN
+    RAISE EXCEPTION 'labkit: annotation refused: the database stamps a new annotation''s version, who made it '
+      'and, for members other than admins, when; leave them to it' USING ERRCODE = 'check_violation';
+  END IF;
   SELECT array_agg(DISTINCT a.image_id), array_agg(DISTINCT a.annotator_id), array_agg(DISTINCT a.class_id)
     INTO v_images, v_members, v_classes FROM added a;  -- one pass over the rows
   -- a row deleted before the lock is not locked (a locking read skips what a concurrent
@@ -678,8 +695,14 @@ END $$;
 """
 
 _PG_TRIGGERS = {  # name: (table, when, what)
-    "lk_annotations_check": ("annotations", "BEFORE INSERT OR UPDATE",
+    "lk_annotations_check": ("annotations", "BEFORE UPDATE",
                              "FOR EACH ROW EXECUTE FUNCTION labkit_annotations_check()"),
+    # a row that already holds what the stamp would write (the bulk import's) skips the call;
+    # labkit_annotations_added refuses any row whose stamps are not the database's
+    "lk_annotations_stamp": ("annotations", "BEFORE INSERT",
+                             "FOR EACH ROW WHEN (NEW.updated_by IS NULL OR NEW.version IS DISTINCT FROM 1 OR "
+                             f"NEW.updated_by IS DISTINCT FROM current_setting('{STAMPED}', true)) "
+                             "EXECUTE FUNCTION labkit_annotations_check()"),
     "lk_annotations_added": ("annotations", "AFTER INSERT",
                              "REFERENCING NEW TABLE AS added FOR EACH STATEMENT "
                              "EXECUTE FUNCTION labkit_annotations_added()"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -156,3 +157,39 @@ def test_pg_an_insert_waits_for_a_delete_of_what_it_refers_to(pg):
     th.join(30)
     assert len(out) == 1 and "refers to image 5, which does not exist" in out[0], out
     assert count(engine, "SELECT count(*) FROM annotations WHERE image_id = 5") == 0
+
+
+def test_pg_rows_that_skip_the_stamp_must_hold_the_databases_stamps(pg_url, image_files, tmp_path):
+    """A bulk insert names its member in a setting so its rows skip the row trigger; anyone can set
+    it, so the statement's check refuses rows whose stamps are not what the trigger writes."""
+    from tests.store.test_access import Team, _data
+
+    t = Team(pg_url, image_files, tmp_path / "work")
+    try:
+        ana = int(t.admin.annotators().loc["ana", "id"])
+        eng = sa.create_engine(t.url("ana").replace("postgresql://", "postgresql+psycopg://"))
+
+        def insert(stamped, updated_by, when="now()"):
+            with eng.begin() as conn:
+                if stamped:
+                    conn.exec_driver_sql(f"SELECT set_config('labkit.stamped', '{stamped}', true)")
+                conn.exec_driver_sql(
+                    "INSERT INTO annotations (image_id, annotator_id, kind, class_id, source, provenance, version, "
+                    f"created_at, updated_at, updated_by) VALUES (1, {ana}, 'label', 1, 'human', '{{}}', 1, {when}, "
+                    f"{when}, '{updated_by}')")
+        before = _data(t.admin)
+        with pytest.raises(sa.exc.IntegrityError, match="the database stamps"):
+            insert("ben", "ben")  # another member's name
+        with pytest.raises(sa.exc.IntegrityError, match="the database stamps"):
+            insert("ana", "ana", when="'2001-01-01 00:00:00+00'")  # an annotator's own time
+        assert _data(t.admin) == before
+        insert(None, "ben", when="'2001-01-01 00:00:00+00'")  # no setting: the row trigger stamps
+        insert("ana", "ana")  # already the stamps: stored as they are
+        with t.admin.store.ctx.engine.connect() as conn:
+            got = conn.exec_driver_sql("SELECT updated_by, created_at FROM annotations "
+                                       f"WHERE annotator_id = {ana}").all()
+        assert len(got) == 2 and {r[0] for r in got} == {"ana"}
+        assert all(r[1] > pd.Timestamp("2020-01-01", tz="UTC") for r in got)
+        eng.dispose()
+    finally:
+        t.close()
