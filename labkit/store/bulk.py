@@ -3,9 +3,10 @@
 SQLAlchemy's typed ``insert(...).values`` processes every parameter of every row in
 Python (about 15 us a row for an annotation); these helpers hand the driver rows that
 are already plain tuples: JSON already text, times already in the column's storage form.
-SQLite gets one ``executemany`` per batch; PostgreSQL (psycopg 3) a pipelined
-``executemany``. Reads fetch plain tuples and decode a JSON column with a single
-``json.loads`` over the whole column.
+SQLite gets one ``executemany`` (or one ``INSERT ... SELECT``) per batch; PostgreSQL
+(psycopg 3) one ``INSERT ... SELECT FROM unnest(...)`` per batch, columns bound as arrays.
+Reads fetch plain tuples and decode a JSON column with a single ``json.loads`` over the
+whole column.
 
 Every write still runs inside the caller's transaction, so the database's checks and
 triggers (:mod:`~labkit.store.guards`) see each row, and the write lands whole or not at all.
