@@ -118,7 +118,10 @@ _PG_TRIGGERS = {  # name: the rest of its CREATE TRIGGER
 
 # After labkit_annotations_check (triggers fire by name), so updated_by and version are set.
 _PG_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION labkit_proposals_added() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A statement's inserted rows ("added"): new annotations are ordinary or proposed. Its own
+-- search_path: the writer's cannot change what its operators mean.
+CREATE OR REPLACE FUNCTION labkit_proposals_added() RETURNS trigger LANGUAGE plpgsql
+  SET search_path = {{schema}} AS $$
 BEGIN
   IF EXISTS (SELECT 1 FROM added a WHERE a.state IS NOT NULL AND a.state <> 'proposed') THEN {_raise("insert")} END IF;
   RETURN NULL;
