@@ -216,9 +216,7 @@ class AnnotationRepository:
         t = stored_time(conn, S.annotations.c.created_at, utc_now())
         values = {k: v if k in encoded or k not in ("geometry", "provenance") else encode_many(v)
                   for k, v in columns.items()}  # with any extra column, e.g. a proposal's state
-        if conn.dialect.name == "postgresql":  # rows that hold the stamps skip the row trigger (guards)
-            conn.exec_driver_sql(f"SELECT set_config('{guards.STAMPED}', coalesce(labkit_name(), session_user::text), "
-                                 "true)")
+        guards.stamp_as_acting(conn)  # rows that hold the database's stamps skip its row trigger
         with checked_insert(conn, S.annotations, n):
             insert_columns(conn, S.annotations, values,
                            constants={"version": 1, "created_at": t, "updated_at": t, "updated_by": self._ctx.user})

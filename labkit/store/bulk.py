@@ -254,11 +254,8 @@ def _pg_insert_columns(conn: sa.Connection, table: sa.Table, columns: dict[str, 
     cols = [f"u.c{j}" for j in range(len(varying))]
     sql = (f'INSERT INTO "{table.name}" ({names}) SELECT {", ".join([*cols, *(f"%b::{cast(c)}" for c in fixed)])} '
            f'FROM unnest({", ".join(f"%b::{cast(c)}[]" for c in varying)}) AS u({", ".join(c[2:] for c in cols)})')
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:  # placeholders in the order of the text: the scalars (SELECT list), then the arrays
-        cur.execute(sql, [*fixed.values(), *varying.values()])
-    finally:
-        cur.close()
+    # placeholders in the order of the text: the scalars (SELECT list), then the arrays
+    _pg_execute(conn, sql, [*fixed.values(), *varying.values()])
 
 
 #: Types of a column of equal values bound once as a scalar (not float: -0.0 == 0.0).
@@ -485,9 +482,14 @@ def execute_arrays(conn: sa.Connection, sql: str, rows: Sequence[Sequence[Any]])
     ``%b`` binds in binary: psycopg's text format escapes every string of an array with a
     regular expression (most of a bulk write's time). Runs inside the caller's transaction.
     """
+    _pg_execute(conn, sql, [list(col) for col in zip(*rows)])
+
+
+def _pg_execute(conn: sa.Connection, sql: str, params: Sequence[Any]) -> None:
+    """Run ``sql`` with psycopg's own placeholders (``%b``) on ``conn``'s driver connection."""
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cur.execute(sql, [list(col) for col in zip(*rows)])
+        cur.execute(sql, params)
     finally:
         cur.close()
 
