@@ -20,7 +20,10 @@ def no_gc() -> Iterator[None]:
     are moved to the oldest generation as they are (``gc.freeze`` then ``gc.unfreeze``)
     rather than walked by the first young collection after it: a second per 5 million
     objects, spent to find nothing. They are walked at the next full collection, as any
-    long-lived object is. Skipped when the program has frozen objects of its own.
+    long-lived object is. Skipped when the program has frozen objects of its own (the
+permanent generation is process-wide: if another thread freezes objects in the instant
+between this check and the unfreeze, they are unfrozen too; slower full collections then,
+nothing lost).
     """
     was = gc.isenabled()
     gc.disable()
