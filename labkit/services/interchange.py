@@ -37,6 +37,10 @@ _MAX_PROBLEMS = 30
 #: COCO and Label Studio files from this size on are streamed (``coco.stream``,
 #: ``labelstudio.stream``): memory bounded by a batch.
 STREAM_BYTES = 64 * 2**20
+#: Batches of a streamed import read and laid out ahead of the one the database is storing:
+#: the reader never waits on the database for a batch, nor the database on the reader (four
+#: batches of 25,000 objects hold ~40 MB).
+WRITES_AHEAD = 4
 
 
 class ImportProblem(FixableError, ValueError):
@@ -453,7 +457,8 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
             summary.annotators_added = store.members.ensure(conn, [
                 n for n in names if n in known_annotators or name_problem(n, "annotator name") is None])[1]
 
-        image_of: list[Any] = []  # the stored id of each of the dataset's images, once known
+        image_of = np.array([image_ids.get(r.key, -1) if isinstance(r.key, str) else -1 for r in ds.images],
+                            dtype=np.int64)  # the stored id of each of the dataset's images
         referred: dict[sa.Table, list[Any]] = {S.images: [], S.annotators: [], S.classes: []}  # ids the rows use
 
         def provenance(given: Sequence[dict[str, Any]]) -> list[str]:
@@ -465,8 +470,24 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
         cids: dict[str, int] = {}  # the stored ids of classes and annotators, as batches need them
         aids: dict[str, int] = {}
 
-        def insert(classes: list[str], workers: list[str], checked: _Checked) -> None:
-            """Store checked objects, adding the ``classes`` and annotators (``workers``) the file needs.
+        def columns_of(checked: _Checked) -> dict[str, Any]:
+            """The stored columns of checked objects that need nothing from the database (all but
+            ``class_id`` and ``annotator_id``): built by the caller's thread, while the database
+            stores the previous batch."""
+            n = len(checked)
+            on = image_of[checked.at]
+            referred[S.images].append(np.unique(on))
+            geometry = checked.geometry
+            texts = geometry.texts if isinstance(geometry, JsonTexts) else None  # written as encode_json does
+            return {"image_id": on.tolist(), "kind": checked.kinds,
+                    "geometry": encode_many(geometry) if texts is None else texts,
+                    "score": checked.scores or [None] * n, "source": [source] * n,
+                    "provenance": provenance(checked.provenance),
+                    **({"state": ["proposed"] * n} if as_proposals else {})}
+
+        def insert(classes: list[str], workers: list[str], checked: _Checked, columns: dict[str, Any]) -> None:
+            """Store checked objects (their :func:`columns_of`), adding the ``classes`` and annotators
+            (``workers``) the file needs.
 
             A streamed import's batches run in writes_behind's thread: each query there waits
             for the GIL, so the ids are looked up only when a batch names new ones.
@@ -481,38 +502,28 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
                 found, new_members = store.members.ensure(conn, [n for n in names if n not in aids])
                 aids.update(found)
                 summary.annotators_added += [n for n in new_members if n not in summary.annotators_added]
-            if not image_of:
-                image_of.append(np.array([image_ids.get(r.key, -1) if isinstance(r.key, str) else -1
-                                          for r in ds.images], dtype=np.int64))
             n = len(checked)
             by = [aids[annotator]] * n if annotator else [aids[f"{format}:{w}"] for w in checked.workers or ()]
-            on = image_of[0][checked.at]
             classes_of = [cids[label] for label in checked.labels]
-            referred[S.images].append(np.unique(on))
             referred[S.annotators].append(np.unique(by))
             referred[S.classes].append(np.unique(classes_of))
-            geometry = checked.geometry
-            texts = geometry.texts if isinstance(geometry, JsonTexts) else None  # written as encode_json does
-            columns = {"image_id": on.tolist(), "annotator_id": by, "kind": checked.kinds, "class_id": classes_of,
-                       "geometry": geometry if texts is None else texts,
-                       "score": checked.scores or [None] * n, "source": [source] * n,
-                       "provenance": provenance(checked.provenance),
-                       **({"state": ["proposed"] * n} if as_proposals else {})}
             expect(n)
-            store.annotations.insert_columns(conn, columns, encoded=("provenance", "geometry") if texts is not None
-                                             else ("provenance",))
+            store.annotations.insert_columns(conn, {**columns, "annotator_id": by, "class_id": classes_of},
+                                             encoded=("provenance", "geometry"))
             summary.annotations_added += n
 
         with large_write(conn), deferred_indexes(conn, S.annotations) as expect:
             if ds.batches is None:
-                insert(new_classes(whole), sorted(whole.workers), prepared)
+                insert(new_classes(whole), sorted(whole.workers), prepared, columns_of(prepared))
             else:  # streamed: check and insert a batch at a time; any problem rolls all of it back
                 objs = whole.anew()
-                with writes_behind(conn) as submit:  # PostgreSQL stores a batch while the next is read
+                # the database stores a batch while the next ones are read, checked and laid out in columns
+                with writes_behind(conn, depth=WRITES_AHEAD) as submit:
                     for batch in ds.batches():  # raises the reader's FormatError after the last batch
                         prepared_batch = objs.check(batch)
                         if not (objs.refused or verdict(objs)[0]):
-                            submit(partial(insert, new_classes(objs), sorted(objs.workers), prepared_batch))
+                            submit(partial(insert, new_classes(objs), sorted(objs.workers), prepared_batch,
+                                           columns_of(prepared_batch)))
                 refused, more = verdict(objs)
                 if refused:
                     _fail(path, refused, fixes + more)

@@ -53,6 +53,7 @@ import sqlalchemy as sa
 
 from labkit.store import pg_geometry, proposal_guards
 from labkit.store import schema as S
+from labkit.store.bulk import pg_execute
 
 __all__ = ["STAMPED", "install", "invalid_annotations", "stamp_as_acting", "uninstall"]
 
@@ -92,8 +93,8 @@ def stamp_as_acting(conn: sa.Connection) -> None:
     """PostgreSQL: name, for the rest of ``conn``'s transaction, the member the database stamps
     as acting (:data:`STAMPED`), so inserted rows that already hold its stamps skip the row
     trigger. A no-op on SQLite."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT set_config('{STAMPED}', coalesce(labkit_name(), session_user::text), true)")
+    if conn.dialect.name == "postgresql":  # not through SQLAlchemy: in a pipeline, this need not wait (bulk.pg_execute)
+        pg_execute(conn, f"SELECT set_config('{STAMPED}', coalesce(labkit_name(), session_user::text), true)")
 
 
 def uninstall(conn: sa.Connection) -> None:

@@ -676,9 +676,10 @@ def test_annotations_checks_again_only_what_the_database_could_not(project, monk
     assert seen == ["mask"]
 
 
-def test_writes_behind_overlaps_in_order_and_waits(location, tmp_path):
+@pytest.mark.parametrize("depth", [1, 3])
+def test_writes_behind_overlaps_in_order_and_waits(location, tmp_path, depth):
     """The writes run in a worker thread, one at a time and in order, their errors reach the caller,
-    and the block is not left while one is under way."""
+    the writes after a failed one do not run, and the block is not left while one is under way."""
     import threading
 
     from labkit import Project
@@ -687,38 +688,51 @@ def test_writes_behind_overlaps_in_order_and_waits(location, tmp_path):
     p = Project.create(location, classes=["cat"])
     pg = p.store.ctx.backend == "postgresql"
     ran: list[tuple[int, int]] = []
+    started = threading.Event()
 
     def write(k: int, slow: bool = False):
         def run():
+            started.set()
             if slow:  # a write that takes the server a while
                 conn.exec_driver_sql("SELECT pg_sleep(0.3)" if pg else "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL "
                                      "SELECT i + 1 FROM c WHERE i < 2000000) SELECT count(*) FROM c")
             ran.append((k, threading.get_ident()))
         return run
     with p.store.ctx.engine.connect() as conn:
-        with writes_behind(conn) as submit:
+        with writes_behind(conn, depth=depth) as submit:
             for k in range(5):
                 submit(write(k))
         assert [k for k, _ in ran] == list(range(5))
         assert {t != threading.get_ident() for _, t in ran} == {True}
 
         ran.clear()
+        started.clear()
         with pytest.raises(KeyError, match="stop"):
-            with writes_behind(conn) as submit:
+            with writes_behind(conn, depth=depth) as submit:
                 submit(write(0, slow=True))
+                assert started.wait(10)
                 raise KeyError("stop")  # the caller fails while the write is under way
         assert [k for k, _ in ran] == [0]  # ... and the write had finished when the block was left
 
+        gate = threading.Event()
+
         def failing():
+            assert gate.wait(10)  # the later writes are queued (depth 3) before this one fails
             raise ValueError("batch 1 refused")
         ran.clear()
         with pytest.raises(ValueError, match="batch 1 refused"):
-            with writes_behind(conn) as submit:
+            with writes_behind(conn, depth=depth) as submit:
                 submit(write(0))
                 submit(failing)
-                submit(write(2))  # raises batch 1's error
-                submit(write(3))
+                if depth > 1:
+                    submit(write(2))  # waits its turn: the failed write's successors never run
+                gate.set()
+                submit(write(3))  # raises batch 1's error (or the block's end does)
+                submit(write(4))
         assert [k for k, _ in ran] == [0]
+    with pytest.raises(ValueError, match="depth=0"):
+        with writes_behind(conn, depth=0):
+            pass
     p.close()
 
 

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from labkit.formats import FormatError
@@ -303,4 +304,47 @@ def test_an_import_checks_the_references_sqlite_no_longer_checks_row_by_row(stre
     finally:
         for c in conns:
             c.close()
+    p.close()
+
+
+@pytest.mark.postgres
+def test_a_pipelined_import_fails_whole_with_the_servers_error(pg_url, tmp_path, image_files, monkeypatch):
+    """PostgreSQL: a streamed import sends its batches in pipeline mode (``bulk.writes_behind``), without
+    waiting for each one's result. A batch the database refuses, with later batches already on their way,
+    fails the import with the database's own error; nothing of it is stored, and the next import works."""
+    from labkit import Project
+    from labkit.formats import coco
+    from labkit.services import interchange
+
+    p = Project.create(pg_url, classes=["cat", "dog", "bird"], workdir=tmp_path / "work")
+    p.add_images(image_files, progress=False)
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(_base([f.name for f in image_files])))
+    monkeypatch.setattr(interchange, "STREAM_BYTES", 0)
+    monkeypatch.setattr(coco, "STREAM_BATCH", 7)  # 40 objects: six batches
+    with p.store.ctx.engine.begin() as conn:  # the database refuses the third batch (rows 15 to 21)
+        conn.exec_driver_sql(
+            "CREATE FUNCTION t_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF (SELECT count(*) FROM annotations) > 14 THEN "
+            "RAISE EXCEPTION 'refused after 14 rows' USING ERRCODE = 'check_violation'; END IF; RETURN NULL; END $$")
+        conn.exec_driver_sql("CREATE TRIGGER t_refuse AFTER INSERT ON annotations FOR EACH STATEMENT "
+                             "EXECUTE FUNCTION t_refuse()")
+    sent = []
+    from labkit.store import bulk
+
+    real_execute = bulk.pg_execute
+
+    def counting(conn, sql, params=()):
+        if sql.startswith('INSERT INTO "annotations"'):
+            sent.append(conn.info.get(bulk._PIPELINE) is not None)
+        return real_execute(conn, sql, params)
+    monkeypatch.setattr(bulk, "pg_execute", counting)
+    with pytest.raises(psycopg.errors.CheckViolation, match="refused after 14 rows"):
+        p.import_annotations(path, format="coco", annotator="vendor")
+    assert sent and all(sent)  # the batches went in pipeline mode
+    assert p.annotations().empty
+    with p.store.ctx.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER t_refuse ON annotations")
+    s = p.import_annotations(path, format="coco", annotator="vendor")
+    assert s.annotations_added == 40 and len(p.annotations()) == 40
     p.close()
