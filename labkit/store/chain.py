@@ -62,6 +62,7 @@ TABLES = S.CHAINED
 #: labkit write began; an erasure, restating the blocks it changed; a schema migration.
 KINDS = ("genesis", "write", "outside", "erasure", "migration")
 _ONLY_IF_NEW = ("write", "outside", "migration")  # kinds of block made only when rows are new
+ANALYZE_MIN = 100_000  # new rows of a table from which a PostgreSQL seal updates its statistics first
 CHUNK = 4096  # lines hashed together: a table's digest is the sha256 of its chunks' sha256s
 ZERO = "0" * 64  # the head before the first block
 _LOCK = 7_170_426_153  # PostgreSQL advisory lock key of the chain ("labkit chain")
@@ -70,6 +71,8 @@ _SHIFT = 4_294_967_296  # 2**32: (hi, seq) packed in one bigint when assigning r
 MEMBER_FUNCTIONS = ("labkit_chain_begin()", "labkit_chain_seal(text, integer[], text)", "labkit_chain_head()")
 #: ... and those of admins and viewers, who verify.
 READER_FUNCTIONS = ("labkit_chain_digests(integer[])",)
+#: ... and those only the chain's own functions call.
+OWN_FUNCTIONS = ("labkit_chain_new(integer[], integer[], text)",)
 
 # ------------------------------------------------------------------ lines ------
 # (field, type) of the line of each table's row; an annotation's line is one *version*.
@@ -584,7 +587,7 @@ def install(conn: sa.Connection) -> None:
     schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
     sql = _pg_functions().replace("{schema}", '"' + schema.replace('"', '""') + '"')
     conn.exec_driver_sql(sql.replace("%", "%%"))  # psycopg reads % as a placeholder
-    for fn in (*MEMBER_FUNCTIONS, *READER_FUNCTIONS):
+    for fn in (*MEMBER_FUNCTIONS, *READER_FUNCTIONS, *OWN_FUNCTIONS):
         conn.exec_driver_sql(f"REVOKE ALL ON FUNCTION {fn} FROM PUBLIC")
     conn.exec_driver_sql("DROP TRIGGER IF EXISTS lk_chain_check ON chain")
     conn.exec_driver_sql("CREATE TRIGGER lk_chain_check BEFORE UPDATE OR DELETE ON chain "
@@ -601,11 +604,21 @@ def _pg_functions() -> str:
     bounds = "\n".join(f"  lo_{t} := coalesce(tip.{t}_hi, 0); SELECT coalesce(max(id), 0) INTO hi_{t} FROM {t};"
                        for t in TABLES)
     same = " AND ".join(f"hi_{t} = lo_{t}" for t in TABLES)
-    tables = "\n".join(
-        f"  SELECT coalesce(sum(q.n), 0), {_pg_salted('v_salt', _PG_JOIN_CHUNKS)} "
-        f"INTO v_n, v_d FROM ({_pg_chunks('(' + ' UNION ALL '.join(_new_rows(True, t, lo, hi)) + ')')}) q;\n"
-        f"  v_digests := v_digests || CASE WHEN v_digests = '' THEN '' ELSE ';' END || '{t}:' || v_n || ':' || v_d;"
-        for t in TABLES)
+    # the new rows' digests, each table's in one query a RETURN QUERY runs (which PostgreSQL may
+    # run in parallel: a SELECT INTO never is), with the table's bounds as the k-th array element
+    arg_lo = {t: f"p_lo[{k + 1}]" for k, t in enumerate(TABLES)}
+    arg_hi = {t: f"p_hi[{k + 1}]" for k, t in enumerate(TABLES)}
+    new_digests = "\n".join(
+        f"  RETURN QUERY SELECT {k + 1}, '{t}'::text, coalesce(sum(q.n), 0)::bigint, "
+        f"{_pg_salted('p_salt', _PG_JOIN_CHUNKS)} FROM "
+        f"({_pg_chunks('(' + ' UNION ALL '.join(_new_rows(True, t, arg_lo, arg_hi)) + ')')}) q;"
+        for k, t in enumerate(TABLES))
+    # the planner's statistics of a table do not count the rows this transaction added: a seal of
+    # many new rows gathers them first, or plans a parallel scan of a million rows as a small one
+    analyze = "\n".join(f"  IF hi_{t} - lo_{t} >= {ANALYZE_MIN} THEN ANALYZE {t}; END IF;" for t in TABLES)
+    los = ", ".join(lo[t] for t in TABLES)
+    tables = (f"  SELECT string_agg(x.tbl || ':' || x.n || ':' || x.d, ';' ORDER BY x.k) INTO v_digests "
+              f"FROM labkit_chain_new(ARRAY[{los}], ARRAY[{', '.join(hi[t] for t in TABLES)}], v_salt) x;")
     his = ", ".join(f"hi_{t}" for t in TABLES)
     recompute = "\n".join(
         f"  RETURN QUERY WITH {_sealed_lines(True, t)}, agg AS (SELECT q.seq, sum(q.n) AS n, string_agg(q.d, "
@@ -638,11 +651,23 @@ BEGIN
 {recompute}
 END $$;
 
+-- The digests of each table's rows with ids in (p_lo[k], p_hi[k]] (annotations: also those whose history
+-- grew), salted with p_salt. Invoker's rights: labkit_chain_seal calls it as the owner; anyone else who
+-- could call it would hash only the rows they may read. Each call's queries are planned for its bounds
+-- (a plan cached for an earlier, small write would hash a million new rows without parallel workers).
+CREATE OR REPLACE FUNCTION labkit_chain_new(p_lo integer[], p_hi integer[], p_salt text)
+  RETURNS TABLE (k integer, tbl text, n bigint, d text) LANGUAGE plpgsql
+  SET search_path = {{schema}} SET plan_cache_mode = force_custom_plan AS $$
+#variable_conflict use_column
+BEGIN
+{new_digests}
+END $$;
+
 CREATE OR REPLACE FUNCTION labkit_chain_seal(p_kind text, p_restate integer[], p_intact text) RETURNS integer
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = {{schema}} AS $$
 DECLARE
   tip record; v_seq integer; v_prev text; v_salt text := replace(gen_random_uuid()::text, '-', '');
-  v_at timestamptz := clock_timestamp(); v_n bigint; v_d text; v_digests text := ''; v_restated text;
+  v_at timestamptz := clock_timestamp(); v_digests text; v_restated text;
   v_body text; v_k integer;
 {declare}
 BEGIN
@@ -665,6 +690,7 @@ BEGIN
   END IF;
   v_seq := coalesce(tip.seq, 0) + 1;
   v_prev := coalesce(tip.head, '{ZERO}');
+{analyze}
 {tables}
   IF p_restate IS NOT NULL THEN
     FOREACH v_k IN ARRAY p_restate LOOP
