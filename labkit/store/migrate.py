@@ -216,8 +216,7 @@ def _v4_to_v5(conn: sa.Connection) -> list[str]:
             refs = "".join(f" REFERENCES {fk.column.table.name} ({fk.column.name})" for fk in col.foreign_keys)
             conn.exec_driver_sql(f"ALTER TABLE annotations ADD COLUMN {name} "
                                  f"{col.type.compile(dialect=conn.dialect)}{refs}")
-    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_annotations_state ON annotations (state)")
-    S.ensure_indexes(conn)  # per class; an image's current rows
+    S.ensure_indexes(conn)  # per class; an image's current rows; proposals by state
     checks = [c for c in S.annotations.constraints if isinstance(c, sa.CheckConstraint)
               and (c.info.get("since") == 5 or c.name == "annotations_source")]
     if conn.dialect.name == "sqlite":

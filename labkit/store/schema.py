@@ -124,7 +124,7 @@ annotations = sa.Table(
     # Who made the current version: the acting member (PostgreSQL: stamped from the login).
     sa.Column("updated_by", sa.String(256), nullable=True),
     # Proposals (schema 5, labkit/store/proposals.py): NULL state is an ordinary annotation.
-    sa.Column("state", sa.String(16), nullable=True, index=True),
+    sa.Column("state", sa.String(16), nullable=True),  # indexed where not NULL (ANNOTATION_INDEXES)
     sa.Column("reviewed_by", sa.String(256), nullable=True),
     sa.Column("reviewed_at", _ts, nullable=True),
     sa.Column("replaced_by", sa.Integer, sa.ForeignKey("annotations.id"), nullable=True),
@@ -142,19 +142,28 @@ annotations = sa.Table(
 )
 
 #: Indexes for how the Labeler, the dashboards and the report read annotations, beyond the
-#: per-column ones above (image, annotator, kind, state): per class, and an image's current
-#: (not deleted) rows by annotator. ``ensure_indexes`` adds them to projects made before.
+#: per-column ones above (image, annotator, kind): per class, an image's current (not
+#: deleted) rows by annotator, and proposals by review state. The last holds only proposals
+#: (``state`` is NULL on every ordinary annotation, which no query looks up by state): a
+#: bulk import does not add each of its rows to it. ``ensure_indexes`` adds them to
+#: projects made before.
 ANNOTATION_INDEXES = (
     sa.Index("ix_annotations_class_id", annotations.c.class_id),
     sa.Index("ix_annotations_current", annotations.c.image_id, annotations.c.annotator_id,
              sqlite_where=annotations.c.deleted_at.is_(None), postgresql_where=annotations.c.deleted_at.is_(None)),
+    sa.Index("ix_annotations_proposal_state", annotations.c.state,
+             sqlite_where=annotations.c.state.is_not(None), postgresql_where=annotations.c.state.is_not(None)),
 )
+#: Indexes :data:`ANNOTATION_INDEXES` replaced (schema 5 indexed every row's ``state``).
+REPLACED_INDEXES = ("ix_annotations_state",)
 
 
 def ensure_indexes(conn: sa.Connection) -> None:
-    """Create :data:`ANNOTATION_INDEXES` where they are missing (idempotent)."""
+    """Create :data:`ANNOTATION_INDEXES` where they are missing, and drop those they replaced (idempotent)."""
     for index in ANNOTATION_INDEXES:
         index.create(conn, checkfirst=True)
+    for name in REPLACED_INDEXES:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
 
 
 # One row per superseded version, written by the database (a trigger on annotations,

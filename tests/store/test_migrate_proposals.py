@@ -114,6 +114,25 @@ def old_project(location, image_files, tmp_path):
     yield location, work, before, (f"ana_{tag}", f"pw-{tag}") if pg else None
 
 
+def _state_indexes(conn: sa.Connection) -> dict[str, str]:
+    """The indexes of ``annotations`` on ``state``: name -> their WHERE clause (as SQLite writes it)."""
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                    "AND tbl_name = 'annotations' AND sql LIKE '%(state)%'").all()
+    else:
+        rows = conn.exec_driver_sql("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'annotations' "
+                                    "AND indexdef LIKE '%%(state)%%'").all()
+    return {name: re.sub(r"[()]", "", sql[sql.find(" WHERE "):]).strip() if " WHERE " in sql else ""
+            for name, sql in rows}
+
+
+def test_a_new_project_indexes_review_states_of_proposals_only(location):
+    p = Project.create(location, classes=["cat"])
+    with p.store.ctx.connect() as conn:
+        assert _state_indexes(conn) == {"ix_annotations_proposal_state": "WHERE state IS NOT NULL"}
+    p.close()
+
+
 def test_migrate_keeps_every_annotation_and_its_history(old_project):
     location, work, before, login = old_project
     with pytest.raises(ProjectError, match=r"schema version 4 is older"):
@@ -140,6 +159,8 @@ def test_migrate_keeps_every_annotation_and_its_history(old_project):
         assert conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).scalar() == 5
         assert conn.execute(sa.select(sa.func.count()).select_from(S.annotations)
                             .where(S.annotations.c.state.is_not(None))).scalar() == 0
+        # review states are indexed for proposals only: ordinary rows (state NULL) stay out of the index
+        assert _state_indexes(conn) == {"ix_annotations_proposal_state": "WHERE state IS NOT NULL"}
     assert p.proposals(None).empty
     # the database still writes history, and now takes proposals under its rules
     p.update_annotation(1, label="cat")
