@@ -215,3 +215,61 @@ def test_the_trigger_decides_as_the_detailed_check(engine, kind, text):
                 conn.exec_driver_sql(insert, (kind, text))
             assert f"labkit: annotation refused: {problem}" in str(exc.value.orig)
         conn.rollback()
+
+
+_NEAR_EDGES = ["41", "41.0", "41.0000001", "41.0000000000000001", "41.000000000000000001", "40.9999999", "40.999999",
+               "-1", "-1.0000001", "-1.0000000000000001", "-0.9999999", "31", "31.0000001", "30.9999999", "1e-320"]
+
+
+@pytest.mark.parametrize("value", _NEAR_EDGES)
+@pytest.mark.parametrize("kind", ["polygon", "point"])
+def test_rings_near_the_edges_are_decided_exactly(engine, kind, value):
+    """Points within a rounding of the image's edges (1 px tolerance), in x and in y: the fast check decides
+    as the detailed one, on exact numbers (a float8 reading would take 41.000000000000000001 as 41)."""
+    with engine.connect() as conn:
+        for ring in ([[value, "2"], ["3", "4"], ["5", "6"]], [["2", value], ["3", "4"], ["5", "6"]]):
+            text = '{"points":[' + ",".join(f"[{x},{y}]" for x, y in ring) + "]}"
+            fast, problem, error = _decide(conn, kind, text)
+            exact = problem is None and error is None
+            assert fast is exact, f"{kind} {text}: fast check {fast}, detailed {problem or error or 'fine'}"
+
+
+_BOXES = ['{"x0":1,"y0":2,"x1":3,"y1":4}', '{"x0": -1, "y0": 0, "x1": 41, "y1": 31}', '{"y1":4,"x1":3,"y0":2,"x0":1}',
+          '{"x0":1E+1,"y0":2e-1,"x1":1e1,"y1":3.0}', '{"x0":1,"y0":2,"x1":41.000000000000000001,"y1":4}',
+          '{"x0":-1.0000000000000000001,"y0":2,"x1":3,"y1":4}', '{"x0":3,"y0":2,"x1":1,"y1":4}',
+          '{"x0":1,"y0":2,"x1":3,"y1":31.5}', '{"x0":"1","y0":2,"x1":3,"y1":4}', '{"x0":null,"y0":2,"x1":3,"y1":4}',
+          '{"x0":[1],"y0":2,"x1":3,"y1":4}', '{"x0":{"a":1},"y0":2,"x1":3}', '{"x0":true,"y0":2,"x1":3,"y1":4}',
+          '{"x0":1,"y0":2,"x1":3,"z":4}', '{"x0":1,"y0":2,"x1":3,"y1":4,"y1":4}',
+          '{"x0":1,"x0":2,"y0":1,"x1":3,"y1":4}',
+          '{"x\\u0030":1,"y0":2,"x1":3,"y1":4}', '{"x\\/0":1,"y0":2,"x1":3,"y1":4}', '{"x0":1,"y0":2,"x1":3,"a:b":4}',
+          '[{"x0":1,"y0":2},{"x1":3,"y1":4}]', '{"x0":1,"y0":2,"x1":3,"y1":4,"s":"\\u0000"}', '"box"', 'null',
+          '{"x0":1e400,"y0":2,"x1":3,"y1":4}']
+_BOXES += ['{"x0":1,"y0":2,"x1":3,"y1":4}'.replace(f'"{k}":{n}', f'"{k}":{v}')  # a value not a number, anywhere
+           for k, n in (("y0", 2), ("x1", 3), ("y1", 4)) for v in ('"9"', "null", "[9]", "false")]
+
+
+@pytest.mark.parametrize("text", _BOXES)
+def test_the_statement_check_decides_boxes_as_the_detailed_check(engine, text):
+    """A bulk insert's rows skip the row trigger (they hold the database's stamps) and are checked by the
+    statement's trigger alone: it refuses what the detailed check refuses, in its words, and stores the
+    rest (a value that is not a number, in any of the four places; keys repeated, escaped, missing)."""
+    insert = ("INSERT INTO annotations (image_id, annotator_id, kind, class_id, geometry, source, provenance, "
+              "version, created_at, updated_at, updated_by) VALUES ((SELECT min(id) FROM images), "
+              "(SELECT min(id) FROM annotators), 'box', 1, %s::json, 'human', '{}', 1, now(), now(), "
+              "current_setting('labkit.stamped'))")
+    with engine.connect() as conn:
+        assert _is_json(conn, text)
+        _, problem, error = _decide(conn, "box", text)
+    with engine.execution_options(isolation_level="READ COMMITTED").connect() as conn:
+        conn.exec_driver_sql("SELECT set_config('labkit.stamped', coalesce(labkit_name(), session_user::text), true)")
+        if problem is None and error is None:
+            conn.exec_driver_sql(insert, (text,))
+            trigger = conn.exec_driver_sql("SELECT count(*) FROM annotations WHERE geometry::text = %s",
+                                           (text,)).scalar()
+            assert trigger == 1
+        else:
+            with pytest.raises(sa.exc.DBAPIError) as exc:
+                conn.exec_driver_sql(insert, (text,))
+            said = str(exc.value.orig)
+            assert (f"labkit: annotation refused: {problem}" in said) if problem else (error.split("\n")[0] in said)
+        conn.rollback()
