@@ -447,9 +447,13 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
                                       attributes=[records[k].attributes for k in new_infos], consents=consents)
         image_ids = {**{k: r.id for k, r in matched.items()}, **dict(zip(new_infos, new_ids))}
         summary.images_added = len(new_ids)
-        summary.images_updated = store.images.fill_in(  # attributes/subjects the file adds
-            conn, list(matched.values()), attributes=[records[k].attributes for k in matched],
-            subjects=[records[k].subject for k in matched], consents=consents)
+
+        def fill_in() -> None:
+            """The attributes and subjects the file adds to images already in the project. After the
+            objects: a streamed import's worker does it while the database stores the last batches."""
+            summary.images_updated = store.images.fill_in(
+                conn, list(matched.values()), attributes=[records[k].attributes for k in matched],
+                subjects=[records[k].subject for k in matched], consents=consents)
         note = {"format": format, "file": str(path)}
         added: list[str] = []
         if ds.workers is not None and annotator is None:  # a streamed file's annotators, as a whole file's
@@ -515,6 +519,7 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
         with large_write(conn), deferred_indexes(conn, S.annotations) as expect:
             if ds.batches is None:
                 insert(new_classes(whole), sorted(whole.workers), prepared, columns_of(prepared))
+                fill_in()
             else:  # streamed: check and insert a batch at a time; any problem rolls all of it back
                 objs = whole.anew()
                 # the database stores a batch while the next ones are read, checked and laid out in columns
@@ -524,6 +529,8 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
                         if not (objs.refused or verdict(objs)[0]):
                             submit(partial(insert, new_classes(objs), sorted(objs.workers), prepared_batch,
                                            columns_of(prepared_batch)))
+                    if not (objs.refused or verdict(objs)[0]):
+                        submit(fill_in)
                 refused, more = verdict(objs)
                 if refused:
                     _fail(path, refused, fixes + more)

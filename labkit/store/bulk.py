@@ -433,6 +433,27 @@ def writes_behind(conn: sa.Connection, depth: int = 1) -> Iterator[Callable[[Cal
 _PIPELINE = "labkit.pipeline"
 
 
+class _Pipeline:
+    """PostgreSQL: psycopg's pipeline mode on a connection, entered by :func:`pg_execute` and left
+    before any other statement (see :func:`_pipelined`)."""
+
+    def __init__(self, driver: Any):
+        self.driver = driver
+        self.open: contextlib.ExitStack | None = None
+
+    def enter(self) -> None:
+        if self.open is None:
+            stack = contextlib.ExitStack()
+            stack.enter_context(self.driver.pipeline())
+            self.open = stack
+
+    def leave(self) -> None:
+        """Wait for the results of the statements sent; raise the server's error, if any."""
+        stack, self.open = self.open, None
+        if stack is not None:
+            stack.close()
+
+
 def _pipelined(conn: sa.Connection) -> None:
     """PostgreSQL: let :func:`pg_execute` send its statements in psycopg's pipeline mode.
 
@@ -442,24 +463,24 @@ def _pipelined(conn: sa.Connection) -> None:
     Any other statement on ``conn`` (SQLAlchemy's, which reads results as it goes) first
     leaves pipeline mode, which waits for the results so far and raises their error.
     """
-    conn.info[_PIPELINE] = contextlib.ExitStack()
+    conn.info[_PIPELINE] = _Pipeline(conn.connection.driver_connection)
     sa.event.listen(conn, "before_cursor_execute", _leave_pipeline)
 
 
 def _leave_pipeline(conn: sa.Connection, *_: Any) -> None:
-    stack = conn.info.get(_PIPELINE)
-    if stack is not None:
-        stack.close()  # syncs: the server's error, if any, is raised here
+    pipeline = conn.info.get(_PIPELINE)
+    if pipeline is not None:
+        pipeline.leave()
 
 
 def _unpipelined(conn: sa.Connection, quiet: bool = False) -> None:
     """End :func:`_pipelined`: wait for the statements sent, raise their error (unless ``quiet``)."""
-    stack = conn.info.pop(_PIPELINE, None)
-    if stack is None:
+    pipeline = conn.info.pop(_PIPELINE, None)
+    if pipeline is None:
         return
     sa.event.remove(conn, "before_cursor_execute", _leave_pipeline)
     try:
-        stack.close()
+        pipeline.leave()
     except Exception:
         if not quiet:
             raise
@@ -511,18 +532,33 @@ def deferred_indexes(conn: sa.Connection, table: sa.Table) -> Iterator[Callable[
 
 #: SQLite's page cache during a large write, in MiB (its default is 2 MiB).
 WRITE_CACHE_MB = 128
+#: PostgreSQL's ``work_mem`` during a large write, in MiB (its default is 4 MiB).
+WRITE_WORK_MEM_MB = 64
 
 
 @contextlib.contextmanager
-def large_write(conn: sa.Connection, mb: int = WRITE_CACHE_MB) -> Iterator[None]:
-    """A write of hundreds of thousands of rows: SQLite's page cache raised to ``mb`` MiB meanwhile.
+def large_write(conn: sa.Connection, mb: int = WRITE_CACHE_MB, work_mem_mb: int = WRITE_WORK_MEM_MB
+                ) -> Iterator[None]:
+    """A write of hundreds of thousands of rows: the database's working memory raised meanwhile.
 
-    Each new annotation also goes into six indexes, at a random place in the one on
-    ``image_id``; with SQLite's default 2 MiB cache those index pages are evicted and
-    read again for nearly every row (860,000 rows: ~40 s in ``executemany`` with the
-    default, ~15 s with 128 MiB). The cache only grows as far as the write touches it
-    and shrinks back to its previous size afterwards. A no-op on PostgreSQL.
+    SQLite: its page cache, to ``mb`` MiB. Each new annotation also goes into six indexes,
+    at a random place in the one on ``image_id``; with SQLite's default 2 MiB cache those
+    index pages are evicted and read again for nearly every row (860,000 rows: ~40 s in
+    ``executemany`` with the default, ~15 s with 128 MiB). The cache only grows as far as
+    the write touches it and shrinks back to its previous size afterwards.
+
+    PostgreSQL: ``work_mem``, to ``work_mem_mb`` MiB, for the rest of the block
+    (transaction-local). The statement-level checks (:mod:`~labkit.store.guards`) read
+    each statement's rows from its transition table, which holds a 20,000-row batch
+    (~7 MB) and, with the default 4 MiB, goes to temporary files and is read back from
+    them for every batch.
     """
+    if conn.dialect.name == "postgresql":
+        before = conn.exec_driver_sql("SELECT current_setting('work_mem')").scalar_one()
+        conn.exec_driver_sql(f"SELECT set_config('work_mem', '{int(work_mem_mb)}MB', true)")
+        yield  # on an error the transaction is lost, and the setting with it
+        conn.exec_driver_sql("SELECT set_config('work_mem', %(v)s, true)", {"v": before})
+        return
     if conn.dialect.name != "sqlite":
         yield
         return
@@ -549,11 +585,10 @@ def pg_execute(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> Non
     Inside :func:`writes_behind` the statement is sent in pipeline mode: it does not wait
     for the server (an error comes from a later statement, or the block's end).
     """
-    driver = conn.connection.driver_connection
-    stack = conn.info.get(_PIPELINE)
-    if stack is not None and driver._pipeline is None:  # type: ignore[union-attr]
-        stack.enter_context(driver.pipeline())  # type: ignore[union-attr]
-    cur = driver.cursor()  # type: ignore[union-attr]
+    pipeline = conn.info.get(_PIPELINE)
+    if pipeline is not None:
+        pipeline.enter()
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cur.execute(sql, params)
     finally:

@@ -282,7 +282,7 @@ def test_an_import_checks_the_references_sqlite_no_longer_checks_row_by_row(stre
     seen = []
     real = ImageRepository.fill_in
 
-    def fill_in(self, conn, *a, **k):  # inside the import's transaction, before its rows are written
+    def fill_in(self, conn, *a, **k):  # inside the import's transaction (after its rows are written)
         seen.append(conn.exec_driver_sql("PRAGMA foreign_keys").scalar())
         if len(seen) == 1:
             gone = conn.exec_driver_sql("DELETE FROM images WHERE id = 3").rowcount
