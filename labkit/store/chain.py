@@ -615,7 +615,10 @@ def _pg_functions() -> str:
         for k, t in enumerate(TABLES))
     # the planner's statistics of a table do not count the rows this transaction added: a seal of
     # many new rows gathers them first, or plans a parallel scan of a million rows as a small one
-    analyze = "\n".join(f"  IF hi_{t} - lo_{t} >= {ANALYZE_MIN} THEN ANALYZE {t}; END IF;" for t in TABLES)
+    # (and plans its queries for this seal's bounds: a plan cached for earlier, small seals would hash
+    # a million new rows without parallel workers; small seals keep their cached plans)
+    analyze = "\n".join(f"  IF hi_{t} - lo_{t} >= {ANALYZE_MIN} THEN ANALYZE {t}; "
+                         "PERFORM set_config('plan_cache_mode', 'force_custom_plan', true); END IF;" for t in TABLES)
     los = ", ".join(lo[t] for t in TABLES)
     tables = (f"  SELECT string_agg(x.tbl || ':' || x.n || ':' || x.d, ';' ORDER BY x.k) INTO v_digests "
               f"FROM labkit_chain_new(ARRAY[{los}], ARRAY[{', '.join(hi[t] for t in TABLES)}], v_salt) x;")
@@ -653,11 +656,9 @@ END $$;
 
 -- The digests of each table's rows with ids in (p_lo[k], p_hi[k]] (annotations: also those whose history
 -- grew), salted with p_salt. Invoker's rights: labkit_chain_seal calls it as the owner; anyone else who
--- could call it would hash only the rows they may read. Each call's queries are planned for its bounds
--- (a plan cached for an earlier, small write would hash a million new rows without parallel workers).
+-- could call it would hash only the rows they may read.
 CREATE OR REPLACE FUNCTION labkit_chain_new(p_lo integer[], p_hi integer[], p_salt text)
-  RETURNS TABLE (k integer, tbl text, n bigint, d text) LANGUAGE plpgsql
-  SET search_path = {{schema}} SET plan_cache_mode = force_custom_plan AS $$
+  RETURNS TABLE (k integer, tbl text, n bigint, d text) LANGUAGE plpgsql SET search_path = {{schema}} AS $$
 #variable_conflict use_column
 BEGIN
 {new_digests}
