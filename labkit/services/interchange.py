@@ -529,9 +529,9 @@ def _import_annotations(project: StoredProject, path: str | Path, *, format: str
                         if not (objs.refused or verdict(objs)[0]):
                             submit(partial(insert, new_classes(objs), sorted(objs.workers), prepared_batch,
                                            columns_of(prepared_batch)))
-                    if not (objs.refused or verdict(objs)[0]):
+                    refused, more = verdict(objs)  # (objs.refused is a part of it)
+                    if not refused:
                         submit(fill_in)
-                refused, more = verdict(objs)
                 if refused:
                     _fail(path, refused, fixes + more)
             if conn.dialect.name == "sqlite":  # its foreign keys, checked here for the whole import (see below)

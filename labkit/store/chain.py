@@ -619,10 +619,9 @@ def _pg_functions() -> str:
     # a million new rows without parallel workers; small seals keep their cached plans)
     analyze = "\n".join(f"  IF hi_{t} - lo_{t} >= {ANALYZE_MIN} THEN ANALYZE {t}; "
                          "PERFORM set_config('plan_cache_mode', 'force_custom_plan', true); END IF;" for t in TABLES)
-    los = ", ".join(lo[t] for t in TABLES)
+    his = ", ".join(hi[t] for t in TABLES)
     tables = (f"  SELECT string_agg(x.tbl || ':' || x.n || ':' || x.d, ';' ORDER BY x.k) INTO v_digests "
-              f"FROM labkit_chain_new(ARRAY[{los}], ARRAY[{', '.join(hi[t] for t in TABLES)}], v_salt) x;")
-    his = ", ".join(f"hi_{t}" for t in TABLES)
+              f"FROM labkit_chain_new(ARRAY[{', '.join(lo[t] for t in TABLES)}], ARRAY[{his}], v_salt) x;")
     recompute = "\n".join(
         f"  RETURN QUERY WITH {_sealed_lines(True, t)}, agg AS (SELECT q.seq, sum(q.n) AS n, string_agg(q.d, "
         f"E'\\n' ORDER BY q.c) AS chunks FROM ({_pg_chunks('lines', 'WHERE l.seq IS NOT NULL', 'l.seq')}) q "
