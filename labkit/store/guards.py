@@ -53,7 +53,7 @@ import sqlalchemy as sa
 
 from labkit.store import pg_geometry, proposal_guards
 from labkit.store import schema as S
-from labkit.store.bulk import pg_execute
+from labkit.store.pipeline import pg_execute
 
 __all__ = ["STAMPED", "install", "invalid_annotations", "stamp_as_acting", "uninstall"]
 

@@ -330,13 +330,13 @@ def test_a_pipelined_import_fails_whole_with_the_servers_error(pg_url, tmp_path,
         conn.exec_driver_sql("CREATE TRIGGER t_refuse AFTER INSERT ON annotations FOR EACH STATEMENT "
                              "EXECUTE FUNCTION t_refuse()")
     sent = []
-    from labkit.store import bulk
+    from labkit.store import bulk, pipeline
 
     real_execute = bulk.pg_execute
 
     def counting(conn, sql, params=()):
         if sql.startswith('INSERT INTO "annotations"'):
-            sent.append(conn.info.get(bulk._PIPELINE) is not None)
+            sent.append(conn.info.get(pipeline._PIPELINE) is not None)
         return real_execute(conn, sql, params)
     monkeypatch.setattr(bulk, "pg_execute", counting)
     with pytest.raises(psycopg.errors.CheckViolation, match="refused after 14 rows"):
