@@ -24,7 +24,7 @@ from labkit import AccessDenied, Project
 from labkit.cli.verify import verify as verify_cli
 from labkit.services.report_registry import registered_exports
 from labkit.services.verify import verify_project
-from labkit.store import chain
+from labkit.store import chain, chain_sql
 from labkit.store import schema as S
 
 
@@ -354,7 +354,7 @@ def test_lines_are_the_same_on_both_backends(pg_url, tmp_path):
         pg = backend == "postgresql"
         with p.store.ctx.connect() as conn:
             lines[backend] = {t: conn.exec_driver_sql(  # psycopg reads % as a placeholder
-                f"SELECT {chain._line(pg, t, 'x')} FROM {t} x WHERE x.id = 900".replace("%", "%%" if pg else "%"))
+                f"SELECT {chain_sql.line(pg, t, 'x')} FROM {t} x WHERE x.id = 900".replace("%", "%%" if pg else "%"))
                 .scalar_one() for t in rows}
         p.close()
     assert lines["sqlite"] == lines["postgresql"]
