@@ -189,8 +189,6 @@ def _parse(raw: bytes, what: str) -> Any:
         raise Unmapped(f"{what}: {exc}") from None
 
 
-_DIGITS = bytes(49 if 48 <= i <= 57 else 48 for i in range(256))  # a digit -> b"1", any other byte -> b"0"
-_LONG = b"1" * LONG_NUMBER
 
 
 class _State:
@@ -207,19 +205,27 @@ class _State:
     def feed(self, chunk: bytes) -> bool:
         """Map one block; False if the file has a long integer literal (see :data:`LONG_NUMBER`)."""
         a = np.frombuffer(chunk, np.uint8)
-        quotes = self._quotes(a)
-        marks = np.flatnonzero((a == 123) | (a == 125) | (a == 91) | (a == 93))  # brackets: { } [ ]
-        marks = marks[(np.searchsorted(quotes, marks) + self.in_string) % 2 == 0]  # outside strings
-        opening = (a[marks] == 123) | (a[marks] == 91)
+        lower = a | 32  # [ ] -> { }: the brackets are the bytes that become 123 or 125
+        found = np.flatnonzero((a == _QUOTE) | (lower == 123) | (lower == 125))  # quotes and brackets
+        is_quote = a[found] == _QUOTE
+        escaped = self._escaped(a, found[is_quote])
+        if len(escaped):
+            keep = ~np.isin(found, escaped)
+            found, is_quote = found[keep], is_quote[keep]
+        quotes = found[is_quote]
+        outside = (np.cumsum(is_quote) + self.in_string) % 2 == 0  # an even count of quotes up to it
+        marks = found[outside & ~is_quote]  # brackets outside strings
+        opening = (a[marks] & 2) != 0  # { [ (not } ]): 0b1111011, 0b1011011 against 0b1111101, 0b1011101
         step = opening.astype(np.int64) * 2 - 1
         before = self.depth + np.cumsum(step) - step
         low = (before <= 1) | ((before == 2) & ~opening)  # the root's members and their ends
         self.tops += zip((marks[low] + self.offset).tolist(), a[marks[low]].tolist(), before[low].tolist())
         self.item_closes.append(marks[(before == 3) & ~opening] + self.offset)
-        if len(quotes):  # the depth at each quote: after the brackets before it
+        if len(quotes) and (self.depth == 1 or bool((before + step == 1).any())):  # the root's depth is reached:
+            # the depth at each quote, after the brackets before it
             qdepth = self.depth + np.concatenate([[0], np.cumsum(step)])[np.searchsorted(marks, quotes)]
             self.keys_at += (quotes[qdepth == 1] + self.offset).tolist()
-        if not self._numbers(chunk, a, quotes):
+        if not self._numbers(a, quotes):
             return False
         self.last = int(a[-1])
         self.depth += int(step.sum())
@@ -229,53 +235,62 @@ class _State:
         self.offset += len(a)
         return True
 
-    def _quotes(self, a: np.ndarray) -> np.ndarray:
-        """Positions of the unescaped quotes of a block: not after an odd run of backslashes."""
-        quotes = np.flatnonzero(a == _QUOTE)
-        if len(quotes):
-            maybe = quotes[(quotes > 0) & (a[quotes - 1] == _BACKSLASH)].tolist()
-            escaped = [q for q in ([0] if quotes[0] == 0 else []) + maybe
-                       if (_run(a, q, _BACKSLASH) + (self.backslashes if _run(a, q, _BACKSLASH) == q else 0)) % 2]
-            if escaped:
-                quotes = np.setdiff1d(quotes, escaped, assume_unique=True)
-        return quotes
+    def _escaped(self, a: np.ndarray, quotes: np.ndarray) -> list[int]:
+        """The positions of ``quotes`` (a block's quote bytes) that are escaped: after an odd run of backslashes."""
+        if not len(quotes):
+            return []
+        maybe = quotes[(quotes > 0) & (a[quotes - 1] == _BACKSLASH)].tolist()
+        return [q for q in ([0] if quotes[0] == 0 else []) + maybe
+                if (_run(a, q, _BACKSLASH) + (self.backslashes if _run(a, q, _BACKSLASH) == q else 0)) % 2]
 
-    def _numbers(self, chunk: bytes, a: np.ndarray, quotes: np.ndarray) -> bool:
+    def _numbers(self, a: np.ndarray, quotes: np.ndarray) -> bool:
         """False at an integer literal of :data:`LONG_NUMBER` digits or more: a run of digits outside
         strings, no '.' before it, no '.', 'e' or 'E' after it. A run that reaches the end of the
         block is judged in the next, where it ends.
 
-        The runs are found in the block with every digit written as ``1`` and every other byte as
-        ``0`` (``bytes.translate``), by ``bytes.find``: COCO's RLE strings hold long runs of
-        digits, and only the runs at least :data:`LONG_NUMBER` long are looked at."""
-        n = len(chunk)
-        ones = chunk.translate(_DIGITS)
-        lead = ones.find(b"0")  # the digits the block starts with
-        lead = n if lead < 0 else lead
+        Whole-block numpy: the starts of runs at least :data:`LONG_NUMBER` long are found by
+        doubling (digit pairs, fours, eights, ...), those inside strings dropped by the quotes'
+        parity (COCO's RLE strings hold thousands of long runs of digits); only the rest, none
+        in a usual file, are judged one by one."""
+        n = len(a)
+        digit = (a - 48) < 10  # uint8 arithmetic wraps: True at b"0".."9" only
+        lead = int(np.argmin(digit)) if not digit.all() else n  # the digits the block starts with
         if self.digits:  # a run carried from the last block goes on with those
             if lead == n:
                 self.digits += n
                 return True
             if _long_integer(self.digits + lead, self.before_digits, int(a[lead])) and not self.in_string:
                 return False
-        at = 0
-        while (start := ones.find(_LONG, at)) >= 0:
-            end = ones.find(b"0", start)
-            if end < 0:  # it reaches the end of the block: judged in the next
-                break
-            at = end
+        starts, ends = _long_runs(digit)
+        outside = (np.searchsorted(quotes, ends) + self.in_string) % 2 == 0
+        for start, end in zip(starts[outside].tolist(), ends[outside].tolist()):
             if start == 0 and self.digits:
                 continue  # judged above, with the digits carried
             before = int(a[start - 1]) if start else self.last
-            if _long_integer(end - start, before, int(a[end])) \
-                    and (np.searchsorted(quotes, end) + self.in_string) % 2 == 0:
+            if _long_integer(end - start, before, int(a[end])):
                 return False
         if lead == n:  # a block of digits, none carried
             self.digits, self.before_digits = n, self.last
         else:
-            tail = n - 1 - ones.rfind(b"0")
+            tail = int(np.argmin(digit[::-1])) if digit[-1] else 0
             self.digits, self.before_digits = (tail, int(a[n - tail - 1])) if tail else (0, 0)
         return True
+
+
+def _long_runs(digit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, end)`` of the runs of at least :data:`LONG_NUMBER` ``True`` in ``digit`` that end
+    before it does (a run reaching its end is the next block's to judge)."""
+    if len(digit) <= LONG_NUMBER:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    run, width = digit, 1  # run[i]: digit[i:i + width] all True
+    while width < LONG_NUMBER:
+        step = min(width, LONG_NUMBER - width)
+        run, width = run[:-step] & run[step:], width + step
+    at = np.flatnonzero(run)  # where LONG_NUMBER digits in a row start
+    starts = at[(at == 0) | ~digit[at - 1]]  # ... a run's first digits
+    after = at[at + LONG_NUMBER < len(digit)] + LONG_NUMBER
+    ends = after[~digit[after]]  # ... its last: the byte after them is not a digit
+    return starts[:len(ends)], ends  # (a run reaching the block's end has no end here)
 
 
 def _long_integer(length: int, before: int, after: int) -> bool:
@@ -283,10 +298,10 @@ def _long_integer(length: int, before: int, after: int) -> bool:
     return length >= LONG_NUMBER and before != 46 and after not in (46, 69, 101)
 
 
-def _run(a: np.ndarray, end: int, byte: int | None) -> int:
-    """How many ``byte`` (None: digits) come right before position ``end`` of ``a``."""
+def _run(a: np.ndarray, end: int, byte: int) -> int:
+    """How many ``byte`` come right before position ``end`` of ``a``."""
     n = 0
-    while end - n - 1 >= 0 and (a[end - n - 1] == byte if byte is not None else 48 <= a[end - n - 1] <= 57):
+    while end - n - 1 >= 0 and a[end - n - 1] == byte:
         n += 1
     return n
 
