@@ -270,14 +270,41 @@ class _Header:
             named.setdefault(name, f"categories[{i}] (id {cat['id']!r})")
             categories[cat["id"]] = name
 
+        extra = [{k: v for k, v in im.items() if k not in _IMAGE_KEYS} if isinstance(im, dict) else None
+                 for im in images_data]
+        # the images' extra fields checked together; one by one only to say what is wrong
+        clean = not json_problems([a for a in extra if a is not None], "image")
+        self.categories, self.invalid = categories, invalid
+        if not (clean and self._plain_images(images_data, extra)):
+            self._images(pr, images_data, extra, clean)
+
+    def _plain_images(self, images_data: list[Any], extra: list[Any]) -> bool:
+        """Read images that need no message, whole columns at a time: records with integer ids and
+        non-empty file names, each distinct, and positive integer sizes. False (nothing read)
+        for any other list: :meth:`_images` reads it record by record and says what is wrong."""
+        if set(map(type, images_data)) != {dict}:
+            return False
+        ids, names = [im.get("id") for im in images_data], [im.get("file_name") for im in images_data]
+        widths, heights = [im.get("width") for im in images_data], [im.get("height") for im in images_data]
+        n = len(images_data)
+        if not (n and set(map(type, ids)) == {int} and set(map(type, names)) == {str} and all(names)
+                and set(map(type, widths)) == set(map(type, heights)) == {int} and min(widths) > 0
+                and min(heights) > 0 and max(widths) < 2**53 and max(heights) < 2**53  # (as floats, exactly)
+                and len(set(ids)) == len(set(names)) == n):
+            return False
+        self.images = list(map(ImageRecord, names, widths, heights, extra, [None] * n,
+                               [f"images[{i}]" for i in range(n)]))
+        self.by_id = dict(zip(ids, self.images))
+        self.position = dict(zip(ids, range(n)))
+        return True
+
+    def _images(self, pr: Problems, images_data: list[Any], extra: list[Any], clean: bool) -> None:
+        """Read images record by record, every problem said (to ``pr``)."""
         images: list[ImageRecord] = []
         by_id: dict[int | str, ImageRecord] = {}
         position: dict[int | str, int] = {}  # image id -> its place in images
         keys: set[str] = set()
-        extra = [{k: v for k, v in im.items() if k not in _IMAGE_KEYS} if isinstance(im, dict) else None
-                 for im in images_data]
-        # the images' extra fields checked together (one json.dumps); one by one only to say what is wrong
-        clean = not json_problems([a for a in extra if a is not None], "image")
+        invalid = self.invalid
         for i, im in enumerate(images_data):
             where = f"images[{i}]"
             if not pr.require(im, ("id", "file_name"), where) or not _id_ok(pr, im["id"], where, "id"):
@@ -300,8 +327,7 @@ class _Header:
             by_id[im["id"]] = rec
             position[im["id"]] = len(images)
             images.append(rec)
-        self.categories, self.invalid, self.images, self.by_id = categories, invalid, images, by_id
-        self.position = position
+        self.images, self.by_id, self.position = images, by_id, position
 
 
 def _record_annotations(pr: Problems, anns: list[Any], head: _Header, ann_ids: dict[Any, int],

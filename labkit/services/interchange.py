@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -251,22 +252,29 @@ class _ImageIndex:
 
     def __init__(self, rows: list[Any]):
         self.by_path = {r.path: r for r in rows}
-        self.by_name: dict[str, list] = {}
-        for r in rows:
-            self.by_name.setdefault(_name(r.path), []).append(r)
+        names = [_name(r.path) for r in rows]
+        self.one_named = dict(zip(names, rows))  # a file name -> its image (the last, where several have it)
+        self.by_name: dict[str, list] = {}  # file names several images have -> those images
+        if len(self.one_named) < len(rows):
+            shared = {n for n, k in Counter(names).items() if k > 1}
+            for n, r in zip(names, rows):
+                if n in shared:
+                    self.by_name.setdefault(n, []).append(r)
 
     def find(self, key: str):
+        """The project image ``key`` names and None, or None and why it names none (None: not in the project)."""
         key = key.replace("\\", "/")
         if key in self.by_path:
             return self.by_path[key], None
-        cands = self.by_name.get(_name(key), [])
-        if len(cands) > 1:
-            suffix = [r for r in cands if r.path.endswith("/" + key.lstrip("./")) or r.path == key]
-            if len(suffix) == 1:
-                return suffix[0], None
-            return None, f"matches {len(cands)} project images by file name ({[r.path for r in cands][:3]}); " \
-                         "use paths in the file that tell them apart"
-        return (cands[0], None) if cands else (None, None)
+        name = _name(key)
+        cands = self.by_name.get(name)
+        if cands is None:
+            return self.one_named.get(name), None
+        suffix = [r for r in cands if r.path.endswith("/" + key.lstrip("./")) or r.path == key]
+        if len(suffix) == 1:
+            return suffix[0], None
+        return None, f"matches {len(cands)} project images by file name ({[r.path for r in cands][:3]}); " \
+                     "use paths in the file that tell them apart"
 
 
 def import_annotations(project: StoredProject, path: str | Path, *, format: str, annotator: str | None = None,
