@@ -18,6 +18,9 @@ TABLES = S.CHAINED
 #: labkit write began; an erasure, restating the blocks it changed; a schema migration.
 KINDS = ("genesis", "write", "outside", "erasure", "migration")
 ANALYZE_MIN = 100_000  # new rows of a table from which a PostgreSQL seal updates its statistics first
+#: ... and sorts its lines with this working memory (MiB, each of its processes) instead of the
+#: default 4 MiB, which sends 860,000 lines (~300 MB) to temporary files and back.
+SEAL_WORK_MEM_MB = 128
 CHUNK = 4096  # lines hashed together: a table's digest is the sha256 of its chunks' sha256s
 ZERO = "0" * 64  # the head before the first block
 _LOCK = 7_170_426_153  # PostgreSQL advisory lock key of the chain ("labkit chain")
@@ -67,8 +70,11 @@ def _field(pg: bool, typ: str, e: str) -> tuple[str, list[str]]:
         return "%s", [f"CASE WHEN {e} IS NULL THEN '~' WHEN {e} THEN '1' ELSE '0' END"]
     if typ == "int":
         return "%s", [e]
+    if pg and typ == "ts":  # 26 characters up to year 9999 (BC too: YYYY pads, has no sign): to_char once, not twice
+        text = f"to_char({e} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+        return "%s:%s", [f"CASE WHEN {e} < '10000-01-01 00:00:00+00' THEN 26 ELSE length({text}) END", text]
     if pg:
-        e = f"to_char({e} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')" if typ == "ts" else f"CAST({e} AS TEXT)"
+        e = f"CAST({e} AS TEXT)"
     return "%s:%s", [f"length({e})", e]
 
 
@@ -182,7 +188,8 @@ def pg_functions() -> str:
     # (and plans its queries for this seal's bounds: a plan cached for earlier, small seals would hash
     # a million new rows without parallel workers; small seals keep their cached plans)
     analyze = "\n".join(f"  IF hi_{t} - lo_{t} >= {ANALYZE_MIN} THEN ANALYZE {t}; "
-                         "PERFORM set_config('plan_cache_mode', 'force_custom_plan', true); END IF;" for t in TABLES)
+                         "PERFORM set_config('plan_cache_mode', 'force_custom_plan', true); "
+                         f"PERFORM set_config('work_mem', '{SEAL_WORK_MEM_MB}MB', true); END IF;" for t in TABLES)
     his = ", ".join(hi[t] for t in TABLES)
     tables = (f"  SELECT string_agg(x.tbl || ':' || x.n || ':' || x.d, ';' ORDER BY x.k) INTO v_digests "
               f"FROM labkit_chain_new(ARRAY[{', '.join(lo[t] for t in TABLES)}], ARRAY[{his}], v_salt) x;")

@@ -362,6 +362,29 @@ def test_lines_are_the_same_on_both_backends(pg_url, tmp_path):
     assert lines["sqlite"]["images"] == "900|9:a/b|c.png|4:ab12|40|30|26:2026-01-02 03:04:05.000000"
 
 
+def test_a_time_in_a_postgresql_line_is_its_text_and_length_in_every_year(pg_url):
+    """A line's time is ``length:text`` of its UTC text; the length is taken as 26 up to year 9999 (to_char
+    once a field, not twice) and measured beyond: the same text as measuring it always."""
+    times = ["2026-01-02 03:04:05.678901+00", "1000-01-01 00:00:00+00", "0999-12-31 23:59:59.999999+00",
+             "9999-12-31 23:59:59.999999+00", "10000-01-01 00:00:00+00", "0044-03-15 12:00:00+00 BC",
+             "2026-06-01 01:30:00+05", "294276-12-31 23:59:59+00"]
+    text = "to_char(x.t AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    fmt, args = chain_sql._field(True, "ts", "x.t")
+    eng = sa.create_engine(sa.make_url(pg_url).set(drivername="postgresql+psycopg"))
+    try:
+        with eng.connect() as conn:
+            got = conn.execute(sa.text(f"SELECT format('{fmt}', {', '.join(args)}), format('%s:%s', length({text}), "
+                                       f"{text}) FROM unnest(CAST(:t AS timestamptz[])) AS x(t)"),
+                               {"t": times + [None]}).all()
+    finally:
+        eng.dispose()
+    assert [new for new, _ in got] == [measured for _, measured in got]
+    assert [new for new, _ in got][:4] == ["26:2026-01-02 03:04:05.678901", "26:1000-01-01 00:00:00.000000",
+                                          "26:0999-12-31 23:59:59.999999", "26:9999-12-31 23:59:59.999999"]
+    assert got[4][0] == "27:10000-01-01 00:00:00.000000" and got[5][0] == "26:0044-03-15 12:00:00.000000"
+    assert got[-1][0] == ":"
+
+
 @pytest.mark.timeout(300)
 def test_concurrent_writers_leave_no_gap(location, image_files, tmp_path):
     """Two processes writing at once: every row lands in exactly one block (PostgreSQL: the chain's
