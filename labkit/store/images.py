@@ -28,10 +28,11 @@ from labkit._util.clock import utc_now
 from labkit._util.hashing import sha256_file
 from labkit._util.memory import no_gc
 from labkit.store import schema as S
-from labkit.store.bulk import BATCH, chunks, decode_json, encode_json, execute_arrays, insert_many, raw, stored_time
+from labkit.store.bulk import BATCH, chunks, decode_json, encode_json, encode_many, insert_many, raw, stored_time
 from labkit.store.context import StoreContext
 from labkit.store.errors import PROJECT, Fix, ImageError, ProjectError, command
 from labkit.store.files import ImageInfo, expand_paths, inspect_images, load_rgb
+from labkit.store.pipeline import pg_execute
 from labkit.store.subjects import SubjectRepository
 
 __all__ = ["ImageRepository", "LIST_IMAGES", "RESERVED_ATTRIBUTES", "missing_images"]
@@ -387,26 +388,37 @@ class ImageRepository:
         none. One ``UPDATE`` per batch of changed images (an import of COCO's 118k images,
         each with new ``license``/``coco_url`` fields, would otherwise send 118k statements).
         """
-        changed = []
+        ids: list[int] = []
+        merged: list[dict[str, Any]] = []
+        new_subjects: list[str | None] = []
+        new_consents: list[str | None] = []
         for row, extra, subject in zip(rows, attributes, subjects):
-            attrs = dict(row.attributes or {})
-            merged = {**dict(extra or {}), **attrs}
+            if row.attributes:  # its own values win
+                both = {**dict(extra or {}), **row.attributes}
+                same = both == row.attributes
+            else:  # (the usual case: an image registered without attributes)
+                both = dict(extra or {})
+                same = not both
             new_subject = row.subject or subject
-            if merged == attrs and new_subject == row.subject:
+            if same and new_subject == row.subject:
                 continue
-            consent = row.consent if new_subject == row.subject or new_subject is None else consents.get(new_subject)
-            changed.append((row.id, encode_json(merged), new_subject, consent))
-        if not changed:
+            ids.append(row.id)
+            merged.append(both)
+            new_subjects.append(new_subject)
+            new_consents.append(row.consent if new_subject == row.subject or new_subject is None
+                                else consents.get(new_subject))
+        if not ids:
             return 0
+        texts = encode_many(merged)
         if conn.dialect.name == "postgresql":
             sql = ("UPDATE images SET attributes = u.a::json, subject = u.s, consent = u.c FROM "
                    "unnest(%b::integer[], %b::text[], %b::text[], %b::text[]) AS u(i, a, s, c) WHERE images.id = u.i")
-            for chunk in chunks(changed, BATCH):
-                execute_arrays(conn, sql, chunk)
+            for at in range(0, len(ids), BATCH):
+                pg_execute(conn, sql, [c[at:at + BATCH] for c in (ids, texts, new_subjects, new_consents)])
         else:
             conn.exec_driver_sql("UPDATE images SET attributes = ?, subject = ?, consent = ? WHERE id = ?",
-                                 [(a, sub, c, i) for i, a, sub, c in changed])
-        return len(changed)
+                                 list(zip(texts, new_subjects, new_consents, ids)))
+        return len(ids)
 
     def all_files(self, conn: sa.Connection) -> list[tuple[int, Path, str]]:
         """``(id, absolute path, sha256)`` of every row, whatever filters :meth:`table` applies."""
