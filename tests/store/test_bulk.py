@@ -477,6 +477,65 @@ def test_a_large_import_leaves_every_database_check_in_place(project, tmp_path, 
         _raw_bad_box(project)
 
 
+@pytest.mark.postgres
+def test_postgresql_defers_indexes_only_where_it_may(pg_url, tmp_path, image_files, monkeypatch):
+    """PostgreSQL drops the plain indexes of a large import (and builds the same again) only as the
+    tables' owner and when no one is reading: with a reader's transaction open, or as an admin
+    member's own login, the rows go into the indexes as they are written, and the import works."""
+    import labkit.store.annotations as A
+    import labkit.store.bulk as B
+    from labkit import Project
+
+    monkeypatch.setattr(B, "INDEXED_MIN", 1_000)
+    monkeypatch.setattr(B, "INDEX_LOCK_TIMEOUT", "300ms")
+    owner = Project.create(pg_url, classes=["cat", "dog", "bird"], workdir=tmp_path / "work")
+    owner.add_images(image_files)
+    owner.add_annotator("vendor", role="annotator")
+    owner.add_annotator("adm", role="admin", password="pw-adm", db_user=f"adm_{tmp_path.name[-8:]}")
+    keys = [f.name for f in image_files]
+    definitions = "SELECT indexdef FROM pg_indexes WHERE tablename = 'annotations' ORDER BY indexname"
+    with owner.store.ctx.connect() as conn:
+        before = conn.exec_driver_sql(definitions).scalars().all()
+    assert sum(" UNIQUE " not in d for d in before) >= 5
+    seen: list[int] = []  # the indexes of annotations before each batch, inside the import's transaction
+    real = A.insert_columns
+
+    def counting(conn, table, columns, **kw):
+        seen.append(conn.exec_driver_sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'annotations'").scalar())
+        real(conn, table, columns, **kw)
+
+    monkeypatch.setattr(A, "insert_columns", counting)
+    monkeypatch.setattr(B, "BATCH", 500)
+    reader = sa.create_engine(sa.make_url(pg_url).set(drivername="postgresql+psycopg"))
+
+    def imported(project, name, rows=1_500):
+        seen.clear()
+        project.import_annotations(_coco_file(tmp_path / name, keys, rows), format="coco", annotator="vendor")
+        with owner.store.ctx.connect() as conn:
+            assert conn.exec_driver_sql(definitions).scalars().all() == before  # the same, all there
+            assert conn.exec_driver_sql("SELECT count(*) FROM annotations").scalar() == expected
+        return seen[:]
+
+    try:
+        expected = 1_500
+        assert min(imported(owner, "a.json")) < len(before)  # dropped once the rows written were many
+        with reader.connect() as conn:  # a reader's open transaction holds its lock on annotations
+            conn.exec_driver_sql("SELECT count(*) FROM annotations").scalar()
+            expected += 3_000
+            assert set(imported(owner, "b.json", 3_000)) == {len(before)}
+            conn.rollback()
+        admin = Project.open(sa.make_url(pg_url).set(username=f"adm_{tmp_path.name[-8:]}", password="pw-adm")
+                             .render_as_string(hide_password=False), workdir=tmp_path / "work")
+        try:
+            expected += 6_000
+            assert set(imported(admin, "c.json", 6_000)) == {len(before)}  # not the tables' owner
+        finally:
+            admin.close()
+    finally:
+        reader.dispose()
+        owner.close()
+
+
 def test_deferred_indexes_drop_only_plain_indexes_of_a_large_write_and_build_them_again():
     """The indexes come back as they were (on an error too); unique ones and writes smaller than
     the table never lose theirs."""
