@@ -234,8 +234,8 @@ def _plainly_storable(value: Any, depth: int | None) -> bool:
     """True when ``value`` is certainly JSON that :func:`check_json` accepts, found without
     ``json.dumps`` (~3x faster on a column of records): containers and leaves of exactly
     the plain types, finite floats, at most ``depth`` levels, and what orjson writes (string
-    keys, no lone surrogates, integers of 64 bits). False means
-    not certain: the caller checks the slow way, which says what is wrong."""
+    keys, no lone surrogates, integers of 64 bits). False means not certain: the caller
+    checks the slow way, which says what is wrong."""
     level = [value]
     levels, floats = 0, []
     while level:

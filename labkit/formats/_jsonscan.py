@@ -189,8 +189,6 @@ def _parse(raw: bytes, what: str) -> Any:
         raise Unmapped(f"{what}: {exc}") from None
 
 
-
-
 class _State:
     """What :func:`scan` knows after the blocks it has read."""
 

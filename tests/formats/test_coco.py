@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from labkit.formats import Dataset, FormatError, ImageRecord, ObjectRecord, get_reader, get_writer
 from labkit.geometry import decode_rle, ellipse_to_mask, encode_rle, polygon_to_mask
@@ -176,3 +177,33 @@ def test_mask_roundtrip_exact(tmp_path):
                  ["cat"])
     write(ds, tmp_path / "a.json")
     np.testing.assert_array_equal(decode_rle(read(tmp_path / "a.json").objects[0].geometry), m)
+
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.fixed_dictionaries(
+    {"id": st.integers(-3, 40) | st.sampled_from(["x", True, 2.0]),
+     "file_name": st.sampled_from(["a.png", "b.png", "c/d.png", "e.jpg", ""]),
+     "width": st.sampled_from([64, 1, 0, -5, 10.0, 2**60, True]), "height": st.sampled_from([48, 3, 7.5, 5])},
+    optional={"license": st.integers(0, 3), "url": st.text(max_size=3), "score": st.floats()}), max_size=5))
+@example([{"id": 1, "file_name": "a.png", "width": 64, "height": 48, "license": 2},
+          {"id": 7, "file_name": "c/d.png", "width": 1, "height": 3}])
+def test_the_header_reads_a_clean_images_list_in_columns_as_record_by_record(images):
+    """The header's column path (``_plain_images``) takes only lists the record path finds nothing
+    wrong with, and gives the same records, ids and places."""
+    from labkit._util.checks import json_problems
+    from labkit.formats._base import Problems
+    from labkit.formats.coco import _IMAGE_KEYS, _Header
+
+    extra = [{k: v for k, v in im.items() if k not in _IMAGE_KEYS} for im in images]
+    fast, slow = object.__new__(_Header), object.__new__(_Header)
+    fast.invalid, slow.invalid = set(), set()
+    clean = not json_problems(extra, "image")
+    pr = Problems("f.json")
+    slow._images(pr, images, extra, clean)
+    if clean and fast._plain_images(images, extra):
+        assert not pr
+        assert (fast.images, fast.by_id, fast.position) == (slow.images, slow.by_id, slow.position)
+    if images == [{"id": 1, "file_name": "a.png", "width": 64, "height": 48, "license": 2},
+                  {"id": 7, "file_name": "c/d.png", "width": 1, "height": 3}]:
+        assert fast.images[0].attributes == {"license": 2}  # the example did take the column path
