@@ -519,6 +519,15 @@ def test_postgresql_defers_indexes_only_where_it_may(pg_url, tmp_path, image_fil
     try:
         expected = 1_500
         assert min(imported(owner, "a.json")) < len(before)  # dropped once the rows written were many
+        with monkeypatch.context() as streamed:  # ... also from the worker of a streamed, pipelined import
+            from labkit.formats import coco
+            from labkit.services import interchange
+
+            streamed.setattr(interchange, "STREAM_BYTES", 0)
+            streamed.setattr(coco, "STREAM_BATCH", 400)
+            expected += 3_000
+            counts = imported(owner, "s.json", 3_000)
+            assert len(counts) > 5 and counts[0] == len(before) and min(counts) < len(before)
         with reader.connect() as conn:  # a reader's open transaction holds its lock on annotations
             conn.exec_driver_sql("SELECT count(*) FROM annotations").scalar()
             expected += 3_000
