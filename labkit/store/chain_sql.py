@@ -31,7 +31,14 @@ MEMBER_FUNCTIONS = ("labkit_chain_begin()", "labkit_chain_seal(text, integer[], 
 READER_FUNCTIONS = ("labkit_chain_digests(integer[])",)
 #: ... and those only the chain's own functions call.
 OWN_FUNCTIONS = ("labkit_chain_new(integer[], integer[], text)",)
-AT_UTC = "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+
+
+def _utc(e: str) -> str:
+    """PostgreSQL: the time ``e`` as a line writes it, in UTC to the microsecond."""
+    return f"to_char({e} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+
+
+AT_UTC = _utc("at")
 HIS = ", ".join(f"{t}_hi" for t in TABLES)
 
 
@@ -71,7 +78,7 @@ def _field(pg: bool, typ: str, e: str) -> tuple[str, list[str]]:
     if typ == "int":
         return "%s", [e]
     if pg and typ == "ts":  # 26 characters up to year 9999 (BC too: YYYY pads, has no sign): to_char once, not twice
-        text = f"to_char({e} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+        text = _utc(e)
         return "%s:%s", [f"CASE WHEN {e} < '10000-01-01 00:00:00+00' THEN 26 ELSE length({text}) END", text]
     if pg:
         e = f"CAST({e} AS TEXT)"
@@ -272,7 +279,7 @@ BEGIN
              coalesce((p_intact::json ->> (d.seq::text || ':' || d.tbl))::boolean, false)) ORDER BY d.tbl) AS o
       FROM labkit_chain_digests(p_restate) d WHERE d.seq IS NOT NULL GROUP BY d.seq) b;
   END IF;
-  v_body := v_seq || '|' || p_kind || '|' || to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|'
+  v_body := v_seq || '|' || p_kind || '|' || {_utc('v_at')} || '|'
             || concat_ws(',', {his}) || '|' || v_digests || '|' || coalesce(v_restated, '');
   INSERT INTO chain (seq, at, kind, {HIS}, digests, restated, prev, head)
   VALUES (v_seq, v_at, p_kind, {his}, v_digests, v_restated, v_prev,
