@@ -455,12 +455,10 @@ def _pg_drop_indexes(conn: sa.Connection, table: sa.Table) -> list[str]:
         "AND pg_has_role(c.relowner, 'USAGE') ORDER BY c.relname", {"t": table.name}).all()
     if not found:
         return []
-    before = conn.exec_driver_sql("SELECT current_setting('lock_timeout')").scalar_one()
     savepoint = conn.begin_nested()
     try:
-        conn.exec_driver_sql(f"SELECT set_config('lock_timeout', '{INDEX_LOCK_TIMEOUT}', true)")
-        conn.exec_driver_sql("DROP INDEX " + ", ".join(name for name, _ in found))
-        conn.exec_driver_sql("SELECT set_config('lock_timeout', %(v)s, true)", {"v": before})
+        with _pg_setting(conn, "lock_timeout", INDEX_LOCK_TIMEOUT):
+            conn.exec_driver_sql("DROP INDEX " + ", ".join(name for name, _ in found))
     except sa.exc.DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) not in ("55P03", "42501"):  # lock not available, no privilege
             raise
@@ -478,11 +476,19 @@ def _pg_build_indexes(conn: sa.Connection, definitions: list[str]) -> None:
     driver = conn.connection.driver_connection
     if driver is None or driver.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
         return
-    before = conn.exec_driver_sql("SELECT current_setting('maintenance_work_mem')").scalar_one()
-    conn.exec_driver_sql(f"SELECT set_config('maintenance_work_mem', '{INDEX_BUILD_MB}MB', true)")
-    for sql in definitions:
-        conn.exec_driver_sql(sql)
-    conn.exec_driver_sql("SELECT set_config('maintenance_work_mem', %(v)s, true)", {"v": before})
+    with _pg_setting(conn, "maintenance_work_mem", f"{INDEX_BUILD_MB}MB"):
+        for sql in definitions:
+            conn.exec_driver_sql(sql)
+
+
+@contextlib.contextmanager
+def _pg_setting(conn: sa.Connection, name: str, value: str) -> Iterator[None]:
+    """PostgreSQL: the setting ``name`` at ``value`` for the block, then as it was (transaction-local:
+    on an error the transaction is lost, or rolled back to a savepoint, and the setting with it)."""
+    before = conn.exec_driver_sql("SELECT current_setting(%(n)s)", {"n": name}).scalar_one()
+    conn.exec_driver_sql("SELECT set_config(%(n)s, %(v)s, true)", {"n": name, "v": value})
+    yield
+    conn.exec_driver_sql("SELECT set_config(%(n)s, %(v)s, true)", {"n": name, "v": before})
 
 
 #: SQLite's page cache during a large write, in MiB (its default is 2 MiB).
@@ -509,10 +515,8 @@ def large_write(conn: sa.Connection, mb: int = WRITE_CACHE_MB, work_mem_mb: int 
     them for every batch.
     """
     if conn.dialect.name == "postgresql":
-        before = conn.exec_driver_sql("SELECT current_setting('work_mem')").scalar_one()
-        conn.exec_driver_sql(f"SELECT set_config('work_mem', '{int(work_mem_mb)}MB', true)")
-        yield  # on an error the transaction is lost, and the setting with it
-        conn.exec_driver_sql("SELECT set_config('work_mem', %(v)s, true)", {"v": before})
+        with _pg_setting(conn, "work_mem", f"{int(work_mem_mb)}MB"):
+            yield
         return
     if conn.dialect.name != "sqlite":
         yield
